@@ -1,0 +1,45 @@
+# hsicls — set-up, demo, tests and benchmarks.
+#   make demo                 install into .venv and run the pipeline on the sample scene
+#   make test                 install into .venv and run the test suite
+#   make TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128' demo
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.hsicls-installed
+DEMO_DIR   ?= demo_out
+DEMO_EPOCHS ?= 60
+
+.PHONY: install demo test bench clean sample
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@mkdir -p $(DEMO_DIR)
+	$(BIN)/hsicls preprocess sample_data/sample_scene.tif --labels sample_data/sample_labels.tif \
+		-o $(DEMO_DIR)/prepared.h5 --overwrite
+	$(BIN)/hsicls train $(DEMO_DIR)/prepared.h5 -o $(DEMO_DIR)/model.pt --epochs $(DEMO_EPOCHS) --overwrite
+	$(BIN)/hsicls evaluate $(DEMO_DIR)/model.pt $(DEMO_DIR)/prepared.h5
+	$(BIN)/hsicls predict-map sample_data/sample_scene.tif -m $(DEMO_DIR)/model.pt \
+		-o $(DEMO_DIR)/map.tif --overwrite
+	@echo "map written to $(DEMO_DIR)/map.tif"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/model_cost.py
+
+sample: install
+	$(BIN)/python sample_data/make_sample.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,245 @@
+"""The ``hsicls`` command line: parses options and calls the stage functions, nothing else.
+
+Logs and progress go to stderr; ``--json`` results go to stdout. User errors
+(:class:`~hsicls.errors.HsiclsError`) become one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__, console
+from .errors import HsiclsError
+
+app = typer.Typer(
+    name="hsicls",
+    help="Hyperspectral image land-cover classification: download, preprocess, train, evaluate, predict-map.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Overwrite = typer.Option(False, "--overwrite", help="Replace the output file if it exists.")
+Device = typer.Option("auto", "--device", help="auto (GPU when present), cpu or cuda.")
+Json = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def handle_errors(fn):
+    """Turn user errors into one clear line on stderr and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HsiclsError as exc:
+            console.error(str(exc))
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hsicls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    console.set_verbosity(-1 if quiet else min(verbose, 1))
+
+
+@app.command()
+@handle_errors
+def preprocess(
+    scene: Path = typer.Argument(..., help="Hyperspectral cube: GeoTIFF/any GDAL raster, .mat or .npy (rows, cols, bands)."),
+    labels: Path = typer.Option(..., "--labels", "-l", help="Label raster (0 = unlabelled): GeoTIFF, .mat or .npy."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
+    components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
+    train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training."),
+    val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
+    labels_key: Optional[str] = typer.Option(None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."),
+    class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names, in label order."),
+    overwrite: bool = Overwrite,
+) -> None:
+    """Standardise, reduce bands with PCA, split train/validation/test; write one HDF5 file."""
+    from .preprocess import PreprocessOptions
+    from .preprocess import preprocess as run
+
+    names = [n.strip() for n in class_names.split(",")] if class_names else None
+    opts = PreprocessOptions(components, train_ratio, val_ratio, seed, key, labels_key, names)
+    run(scene, labels, output, opts, overwrite=overwrite)
+
+
+def _parse_model_opts(items: List[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise HsiclsError(f"--model-opt expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@app.command()
+@handle_errors
+def train(
+    prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output model bundle (.pt)."),
+    model: str = typer.Option("md2f-mamba", "--model", help="Registered model (see 'hsicls models')."),
+    model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
+    patch_size: int = typer.Option(13, "--patch-size", help="Patch side in pixels (odd)."),
+    epochs: int = typer.Option(100, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(0.002, "--lr", help="Adam learning rate."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = Device,
+    as_json: bool = Json,
+    overwrite: bool = Overwrite,
+) -> None:
+    """Train a model; keep the epoch with the best validation OA; write one model bundle."""
+    from .train import TrainOptions
+    from .train import train as run
+
+    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size, epochs, batch_size, lr, seed, device)
+    result = run(prepared, output, opts, overwrite=overwrite)
+    if as_json:
+        _print_json({"model": str(output), "best_epoch": result.best_epoch, "val_oa": result.val_oa,
+                     "selection": result.selection, "seconds": result.seconds, "history": result.history})
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Path = typer.Argument(..., help="Model bundle written by 'hsicls train'."),
+    prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
+    device: str = Device,
+    batch_size: int = typer.Option(1024, "--batch-size"),
+    as_json: bool = Json,
+) -> None:
+    """OA, AA, kappa, per-class accuracy and confusion matrix on the test split."""
+    from .evaluate import evaluate as run
+    from .evaluate import render_report
+
+    report = run(model, prepared, device=device, batch_size=batch_size)
+    render_report(report)
+    if as_json:
+        _print_json(report)
+
+
+@app.command("predict-map")
+@handle_errors
+def predict_map(
+    scene: Path = typer.Argument(..., help="Scene to classify (same bands as the training scene)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle written by 'hsicls train'."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output class-map GeoTIFF."),
+    key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file."),
+    device: str = Device,
+    batch_size: int = typer.Option(1024, "--batch-size"),
+    as_json: bool = Json,
+    overwrite: bool = Overwrite,
+) -> None:
+    """Classify every pixel of a scene; write a georeferenced class-map GeoTIFF with a colour table."""
+    from .predict import predict_map as run
+
+    summary = run(scene, model, output, device=device, batch_size=batch_size, key=key, overwrite=overwrite)
+    if as_json:
+        _print_json(summary)
+
+
+@app.command()
+@handle_errors
+def download(
+    name: str = typer.Argument(..., help="Dataset name (see 'hsicls datasets')."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
+) -> None:
+    """Download a benchmark scene, verifying every file's sha256."""
+    from .datasets import default_data_dir, download_dataset, get_dataset
+
+    info = get_dataset(name)
+    paths = download_dataset(info, data_dir or default_data_dir(), timeout=timeout)
+    for p in paths:
+        console.info(f"ok {p}")
+
+
+@app.command()
+@handle_errors
+def datasets(as_json: bool = Json) -> None:
+    """List the registered benchmark scenes."""
+    from rich.table import Table
+
+    from .datasets import list_datasets
+
+    rows = list_datasets()
+    if as_json:
+        _print_json([
+            {"name": d.name, "title": d.title, "sensor": d.sensor, "shape": list(d.shape), "classes": len(d.class_names),
+             "class_names": list(d.class_names), "patch_size": d.patch_size,
+             "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size, "key": f.key} for f in d.files]}
+            for d in rows
+        ])
+        return
+    table = Table(title="hsicls datasets")
+    for col in ("name", "scene", "sensor", "rows x cols x bands", "classes", "verified"):
+        table.add_column(col)
+    for d in rows:
+        verified = "yes" if all(f.sha256 for f in d.files) else "no checksum"
+        table.add_row(d.name, d.title, d.sensor, "x".join(map(str, d.shape)), str(len(d.class_names)), verified)
+    console.err_console().print(table)
+
+
+@app.command()
+@handle_errors
+def models(
+    bands: int = typer.Option(30, "--bands", help="Input bands (after PCA) for the parameter count."),
+    classes: int = typer.Option(9, "--classes"),
+    patch: int = typer.Option(13, "--patch"),
+    as_json: bool = Json,
+) -> None:
+    """List the registered models with their parameter counts."""
+    from rich.table import Table
+
+    from .models import create_model, get_entry, list_models
+    from .models.complexity import count_params
+
+    rows = []
+    for name in list_models():
+        m = create_model(name, in_bands=bands, n_classes=classes, patch_size=patch)
+        rows.append({"name": name, "params": count_params(m), "description": get_entry(name).description})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"hsicls models ({bands} bands, {patch}x{patch} patch, {classes} classes)")
+    for col in ("name", "params", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", r["description"])
+    console.err_console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Logging and progress on stderr (rich), quiet when stderr is not a terminal.
+
+Machine-readable results go to stdout (``--json``); everything meant for a person goes here.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+_state = {"verbosity": 0}
+
+
+def err_console() -> Console:
+    """A console on the *current* ``sys.stderr`` (so test runners that swap it see output)."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def set_verbosity(level: int) -> None:
+    """-1 quiet (errors only), 0 normal, 1 verbose."""
+    _state["verbosity"] = level
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def info(message: str) -> None:
+    if _state["verbosity"] >= 0:
+        err_console().print(message)
+
+
+def debug(message: str) -> None:
+    if _state["verbosity"] >= 1:
+        err_console().print(f"[dim]{message}[/dim]")
+
+
+def warn(message: str) -> None:
+    err_console().print(f"[yellow]warning:[/yellow] {message}")
+
+
+def error(message: str) -> None:
+    err_console().print(f"[red]error:[/red] {message}", markup=True)
+
+
+def progress_enabled() -> bool:
+    return stderr_is_tty() and _state["verbosity"] >= 0
+
+
+@contextmanager
+def progress(kind: str = "count") -> Iterator[Progress | None]:
+    """A rich progress bar on stderr, or ``None`` when stderr is not a terminal.
+
+    ``kind`` is ``"count"`` (items) or ``"bytes"`` (downloads).
+    """
+    if not progress_enabled():
+        yield None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    if kind == "bytes":
+        columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    else:
+        columns += [MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
+    with Progress(*columns, console=err_console(), transient=False) as bar:
+        yield bar

@@ -1,0 +1,26 @@
+"""Errors that are the user's to fix.
+
+Every stage raises :class:`HsiclsError` (or a subclass) for bad input: a missing file, a wrong
+key, mismatched shapes, an unknown dataset name. The CLI turns it into one line on stderr and a
+non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HsiclsError(Exception):
+    """A problem with the user's input, reported as one clear line."""
+
+    exit_code = 1
+
+
+class InputError(HsiclsError):
+    """A file could not be read or holds something unexpected."""
+
+
+class OutputExistsError(HsiclsError):
+    """The output exists and ``--overwrite`` was not given."""
+
+
+class DownloadError(HsiclsError):
+    """A download failed or did not verify."""

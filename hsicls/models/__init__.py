@@ -1,0 +1,6 @@
+"""Models: a registry of patch classifiers. Importing this package registers every entry."""
+
+from . import md2f  # noqa: F401  (registers md2f-mamba)
+from .registry import create_model, get_entry, list_models, register_model
+
+__all__ = ["create_model", "get_entry", "list_models", "register_model"]

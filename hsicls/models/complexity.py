@@ -1,0 +1,31 @@
+"""Parameter and MAC/FLOP counts (torch.utils.flop_counter)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def params_per_child(model: nn.Module) -> dict[str, int]:
+    return {name: count_params(child) for name, child in model.named_children()}
+
+
+def count_flops(model: nn.Module, in_bands: int, patch_size: int) -> dict[str, int]:
+    """FLOPs for one sample as torch.utils.flop_counter counts them (2 per multiply-add of
+    convolutions and matrix products; element-wise ops not counted); ``macs = flops / 2``.
+    Papers in this field report this multiply-accumulate count under the name FLOPs.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, in_bands, patch_size, patch_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    flops = int(counter.get_total_flops())
+    return {"flops": flops, "macs": flops // 2}

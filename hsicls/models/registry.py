@@ -1,0 +1,53 @@
+"""A model registry in the style of timm: ``@register_model`` + ``create_model(name, ...)``.
+
+A registered factory takes ``(in_bands, n_classes, patch_size, **options)`` and returns an
+``nn.Module`` whose ``forward`` maps patches ``(B, in_bands, P, P)`` to logits ``(B, n_classes)``.
+Adding a model is adding one decorated function.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import HsiclsError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., Any]
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable:
+    def deco(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, fn, description or (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise HsiclsError(f"unknown model '{name}' (known: {', '.join(list_models())})")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, *, in_bands: int, n_classes: int, patch_size: int, **options: Any):
+    """Build a registered model; unknown options are a clear error."""
+    entry = get_entry(name)
+    try:
+        return entry.factory(in_bands=in_bands, n_classes=n_classes, patch_size=patch_size, **options)
+    except TypeError as exc:
+        raise HsiclsError(f"model '{name}': {exc}") from None

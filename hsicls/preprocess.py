@@ -1,0 +1,151 @@
+"""Stage ``preprocess``: scene + labels -> standardised, PCA-reduced cube + split, in one HDF5 file.
+
+Steps: read the cube ``(H, W, B)`` and labels ``(H, W)``; mark invalid pixels (nodata/NaN/all
+zero); per-band standardisation (mean/std over valid pixels); PCA to ``components`` axes
+(scikit-learn); stratified train/validation/test split; write :mod:`hsicls.prepared`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import console
+from .errors import HsiclsError, InputError
+from .fileutil import atomic_output, check_output
+from .io import read_cube, read_label_metadata, read_labels
+from .palette import default_palette
+from .prepared import Prepared, Preprocessing, save_prepared
+from .splits import stratified_split
+
+PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
+
+
+@dataclass
+class PreprocessOptions:
+    components: int = 30
+    train_ratio: float = 0.05
+    val_ratio: float = 0.2
+    seed: int = 0
+    key: str | None = None
+    labels_key: str | None = None
+    class_names: list[str] | None = None
+
+
+def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int) -> Preprocessing:
+    """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube."""
+    from sklearn.decomposition import PCA
+
+    pixels = data[valid].astype(np.float64)  # (N, B)
+    n, b = pixels.shape
+    mean = pixels.mean(axis=0)
+    std = pixels.std(axis=0)
+    std[std < 1e-12] = 1.0  # constant bands: keep them, scaled by 1
+    if components == 0 or components >= b:
+        if components > b:
+            console.warn(f"--components {components} exceeds the {b} bands; keeping all bands without PCA")
+        comps = np.zeros((0, b))
+        return Preprocessing(mean=mean, std=std, components=comps, pca_mean=np.zeros(b))
+    rng = np.random.default_rng(seed)
+    sample = pixels if n <= PCA_FIT_MAX_PIXELS else pixels[rng.choice(n, PCA_FIT_MAX_PIXELS, replace=False)]
+    z = (sample - mean) / std
+    pca = PCA(n_components=components, svd_solver="full").fit(z)
+    comps = pca.components_.copy()
+    # Deterministic sign: the largest-magnitude loading of each axis is positive.
+    signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
+    comps *= signs[:, None]
+    console.debug(f"PCA keeps {pca.explained_variance_ratio_.sum():.4f} of the variance with {components} axes")
+    return Preprocessing(mean=mean, std=std, components=comps, pca_mean=pca.mean_.copy())
+
+
+def _relabel(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Map label codes (e.g. Salinas-A's 1, 10..14) to contiguous 1..K; returns the codes."""
+    values = [int(v) for v in np.unique(labels) if v > 0]
+    lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+    for k, v in enumerate(values, start=1):
+        lut[v] = k
+    return lut[labels], values
+
+
+def preprocess(
+    scene_path: str | Path,
+    labels_path: str | Path,
+    output: str | Path,
+    options: PreprocessOptions = PreprocessOptions(),
+    overwrite: bool = False,
+) -> Prepared:
+    """Run the whole stage and write ``output``; returns what was written."""
+    check_output(output, overwrite)
+    if options.components < 0:
+        raise HsiclsError(f"--components must be >= 0, got {options.components}")
+    scene = read_cube(scene_path, key=options.key)
+    labels_raw = read_labels(labels_path, key=options.labels_key)
+    if labels_raw.shape != scene.data.shape[:2]:
+        raise InputError(
+            f"{labels_path}: labels are {labels_raw.shape[0]}x{labels_raw.shape[1]} but the cube "
+            f"{scene.path.name} is {scene.data.shape[0]}x{scene.data.shape[1]} (rows x cols)"
+        )
+    h, w, b = scene.data.shape
+    console.info(f"read {scene.path.name}: {h}x{w} px, {b} bands")
+    valid = scene.valid_mask()
+    if not valid.any():
+        raise InputError(f"{scene.path}: every pixel is nodata/NaN")
+    lost = int(((labels_raw > 0) & ~valid).sum())
+    if lost:
+        console.warn(f"{lost} labelled pixels are nodata in {scene.path.name} and are dropped")
+    labels_raw = np.where(valid, labels_raw, 0)
+    labels, values = _relabel(labels_raw)
+
+    names_meta, palette_meta = read_label_metadata(labels_path)
+    if options.class_names is not None:
+        if len(options.class_names) != len(values):
+            raise HsiclsError(f"--class-names gives {len(options.class_names)} names for {len(values)} classes")
+        class_names = list(options.class_names)
+    elif names_meta and all(v in names_meta for v in values):
+        class_names = [names_meta[v] for v in values]
+    else:
+        class_names = [f"class {v}" for v in values]
+    palette = [palette_meta[v] for v in values] if palette_meta and all(v in palette_meta for v in values) else default_palette(len(values))
+
+    prep = fit_preprocessing(scene.data, valid, options.components, options.seed)
+    cube = np.zeros((h, w, prep.n_components), np.float32)
+    cube[valid] = prep.apply(scene.data[valid])
+    train, val, test = stratified_split(labels, options.train_ratio, options.val_ratio, options.seed)
+    counts = np.bincount(labels[train | val], minlength=len(values) + 1)[1:]
+    console.info(
+        f"{len(values)} classes, {int((labels > 0).sum())} labelled px: "
+        f"{int(train.sum())} train, {int(val.sum())} validation, {int(test.sum())} test "
+        f"(random stratified, {options.train_ratio:g} of each class, seed {options.seed})"
+    )
+    console.debug(f"training+validation pixels per class: {counts.tolist()}")
+    prepared = Prepared(
+        cube=cube,
+        labels=labels,
+        valid=valid,
+        train=train,
+        val=val,
+        test=test,
+        preprocessing=prep,
+        class_names=class_names,
+        class_values=values,
+        palette=palette,
+        crs=scene.crs,
+        transform=scene.transform,
+        meta={
+            "source": str(scene_path),
+            "labels_source": str(labels_path),
+            "fit_on": "all",
+            "split": {
+                "protocol": "random",
+                "train_ratio": options.train_ratio,
+                "val_ratio": options.val_ratio,
+                "seed": options.seed,
+            },
+        },
+    )
+    with atomic_output(output, overwrite) as tmp:
+        save_prepared(tmp, prepared)
+    console.info(f"wrote {output}")
+    return prepared
