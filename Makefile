@@ -8,7 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.hsicls-installed
 DEMO_DIR   ?= demo_out
-DEMO_EPOCHS ?= 60
+DEMO_EPOCHS ?= 80
+DEMO_PATCH  ?= 7
 
 .PHONY: install demo test bench clean sample
 
@@ -26,7 +27,8 @@ demo: install
 	@mkdir -p $(DEMO_DIR)
 	$(BIN)/hsicls preprocess sample_data/sample_scene.tif --labels sample_data/sample_labels.tif \
 		-o $(DEMO_DIR)/prepared.h5 --overwrite
-	$(BIN)/hsicls train $(DEMO_DIR)/prepared.h5 -o $(DEMO_DIR)/model.pt --epochs $(DEMO_EPOCHS) --overwrite
+	$(BIN)/hsicls train $(DEMO_DIR)/prepared.h5 -o $(DEMO_DIR)/model.pt --epochs $(DEMO_EPOCHS) \
+		--patch-size $(DEMO_PATCH) --overwrite
 	$(BIN)/hsicls evaluate $(DEMO_DIR)/model.pt $(DEMO_DIR)/prepared.h5
 	$(BIN)/hsicls predict-map sample_data/sample_scene.tif -m $(DEMO_DIR)/model.pt \
 		-o $(DEMO_DIR)/map.tif --overwrite

@@ -26,7 +26,8 @@ _state = {"verbosity": 0}
 
 def err_console() -> Console:
     """A console on the *current* ``sys.stderr`` (so test runners that swap it see output)."""
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    width = None if stderr_is_tty() else 120  # logs and CI: no wrapping at 80 columns
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def set_verbosity(level: int) -> None:

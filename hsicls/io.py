@@ -65,16 +65,22 @@ def _require_file(path: Path) -> None:
 # --------------------------------------------------------------------------- .mat / .npy
 def _load_mat(path: Path) -> dict[str, np.ndarray]:
     """All array variables of a MATLAB file (v5 via scipy, v7.3 via h5py), in MATLAB order."""
+    import h5py
     import scipy.io
 
     try:
+        is_hdf5 = h5py.is_hdf5(str(path))
+    except OSError:
+        is_hdf5 = False
+    try:
+        if is_hdf5:
+            raise NotImplementedError  # MATLAB v7.3
         raw = scipy.io.loadmat(str(path))
         return {k: v for k, v in raw.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
     except NotImplementedError:  # MATLAB v7.3 = HDF5
         pass
     except Exception as exc:  # scipy raises ValueError/TypeError/... on corrupt files
         raise InputError(f"{path}: not a readable MATLAB file ({exc})") from None
-    import h5py
 
     try:
         with h5py.File(path, "r") as f:

@@ -7,10 +7,12 @@ a rising slope and clay/water features; asphalt dark and flat; concrete bright; 
 an iron-oxide edge; water dark beyond the red. An atmospheric-residual transmission and
 band-dependent sensor noise (worst in the 1400/1900 nm water bands) are applied.
 
-Nine land-cover classes on a grid of horizontal and vertical roads, with a meandering river.
-Two classes are spatial patterns of other materials (crop rows = alternating crop/soil stripes,
-orchard = tree crowns on grass), so a spectral-only classifier confuses them with meadow, soil
-and forest while a spatial-spectral one can tell them apart.
+Ten land-cover classes on a grid of horizontal and vertical roads, with a meandering river.
+Three classes are spatial patterns of other classes' materials (crop rows = alternating
+crop/soil stripes, orchard = tree crowns on grass, parking lot = asphalt areas like the roads),
+and every pixel carries its own brightness and soil-admixture variation on top of sensor
+noise, so a spectral-only classifier confuses them while a spatial-spectral one, which sees
+the pattern and averages over neighbours, can tell them apart.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CLASS_NAMES = ["Water", "Asphalt road", "Bare soil", "Meadow", "Forest", "Crop rows", "Orchard", "Red-tile roofs", "Concrete"]
+CLASS_NAMES = [
+    "Water", "Asphalt road", "Bare soil", "Meadow", "Forest", "Crop rows", "Orchard", "Red-tile roofs", "Concrete",
+    "Parking lot",
+]
 PALETTE = [
     (30, 90, 200), (60, 60, 60), (150, 100, 50), (140, 210, 90), (20, 110, 40),
-    (220, 210, 60), (110, 140, 40), (200, 60, 40), (190, 190, 190),
+    (220, 210, 60), (110, 140, 40), (200, 60, 40), (190, 190, 190), (120, 60, 160),
 ]
-WATER, ASPHALT, SOIL, MEADOW, FOREST, CROP, ORCHARD, ROOF, CONCRETE = range(1, 10)
+WATER, ASPHALT, SOIL, MEADOW, FOREST, CROP, ORCHARD, ROOF, CONCRETE, PARKING = range(1, 11)
 # materials (what a hi-res sub-pixel is made of): grass, tree, crop plants, soil, ...
 M_WATER, M_ASPHALT, M_SOIL, M_GRASS, M_TREE, M_CROP, M_ROOF, M_CONCRETE = range(8)
 CRS_EPSG = 32632  # WGS 84 / UTM zone 32N
@@ -142,8 +147,14 @@ def make_scene(size: int = 128, bands: int = 120, seed: int = 0, factor: int = 4
         if m == M_SOIL:
             contrib = contrib + scale * admix
         fractions[m] = contrib.reshape(size, factor, size, factor).mean(axis=(1, 3))
-    refl = np.einsum("mhw,mb->hwb", fractions, spectra) * transmission(wl)
-    sigma = 0.003 + 0.012 * (1 - transmission(wl)) + 0.004 * (_g(wl, 400, 40) + _g(wl, 2500, 80))
+    # Per-pixel variability (within-class spread that neighbours average out): a soil admixture
+    # and a brightness factor per pixel, then band-dependent sensor noise.
+    jitter = np.clip(0.06 * rng.standard_normal((size, size)), -0.12, 0.12)
+    fractions = fractions * (1 - np.abs(jitter))[None]
+    fractions[M_SOIL] += np.abs(jitter) * fractions.sum(0) / np.maximum(1 - np.abs(jitter), 1e-6)
+    brightness = 1 + 0.07 * rng.standard_normal((size, size, 1))
+    refl = np.einsum("mhw,mb->hwb", fractions, spectra) * transmission(wl) * brightness
+    sigma = 0.006 + 0.015 * (1 - transmission(wl)) + 0.006 * (_g(wl, 400, 40) + _g(wl, 2500, 80))
     refl = refl * (1 + 0.01 * rng.standard_normal(refl.shape)) + sigma * rng.standard_normal(refl.shape)
     refl = np.clip(refl, 0.0, 1.0).astype(np.float32)
 
@@ -220,10 +231,18 @@ def _paint(rng, k, cls, mat, scale, admix, r0, r1, c0, c1, factor):
         sub_mat[crowns] = M_TREE
         sub_adm = admix[region]
         sub_adm[crowns] = 0.0
-    elif k == ROOF:  # urban: concrete yards with tiled roofs
+    elif k == ROOF:  # urban: concrete yards with tiled roofs and asphalt parking lots
         cls[region] = CONCRETE
         mat[region] = M_CONCRETE
         n = max(1, (h * w) // (14 * 14 * factor * factor // 2))
+        for _ in range(max(1, n // 2)):
+            bh, bw = rng.integers(4 * factor, 10 * factor, 2)
+            if bh >= h or bw >= w:
+                continue
+            y0 = r0 + int(rng.integers(0, h - bh))
+            x0 = c0 + int(rng.integers(0, w - bw))
+            cls[y0 : y0 + bh, x0 : x0 + bw] = PARKING
+            mat[y0 : y0 + bh, x0 : x0 + bw] = M_ASPHALT
         for _ in range(n):
             bh, bw = rng.integers(3 * factor, 9 * factor, 2)
             if bh >= h or bw >= w:

@@ -1,7 +1,7 @@
 """Regenerate the embedded sample scene (deterministic): ``python sample_data/make_sample.py``.
 
 Writes ``sample_scene.tif`` (128 x 128 px, 120 bands 400-2500 nm, int16 reflectance x 10000,
-EPSG:32632, 1.5 m pixels) and ``sample_labels.tif`` (uint8, 9 classes, colour table, class names).
+EPSG:32632, 1.5 m pixels) and ``sample_labels.tif`` (uint8, 10 classes, colour table, class names).
 The physics and layout are documented in ``hsicls/synthetic.py``.
 """
 

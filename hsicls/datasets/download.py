@@ -72,6 +72,10 @@ def download_file(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0) -> 
         try:
             console.info(f"downloading {url}")
             digest = _fetch(url, tmp, remote, timeout)
+        except urllib.error.HTTPError as exc:
+            errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+            tmp.unlink(missing_ok=True)
+            continue
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             errors.append(f"{url}: {reason}")

@@ -1,0 +1,103 @@
+"""Bad input: one clear line naming the file, a non-zero exit code, no traceback, no partial output."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.io
+
+from .conftest import no_temp_files, run_cli
+
+
+def _one_error_line(r, *needles):
+    assert r.exit_code != 0
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    for n in needles:
+        assert str(n) in errors[0], r.stderr
+    return errors[0]
+
+
+def test_missing_scene(tmp_path, tiny_scene):
+    missing = tmp_path / "nope.tif"
+    r = run_cli("preprocess", missing, "--labels", tiny_scene[1], "-o", tmp_path / "p.h5")
+    _one_error_line(r, "nope.tif", "no such file")
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_wrong_mat_key(tmp_path):
+    mat = tmp_path / "cube.mat"
+    scipy.io.savemat(mat, {"cube": np.ones((8, 8, 5)), "other": np.ones((8, 8, 4))})
+    lab = tmp_path / "gt.npy"
+    np.save(lab, np.ones((8, 8), np.uint8))
+    r = run_cli("preprocess", mat, "--labels", lab, "-o", tmp_path / "p.h5", "--key", "paviaU")
+    _one_error_line(r, "cube.mat", "paviaU")
+    r = run_cli("preprocess", mat, "--labels", lab, "-o", tmp_path / "p.h5")
+    _one_error_line(r, "cube.mat", "--key")
+
+
+def test_label_shape_mismatch(tmp_path):
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.random.default_rng(0).random((10, 12, 6)).astype(np.float32))
+    lab = tmp_path / "gt.npy"
+    np.save(lab, np.ones((12, 10), np.uint8))
+    r = run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5")
+    _one_error_line(r, "gt.npy", "12x10", "10x12")
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_empty_labels(tmp_path):
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.random.default_rng(0).random((10, 10, 6)).astype(np.float32))
+    lab = tmp_path / "gt.npy"
+    np.save(lab, np.zeros((10, 10), np.uint8))
+    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
+
+
+def test_corrupt_files(tmp_path, bundle, prepared):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    _one_error_line(run_cli("predict-map", bad, "-m", bundle, "-o", tmp_path / "m.tif"), "bad.tif")
+    bad_pt = tmp_path / "bad.pt"
+    bad_pt.write_bytes(b"garbage")
+    _one_error_line(run_cli("evaluate", bad_pt, prepared), "bad.pt")
+    _one_error_line(run_cli("evaluate", bundle, bad), "bad.tif")
+
+
+def test_unknown_dataset(tmp_path):
+    _one_error_line(run_cli("download", "atlantis", "--data-dir", tmp_path), "atlantis", "indian-pines")
+
+
+def test_no_overwrite_without_flag(prepared, tiny_scene, tmp_path):
+    out = tmp_path / "p.h5"
+    out.write_bytes(b"keep me")
+    r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", out)
+    _one_error_line(r, "p.h5", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", out, "--overwrite", "--components", "4")
+    assert r.exit_code == 0 and out.read_bytes() != b"keep me"
+    assert no_temp_files(tmp_path)
+
+
+def test_band_mismatch_and_tiny_scene(bundle, tmp_path):
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.random.default_rng(0).random((20, 20, 7)).astype(np.float32))
+    _one_error_line(run_cli("predict-map", wrong, "-m", bundle, "-o", tmp_path / "m.tif"), "wrong.npy", "7 bands", "24")
+    tiny = tmp_path / "tiny.npy"
+    np.save(tiny, np.random.default_rng(0).random((3, 20, 24)).astype(np.float32))
+    _one_error_line(run_cli("predict-map", tiny, "-m", bundle, "-o", tmp_path / "m.tif"), "tiny.npy", "patch")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_bad_options(prepared, tmp_path):
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--patch-size", "4"), "patch-size")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "vit-huge"), "vit-huge")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "fusion=magic", "--epochs", "1"), "magic")
+    _one_error_line(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
+
+
+def test_mismatched_bundle_and_prepared(bundle, tiny_scene, tmp_path):
+    other = tmp_path / "other.h5"
+    assert run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", other, "--components", "5").exit_code == 0
+    _one_error_line(run_cli("evaluate", bundle, other), "other.h5")

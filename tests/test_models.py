@@ -1,0 +1,84 @@
+"""Contract tests for every registered model, and MD2F-Mamba's budget and components."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hsicls.models import create_model, list_models
+from hsicls.models.complexity import count_flops, count_params
+from hsicls.models.md2f import CSFF, HSMGFE
+from hsicls.models.md2f.posenc import AxisPositionalEncoding
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("bands,patch", [(30, 13), (8, 7), (15, 11), (4, 5)])
+def test_output_shape_and_gradients(name, bands, patch):
+    torch.manual_seed(0)
+    m = create_model(name, in_bands=bands, n_classes=5, patch_size=patch)
+    x = torch.randn(3, bands, patch, patch)
+    out = m(x)
+    assert out.shape == (3, 5)
+    out.sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_md2f_budget_pavia_configuration():
+    m = create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13)
+    assert count_params(m) <= 92_400
+    assert count_flops(m, 30, 13)["macs"] <= 8_300_000
+
+
+def test_csff_formula():
+    torch.manual_seed(1)
+    fl, fg = torch.randn(2, 8, 5, 5), torch.randn(2, 8, 5, 5)
+    s = torch.nn.functional.cosine_similarity(fl, fg, dim=1, eps=1e-12).unsqueeze(1)
+    torch.testing.assert_close(CSFF()(fl, fg), torch.relu(fg + fl * s), atol=1e-5, rtol=1e-5)
+
+
+def test_positional_encodings_vary_along_one_axis():
+    v = AxisPositionalEncoding(4, 7, "vertical")
+    h = AxisPositionalEncoding(4, 7, "horizontal")
+    zero = torch.zeros(1, 4, 7, 7)
+    ev, eh = v(zero), h(zero)
+    assert torch.equal(ev, ev[:, :, :, :1].expand_as(ev))  # constant along W
+    assert torch.equal(eh, eh[:, :, :1, :].expand_as(eh))  # constant along H
+
+
+def test_gfe_has_no_quadratic_tensor():
+    """Eq. 11 is computed as a per-channel global state: activations grow linearly in N."""
+    peak = {}
+    for size in (8, 16):
+        g = HSMGFE(8, size).eval()
+        x = torch.randn(1, 8, size, size)
+        largest = []
+        hooks = [mod.register_forward_hook(lambda m, i, o: largest.append(o.numel())) for mod in g.modules()]
+        with torch.no_grad():
+            g(x)
+        for hk in hooks:
+            hk.remove()
+        peak[size] = max(largest)
+    assert peak[16] <= 4 * peak[8] * 1.01  # N quadruples -> at most 4x, not 16x
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"fusion": "add"}, {"fusion": "concat"}, {"fusion": "weighted"}, {"mdconv": "false"},
+        {"lfem": "false"}, {"gfe": "false"}, {"lfem": "false", "gfe": "false"}, {"directions": "square"},
+        {"directions": "none"}, {"pos_local": "horizontal", "pos_global": "vertical"}, {"pos_local": "none"},
+    ],
+)
+def test_ablation_switches_build_and_run(opts):
+    m = create_model("md2f-mamba", in_bands=10, n_classes=4, patch_size=9, **opts)
+    assert m(torch.randn(2, 10, 9, 9)).shape == (2, 4)
+
+
+def test_fixed_seed_identical_outputs():
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        m = create_model("md2f-mamba", in_bands=10, n_classes=4, patch_size=9).eval()
+        outs.append(m(torch.ones(2, 10, 9, 9)))
+    assert torch.equal(outs[0], outs[1])
