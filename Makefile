@@ -39,6 +39,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/model_cost.py
+	$(BIN)/python bench/sample_spectral_vs_spatial.py
 
 sample: install
 	$(BIN)/python sample_data/make_sample.py
