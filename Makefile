@@ -11,7 +11,7 @@ DEMO_DIR   ?= demo_out
 DEMO_EPOCHS ?= 80
 DEMO_PATCH  ?= 7
 
-.PHONY: install demo test bench clean sample
+.PHONY: install demo test bench bench-accuracy clean sample
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ test: install
 bench: install
 	$(BIN)/python bench/model_cost.py
 	$(BIN)/python bench/sample_spectral_vs_spatial.py
+
+bench-accuracy: install
+	$(BIN)/python bench/accuracy.py
 
 sample: install
 	$(BIN)/python sample_data/make_sample.py

@@ -224,8 +224,9 @@ def models(
 
     rows = []
     for name in list_models():
-        m = create_model(name, in_bands=bands, n_classes=classes, patch_size=patch)
-        rows.append({"name": name, "params": count_params(m), "description": get_entry(name).description})
+        entry = get_entry(name)
+        params = count_params(create_model(name, in_bands=bands, n_classes=classes, patch_size=patch)) if entry.kind == "deep" else None
+        rows.append({"name": name, "kind": entry.kind, "params": params, "description": entry.description})
     if as_json:
         _print_json(rows)
         return
@@ -233,7 +234,42 @@ def models(
     for col in ("name", "params", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", r["description"])
+        table.add_row(r["name"], f"{r['params']:,}" if r["params"] is not None else "fitted", r["description"])
+    console.err_console().print(table)
+
+
+@app.command("model-info")
+@handle_errors
+def model_info(
+    model: str = typer.Option("md2f-mamba", "--model", help="Registered model."),
+    bands: int = typer.Option(30, "--bands", help="Bands the network sees (after PCA)."),
+    patch: int = typer.Option(13, "--patch"),
+    classes: int = typer.Option(9, "--classes"),
+    model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable)."),
+    as_json: bool = Json,
+) -> None:
+    """Parameters per component, MACs and FLOPs per sample (torch.utils.flop_counter)."""
+    from rich.table import Table
+
+    from .models.complexity import model_info as run
+
+    try:
+        info = run(model, bands, patch, classes, _parse_model_opts(model_opt))
+    except ValueError as exc:
+        raise HsiclsError(f"model '{model}': {exc}") from None
+    if as_json:
+        _print_json(info)
+        return
+    table = Table(title=f"{model}: {bands} bands, {patch}x{patch} patch, {classes} classes")
+    table.add_column("component")
+    table.add_column("params", justify="right")
+    for k, v in info["components"].items():
+        table.add_row(k, f"{v:,}")
+    table.add_section()
+    table.add_row("total", f"{info['params']:,}")
+    if info["macs"] is not None:
+        table.add_row("MACs / sample", f"{info['macs'] / 1e6:.2f}M")
+        table.add_row("FLOPs / sample", f"{info['flops'] / 1e6:.2f}M")
     console.err_console().print(table)
 
 

@@ -21,7 +21,7 @@ from . import console
 from .bundle import make_bundle, save_bundle
 from .errors import HsiclsError
 from .fileutil import atomic_output, check_output
-from .models import create_model
+from .models import create_model, get_entry
 from .runtime import tune_allocator
 from .patches import check_patch_size, gather_patches, pad_cube, predict_pixels, resolve_device
 from .prepared import load_prepared
@@ -72,6 +72,9 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
     prep = load_prepared(prepared_path)
     device = resolve_device(options.device)
     seed_everything(options.seed)
+    entry = get_entry(options.model)
+    if entry.kind == "classic":
+        return _train_classic(entry, prep, prepared_path, output, options, overwrite)
 
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
     padded = pad_cube(cube, options.patch_size)
@@ -96,7 +99,7 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
         f"{n_classes} classes, {in_bands} bands, {options.patch_size}x{options.patch_size} patches"
     )
 
-    best = {"oa": -1.0, "epoch": 0, "state": None}
+    best: dict = {"oa": -1.0, "epoch": 0, "state": None}
     history: list[dict] = []
     t0 = time.perf_counter()
     report_every = max(1, options.epochs // 10)
@@ -137,26 +140,32 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
         selection, best_epoch, val_oa, state = "final", options.epochs, None, None
     else:
         selection, best_epoch, val_oa, state = "validation", best["epoch"], best["oa"], best["state"]
-    split = prep.meta.get("split", {})
+    _write_bundle(model, prep, prepared_path, output, options, dict(options.model_options), options.patch_size,
+                  {"device": device.type, "best_epoch": best_epoch, "selection": selection, "val_oa": val_oa,
+                   "seconds": seconds}, state, overwrite)
+    picked = f"epoch {best_epoch} (best validation OA {val_oa:.4f})" if val_oa is not None else f"final epoch {best_epoch} (no validation split)"
+    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output}")
+    return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=selection, seconds=seconds, history=history)
+
+
+def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, model_options: dict, patch_size: int,
+                  record: dict, state, overwrite: bool) -> None:
     bundle = make_bundle(
         model,
         model_name=options.model,
-        options=dict(options.model_options),
-        in_bands=in_bands,
-        n_classes=n_classes,
-        patch_size=options.patch_size,
+        options=model_options,
+        in_bands=prep.cube.shape[2],
+        n_classes=prep.n_classes,
+        patch_size=patch_size,
         preprocessing=prep.preprocessing,
         class_names=prep.class_names,
         class_values=prep.class_values,
         palette=prep.palette,
         training={
-            **{k: v for k, v in asdict(options).items() if k not in ("model_options",)},
-            "device": device.type,
-            "best_epoch": best_epoch,
-            "selection": selection,
-            "val_oa": val_oa,
-            "seconds": seconds,
-            "split": split,
+            **{k: v for k, v in asdict(options).items() if k != "model_options"},
+            "patch_size": patch_size,
+            **record,
+            "split": prep.meta.get("split", {}),
             "fit_on": prep.meta.get("fit_on", "all"),
             "source": prep.meta.get("source", ""),
             "prepared": str(prepared_path),
@@ -168,6 +177,24 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
     )
     with atomic_output(output, overwrite) as tmp:
         save_bundle(tmp, bundle)
-    picked = f"epoch {best_epoch} (best validation OA {val_oa:.4f})" if val_oa is not None else f"final epoch {best_epoch} (no validation split)"
-    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output}")
-    return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=selection, seconds=seconds, history=history)
+
+
+def _train_classic(entry, prep, prepared_path, output, options: TrainOptions, overwrite: bool) -> TrainResult:
+    """Spectral-only baselines: fit on the centre pixels' features (patch size 1)."""
+    if options.model_options:
+        raise HsiclsError(f"model '{options.model}' takes no --model-opt")
+    x_tr, y_tr = prep.cube[prep.train], prep.labels[prep.train] - 1
+    x_val, y_val = prep.cube[prep.val], prep.labels[prep.val] - 1
+    if len(np.unique(y_tr)) < prep.n_classes:
+        raise HsiclsError(f"{prepared_path}: some classes have no training pixel; '{options.model}' needs every class")
+    console.info(f"fitting {options.model}: {len(y_tr)} training px, {len(y_val)} validation px, {prep.n_classes} classes")
+    t0 = time.perf_counter()
+    model, fitted = entry.fit(x_tr, y_tr, x_val, y_val, prep.n_classes, options.seed, log=console.info)
+    seconds = time.perf_counter() - t0
+    val_oa = fitted.pop("val_oa", None)
+    selection = "validation" if options.model == "svm" else "final"
+    _write_bundle(model, prep, prepared_path, output, options, fitted, 1,
+                  {"device": "cpu", "best_epoch": None, "selection": selection, "val_oa": val_oa, "seconds": seconds},
+                  None, overwrite)
+    console.info(f"{seconds:.1f} s; wrote {output}")
+    return TrainResult(best_epoch=0, val_oa=val_oa, selection=selection, seconds=seconds, history=[])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,7 @@ from hsicls.models.md2f import CSFF, HSMGFE
 from hsicls.models.md2f.posenc import AxisPositionalEncoding
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(kind="deep"))
 @pytest.mark.parametrize("bands,patch", [(30, 13), (8, 7), (15, 11), (4, 5)])
 def test_output_shape_and_gradients(name, bands, patch):
     torch.manual_seed(0)
@@ -82,3 +83,62 @@ def test_fixed_seed_identical_outputs():
         m = create_model("md2f-mamba", in_bands=10, n_classes=4, patch_size=9).eval()
         outs.append(m(torch.ones(2, 10, 9, 9)))
     assert torch.equal(outs[0], outs[1])
+
+
+def test_ssftt_size_matches_paper():
+    m = create_model("ssftt", in_bands=30, n_classes=9, patch_size=13)
+    assert abs(count_params(m) - 152_800) < 500  # 152.8K in the paper's table (Pavia U)
+
+
+@pytest.mark.parametrize("name", list_models(kind="deep"))
+def test_bundle_round_trip_identical_logits(name, tmp_path):
+    from hsicls.bundle import build_model, load_bundle, make_bundle, save_bundle
+    from hsicls.prepared import Preprocessing
+
+    torch.manual_seed(3)
+    m = create_model(name, in_bands=12, n_classes=5, patch_size=9, **({"fusion": "concat"} if name == "md2f-mamba" else {}))
+    m.train()
+    m(torch.randn(8, 12, 9, 9))  # update BatchNorm running statistics
+    m.eval()
+    prep = Preprocessing(np.zeros(20), np.ones(20), np.zeros((12, 20)), np.zeros(20))
+    b = make_bundle(m, model_name=name, options={"fusion": "concat"} if name == "md2f-mamba" else {}, in_bands=12,
+                    n_classes=5, patch_size=9, preprocessing=prep, class_names=list("abcde"), class_values=[1, 2, 3, 4, 5],
+                    palette=[(0, 0, 0)] * 5, training={})
+    save_bundle(tmp_path / "b.pt", b)
+    x = torch.randn(4, 12, 9, 9)
+    with torch.no_grad():
+        assert torch.equal(m(x), build_model(load_bundle(tmp_path / "b.pt"))(x))
+
+
+def _blobs(n_classes=4, n=60, f=6, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (n_classes, f))
+    y = np.repeat(np.arange(n_classes), n)
+    x = (centres[y] + rng.normal(0, 1.5, (len(y), f))).astype(np.float32)
+    return x, y
+
+
+def test_svm_module_reproduces_sklearn():
+    from sklearn.svm import SVC
+
+    from hsicls.models.classic import fit_svm
+
+    x, y = _blobs()
+    xv, yv = _blobs(seed=1)
+    m, opts = fit_svm(x, y, xv, yv, 4, 0, log=lambda *_: None)
+    ref = SVC(C=opts["C"], gamma=opts["gamma"]).fit(x, y)
+    patches = torch.from_numpy(xv)[:, :, None, None]
+    assert (m(patches).argmax(1).numpy() == ref.predict(xv)).all()
+
+
+def test_rf_module_reproduces_sklearn():
+    from sklearn.ensemble import RandomForestClassifier
+
+    from hsicls.models.classic import fit_rf
+
+    x, y = _blobs()
+    xv, yv = _blobs(seed=1)
+    m, _ = fit_rf(x, y, xv, yv, 4, 5, log=lambda *_: None, n_trees=25)
+    ref = RandomForestClassifier(n_estimators=25, random_state=5, n_jobs=1).fit(x, y)
+    proba = m(torch.from_numpy(xv)[:, :, None, None]).numpy()
+    np.testing.assert_allclose(proba, ref.predict_proba(xv), atol=1e-6)

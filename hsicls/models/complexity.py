@@ -29,3 +29,26 @@ def count_flops(model: nn.Module, in_bands: int, patch_size: int) -> dict[str, i
     model.train(was_training)
     flops = int(counter.get_total_flops())
     return {"flops": flops, "macs": flops // 2}
+
+
+def model_info(name: str, bands: int, patch: int, classes: int, options: dict | None = None) -> dict:
+    """Parameters (total and per top-level component), MACs and FLOPs per sample."""
+    from .registry import create_model, get_entry
+
+    entry = get_entry(name)
+    model = create_model(name, in_bands=bands, n_classes=classes, patch_size=patch, **(options or {}))
+    info = {
+        "model": name,
+        "kind": entry.kind,
+        "bands": bands,
+        "patch": patch,
+        "classes": classes,
+        "options": dict(options or {}),
+        "params": count_params(model),
+        "components": params_per_child(model),
+    }
+    if entry.kind == "deep":
+        info.update(count_flops(model, bands, patch))
+    else:  # fitted models: size depends on the data (support vectors, tree nodes)
+        info.update({"flops": None, "macs": None})
+    return info

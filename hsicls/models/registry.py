@@ -19,23 +19,26 @@ class ModelEntry:
     name: str
     factory: Callable[..., Any]
     description: str
+    kind: str = "deep"  # "deep": trained by gradient descent; "classic": fitted by ``fit``
+    fit: Callable[..., Any] | None = None  # classic: (x_tr, y_tr, x_val, y_val, n_classes, seed, log) -> (module, options)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable:
+def register_model(name: str, description: str = "", kind: str = "deep", fit: Callable | None = None) -> Callable:
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, fn, description or (fn.__doc__ or "").strip().splitlines()[0])
+        doc = description or (fn.__doc__ or "").strip().splitlines()[0]
+        _REGISTRY[name] = ModelEntry(name, fn, doc, kind, fit)
         return fn
 
     return deco
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
+    return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (kind is None or e.kind == kind))
 
 
 def get_entry(name: str) -> ModelEntry:
