@@ -69,9 +69,12 @@ def root(
 @app.command()
 @handle_errors
 def preprocess(
-    scene: Path = typer.Argument(..., help="Hyperspectral cube: GeoTIFF/any GDAL raster, .mat or .npy (rows, cols, bands)."),
-    labels: Path = typer.Option(..., "--labels", "-l", help="Label raster (0 = unlabelled): GeoTIFF, .mat or .npy."),
+    scene: Optional[Path] = typer.Argument(None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered scene instead of SCENE/--labels (see 'hsicls datasets')."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls)."),
+    label_field: Optional[str] = typer.Option(None, "--label-field", help="Class attribute of vector labels."),
     components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
     train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training."),
     val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection)."),
@@ -86,8 +89,44 @@ def preprocess(
     from .preprocess import preprocess as run
 
     names = [n.strip() for n in class_names.split(",")] if class_names else None
-    opts = PreprocessOptions(components, train_ratio, val_ratio, seed, key, labels_key, names)
-    run(scene, labels, output, opts, overwrite=overwrite)
+    opts = PreprocessOptions(components, train_ratio, val_ratio, seed, key, labels_key, names, None, label_field)
+    scene_path, label_paths = _scene_inputs(scene, labels, dataset, data_dir, opts)
+    run(scene_path, label_paths, output, opts, overwrite=overwrite)
+
+
+def _scene_inputs(scene, labels, dataset, data_dir, opts):
+    """SCENE + --labels, or --dataset NAME (files resolved, and fetched if missing)."""
+    if dataset is not None:
+        if scene is not None or labels is not None:
+            raise HsiclsError("give either SCENE with --labels, or --dataset, not both")
+        from .datasets import resolve_dataset
+
+        r = resolve_dataset(dataset, data_dir)
+        opts.key = opts.key or r.cube_key
+        opts.labels_key = opts.labels_key or r.labels_key
+        opts.class_names = opts.class_names or list(r.info.class_names)
+        opts.palette = r.info.colours
+        return r.cube, r.labels
+    if scene is None or labels is None:
+        raise HsiclsError("give SCENE and --labels, or --dataset NAME")
+    return scene, labels
+
+
+def _prepared_for(dataset: str, data_dir: Optional[Path], seed: int) -> Path:
+    """``<data-dir>/<name>/prepared_seed<seed>.h5``, made with the preprocess defaults if missing."""
+    from .datasets import default_data_dir, get_dataset
+    from .preprocess import PreprocessOptions
+    from .preprocess import preprocess as run
+
+    info = get_dataset(dataset)
+    path = (data_dir or default_data_dir()) / info.name / f"prepared_seed{seed}.h5"
+    if not path.exists():
+        opts = PreprocessOptions(seed=seed)
+        scene, labels = _scene_inputs(None, None, dataset, data_dir, opts)
+        run(scene, labels, path, opts)
+    else:
+        console.info(f"using {path}")
+    return path
 
 
 def _parse_model_opts(items: List[str]) -> dict[str, str]:
@@ -103,8 +142,10 @@ def _parse_model_opts(items: List[str]) -> dict[str, str]:
 @app.command()
 @handle_errors
 def train(
-    prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
+    prepared: Optional[Path] = typer.Argument(None, help="HDF5 file written by 'hsicls preprocess'."),
     output: Path = typer.Option(..., "--output", "-o", help="Output model bundle (.pt)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered scene; preprocessed with the defaults first if needed."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live."),
     model: str = typer.Option("md2f-mamba", "--model", help="Registered model (see 'hsicls models')."),
     model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
     patch_size: int = typer.Option(13, "--patch-size", help="Patch side in pixels (odd)."),
@@ -121,6 +162,12 @@ def train(
     from .train import train as run
 
     opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size, epochs, batch_size, lr, seed, device)
+    if dataset is not None:
+        if prepared is not None:
+            raise HsiclsError("give either PREPARED or --dataset, not both")
+        prepared = _prepared_for(dataset, data_dir, seed)
+    elif prepared is None:
+        raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
     result = run(prepared, output, opts, overwrite=overwrite)
     if as_json:
         _print_json({"model": str(output), "best_epoch": result.best_epoch, "val_oa": result.val_oa,
@@ -172,12 +219,19 @@ def download(
     name: str = typer.Argument(..., help="Dataset name (see 'hsicls datasets')."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
+    retries: int = typer.Option(3, "--retries", help="Retries per source on transient failures (resuming each time)."),
+    from_: List[Path] = typer.Option([], "--from", help="Import a file obtained by hand (its sha256 is checked); repeatable."),
 ) -> None:
-    """Download a benchmark scene, verifying every file's sha256."""
-    from .datasets import default_data_dir, download_dataset, get_dataset
+    """Download a benchmark scene, verifying every file's sha256 (or import files with --from)."""
+    from .datasets import default_data_dir, download_dataset, get_dataset, import_file
 
     info = get_dataset(name)
-    paths = download_dataset(info, data_dir or default_data_dir(), timeout=timeout)
+    root = data_dir or default_data_dir()
+    if from_:
+        for src in from_:
+            import_file(info, src, root)
+        return
+    paths = download_dataset(info, root, timeout=timeout, retries=retries)
     for p in paths:
         console.info(f"ok {p}")
 
@@ -193,9 +247,12 @@ def datasets(as_json: bool = Json) -> None:
     rows = list_datasets()
     if as_json:
         _print_json([
-            {"name": d.name, "title": d.title, "sensor": d.sensor, "shape": list(d.shape), "classes": len(d.class_names),
-             "class_names": list(d.class_names), "patch_size": d.patch_size,
-             "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size, "key": f.key} for f in d.files]}
+            {"name": d.name, "title": d.title, "sensor": d.sensor, "shape": list(d.shape), "bands": d.shape[2],
+             "classes": len(d.class_names), "class_names": list(d.class_names), "palette": [list(c) for c in d.colours],
+             "wavelengths_nm": list(d.wavelengths_nm) if d.wavelengths_nm else None, "patch_size": d.patch_size,
+             "cube": d.cube, "labels": d.labels, "cube_key": d.cube_key, "labels_key": d.labels_key,
+             "train_mask": d.train_mask, "test_mask": d.test_mask, "verified": d.verified, "notes": d.notes,
+             "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size} for f in d.files]}
             for d in rows
         ])
         return
@@ -203,7 +260,7 @@ def datasets(as_json: bool = Json) -> None:
     for col in ("name", "scene", "sensor", "rows x cols x bands", "classes", "verified"):
         table.add_column(col)
     for d in rows:
-        verified = "yes" if all(f.sha256 for f in d.files) else "no checksum"
+        verified = "yes" if d.verified else "no checksum"
         table.add_row(d.name, d.title, d.sensor, "x".join(map(str, d.shape)), str(len(d.class_names)), verified)
     console.err_console().print(table)
 

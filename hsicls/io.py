@@ -23,6 +23,9 @@ from .errors import InputError
 
 MAT_SUFFIXES = {".mat"}
 NPY_SUFFIXES = {".npy"}
+ROI_SUFFIXES = {".txt"}
+VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"}
+ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".envi")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Scene:
     nodata: float | None = None
     band_names: list[str] = field(default_factory=list)
     wavelengths: list[float] | None = None
+    dropped_bands: list[int] = field(default_factory=list)  # 1-based bands flagged bad (bbl = 0), not read
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -118,9 +122,33 @@ def _is_array_file(path: Path) -> bool:
     return path.suffix.lower() in MAT_SUFFIXES | NPY_SUFFIXES
 
 
+def _unmixing_layout(path: Path, arrays: dict[str, np.ndarray], ndim: int) -> np.ndarray | None:
+    """Unmixing-benchmark files (Jasper Ridge, Samson): ``Y`` (bands, pixels) with ``nRow``/``nCol``
+    -> cube ``(nRow, nCol, bands)``; an endmember file's abundances ``A`` (classes, pixels) of a
+    square scene -> labels = 1 + argmax. Pixels are stored column-major (MATLAB order)."""
+    if ndim == 3 and "Y" in arrays and "nRow" in arrays and "nCol" in arrays and arrays["Y"].ndim == 2:
+        y = arrays["Y"]
+        rows, cols = int(np.ravel(arrays["nRow"])[0]), int(np.ravel(arrays["nCol"])[0])
+        if y.shape[1] != rows * cols:
+            raise InputError(f"{path}: Y has {y.shape[1]} pixels, not nRow x nCol = {rows * cols}")
+        return y.T.reshape(cols, rows, y.shape[0]).transpose(1, 0, 2)
+    if ndim == 2 and "A" in arrays and "M" in arrays and arrays["A"].ndim == 2:
+        a = arrays["A"]
+        side = int(round(np.sqrt(a.shape[1])))
+        if side * side != a.shape[1]:
+            raise InputError(f"{path}: abundances of {a.shape[1]} pixels do not form a square scene; give the labels another way")
+        return (a.argmax(axis=0) + 1).reshape(side, side, order="F")
+    return None
+
+
 def _load_array(path: Path, key: str | None, ndim: int) -> np.ndarray:
     if path.suffix.lower() in MAT_SUFFIXES:
-        return _pick_key(path, _load_mat(path), key, ndim)
+        arrays = _load_mat(path)
+        if key is None:
+            special = _unmixing_layout(path, arrays, ndim)
+            if special is not None:
+                return special
+        return _pick_key(path, arrays, key, ndim)
     if key is not None:
         raise InputError(f"{path}: --key applies only to .mat files")
     return _load_npy(path)
@@ -146,19 +174,41 @@ def _georef(ds) -> tuple[str | None, tuple[float, ...] | None]:
     return crs, transform
 
 
-def _wavelengths(ds) -> list[float] | None:
-    """Band centre wavelengths from GDAL/ENVI metadata, when every band has one."""
+def _wavelengths(ds, bands: list[int]) -> list[float] | None:
+    """Band centre wavelengths in nm from GDAL/ENVI metadata, when every band has one."""
     values = []
-    for i in range(1, ds.count + 1):
+    for i in bands:
         tags = {k.lower(): v for k, v in ds.tags(i).items()}
         w = tags.get("wavelength")
         if w is None:
             return None
         try:
-            values.append(float(w))
+            v = float(w)
         except ValueError:
             return None
+        units = tags.get("wavelength_units", "").lower()
+        values.append(v * 1000.0 if units.startswith("micro") or units in ("um", "µm") else v)
     return values
+
+
+def _good_bands(ds) -> list[int]:
+    """1-based indices of the bands not flagged bad (GDAL/ENVI per-band ``bbl = 0``)."""
+    good = []
+    for i in range(1, ds.count + 1):
+        bbl = {k.lower(): v for k, v in ds.tags(i).items()}.get("bbl")
+        if bbl is not None and bbl.strip() in ("0", "0.0"):
+            continue
+        good.append(i)
+    return good or list(range(1, ds.count + 1))
+
+
+def _envi_data_file(path: Path) -> Path:
+    """The binary file that goes with an ENVI ``.hdr`` (GDAL opens the binary, not the header)."""
+    for suffix in ENVI_DATA_SUFFIXES:
+        candidate = path.with_suffix(suffix)
+        if candidate != path and candidate.exists():
+            return candidate
+    raise InputError(f"{path}: ENVI header without its data file (looked for {', '.join(s or 'no suffix' for s in ENVI_DATA_SUFFIXES)})")
 
 
 def read_cube(path: str | Path, key: str | None = None) -> Scene:
@@ -178,31 +228,43 @@ def read_cube(path: str | Path, key: str | None = None) -> Scene:
         return Scene(data=data, path=path)
     if key is not None:
         raise InputError(f"{path}: --key applies only to .mat files")
-    ds = _open_raster(path)
+    ds = _open_raster(_envi_data_file(path) if path.suffix.lower() == ".hdr" else path)
     with ds:
         if ds.count < 2:
             raise InputError(f"{path}: has {ds.count} band; a hyperspectral cube needs several")
+        good = _good_bands(ds)
         try:
-            bands = ds.read(out_dtype="float32")  # (B, H, W)
+            bands = ds.read(good, out_dtype="float32")  # (B, H, W)
         except Exception as exc:
-            raise InputError(f"{path}: could not read pixel data ({exc})") from None
+            raise InputError(f"{path}: could not read pixel data ({str(exc).splitlines()[0]})") from None
         crs, transform = _georef(ds)
         nodata = ds.nodata
-        names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
-        wl = _wavelengths(ds)
+        names = [ds.descriptions[i - 1] or f"band {i}" for i in good]
+        wl = _wavelengths(ds, good)
+        dropped = sorted(set(range(1, ds.count + 1)) - set(good))
     data = np.ascontiguousarray(bands.transpose(1, 2, 0))
-    return Scene(data=data, path=path, crs=crs, transform=transform, nodata=nodata, band_names=names, wavelengths=wl)
+    return Scene(data=data, path=path, crs=crs, transform=transform, nodata=nodata, band_names=names, wavelengths=wl,
+                 dropped_bands=dropped)
 
 
-def read_labels(path: str | Path, key: str | None = None) -> np.ndarray:
-    """Read a label raster as ``(H, W)`` int32 (0 = unlabelled).
+def read_labels(path: str | Path, key: str | None = None, like: Scene | None = None, field: str | None = None) -> np.ndarray:
+    """Read labels as ``(H, W)`` int32 (0 = unlabelled).
 
-    Accepts .mat (the only 2-D variable, or ``key``), .npy and single-band GDAL rasters
-    (integer or whole-valued float, as in the EnMAP example labels).
+    Accepts .mat (the only 2-D variable, or ``key``), .npy, single-band GDAL rasters (integer
+    or whole-valued float, as in the EnMAP example labels), ENVI ROI ASCII exports (``.txt``,
+    e.g. Houston 2013's), and point/polygon vector files rasterised onto the grid of ``like``
+    (``field`` names the class attribute).
     """
     path = Path(path)
     _require_file(path)
-    if _is_array_file(path):
+    suffix = path.suffix.lower()
+    if suffix in ROI_SUFFIXES:
+        arr = read_envi_roi(path)[0]
+    elif suffix in VECTOR_SUFFIXES:
+        if like is None:
+            raise InputError(f"{path}: vector labels need the scene's grid to be rasterised onto")
+        arr = rasterize_vector_labels(path, like, field)[0]
+    elif _is_array_file(path):
         arr = _load_array(path, key, 2)
     else:
         if key is not None:
@@ -211,7 +273,10 @@ def read_labels(path: str | Path, key: str | None = None) -> np.ndarray:
         with ds:
             if ds.count != 1:
                 raise InputError(f"{path}: a label raster must have 1 band, this one has {ds.count}")
-            arr = ds.read(1)
+            try:
+                arr = ds.read(1)
+            except Exception as exc:
+                raise InputError(f"{path}: could not read pixel data ({str(exc).splitlines()[0]})") from None
             nodata = ds.nodata
         if nodata is not None and np.isfinite(nodata):
             arr = np.where(arr == nodata, 0, arr)
@@ -299,7 +364,10 @@ def read_label_metadata(path: str | Path) -> tuple[dict[int, str], dict[int, tup
     Names come from band tags ``CLASS_<k>=name``; colours from the band's colour table.
     """
     path = Path(path)
-    if _is_array_file(path):
+    if path.suffix.lower() in ROI_SUFFIXES:
+        _, names_list, colours_list = read_envi_roi(path)
+        return ({k: n for k, n in enumerate(names_list, 1)}, {k: c for k, c in enumerate(colours_list, 1) if c})
+    if _is_array_file(path) or path.suffix.lower() in VECTOR_SUFFIXES:
         return {}, {}
     ds = _open_raster(path)
     names: dict[int, str] = {}
@@ -314,3 +382,114 @@ def read_label_metadata(path: str | Path) -> tuple[dict[int, str], dict[int, tup
         except ValueError:  # no colour table
             pass
     return names, colours
+
+
+def read_envi_roi(path: str | Path) -> tuple[np.ndarray, list[str], list[tuple[int, int, int] | None]]:
+    """Rasterise an ENVI "Output of ROIs" ASCII file (as Houston 2013's official samples).
+
+    Header lines start with ``;`` and give ``File Dimension: <cols> x <rows>`` and, per ROI,
+    ``ROI name``, ``ROI rgb value`` and ``ROI npts``; then each ROI's points follow as rows
+    ``ID X Y ...`` (1-based column X, row Y), blocks separated by blank lines, in ROI order.
+    Returns labels ``(rows, cols)`` with ROI k -> class k, the ROI names and colours.
+    """
+    import re
+
+    path = Path(path)
+    _require_file(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    if not lines or "ROI" not in lines[0]:
+        raise InputError(f"{path}: not an ENVI ROI ASCII export (first line: {lines[0][:60] if lines else 'empty file'})")
+    names: list[str] = []
+    colours: list[tuple[int, int, int] | None] = []
+    npts: list[int] = []
+    dims = None
+    for ln in lines:
+        if not ln.startswith(";"):
+            continue
+        m = re.match(r";\s*File Dimension:\s*(\d+)\s*x\s*(\d+)", ln)
+        if m:
+            dims = (int(m.group(2)), int(m.group(1)))  # rows, cols
+        m = re.match(r";\s*ROI name:\s*(.*)", ln)
+        if m:
+            names.append(m.group(1).strip())
+            colours.append(None)
+        m = re.match(r";\s*ROI rgb value:\s*\{\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\}", ln)
+        if m and colours:
+            colours[-1] = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        m = re.match(r";\s*ROI npts:\s*(\d+)", ln)
+        if m:
+            npts.append(int(m.group(1)))
+    if dims is None or not names or len(npts) != len(names):
+        raise InputError(f"{path}: incomplete ENVI ROI header (need File Dimension, ROI names and npts)")
+    points = []
+    for ln in lines:
+        if ln.startswith(";") or not ln.strip():
+            continue
+        parts = ln.split()
+        try:
+            points.append((int(parts[1]), int(parts[2])))
+        except (IndexError, ValueError):
+            raise InputError(f"{path}: malformed point row '{ln.strip()[:40]}'") from None
+    if len(points) != sum(npts):
+        raise InputError(f"{path}: header announces {sum(npts)} points but the file holds {len(points)} (truncated?)")
+    labels = np.zeros(dims, np.int32)
+    start = 0
+    for k, n in enumerate(npts, start=1):
+        block = np.array(points[start : start + n]).reshape(-1, 2)
+        cols, rows = block[:, 0] - 1, block[:, 1] - 1
+        if (rows < 0).any() or (rows >= dims[0]).any() or (cols < 0).any() or (cols >= dims[1]).any():
+            raise InputError(f"{path}: ROI '{names[k - 1]}' has points outside the {dims[1]} x {dims[0]} image")
+        labels[rows, cols] = k
+        start += n
+    return labels, names, colours
+
+
+def rasterize_vector_labels(path: str | Path, like: Scene, field: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """Burn points/polygons of a vector file onto the grid of ``like`` (reprojected if needed).
+
+    ``field`` is the class attribute: whole numbers are used as class codes; text values
+    become classes 1..K in sorted order (their names are returned). Needs ``fiona``
+    (``pip install hsicls[vector]``).
+    """
+    path = Path(path)
+    try:
+        import fiona
+    except ImportError:
+        raise InputError(f"{path}: reading vector labels needs fiona (pip install 'hsicls[vector]')") from None
+    from rasterio.features import rasterize
+    from rasterio.transform import Affine
+    from rasterio.warp import transform_geom
+
+    if like.transform is None:
+        raise InputError(f"{path}: vector labels need a georeferenced scene; {like.path.name} has no transform")
+    try:
+        with fiona.open(path) as src:
+            props = list(src.schema["properties"])
+            if field is None:
+                if len(props) != 1:
+                    raise InputError(f"{path}: choose the class attribute with --label-field (one of {', '.join(props)})")
+                field = props[0]
+            if field not in props:
+                raise InputError(f"{path}: no attribute '{field}' (attributes: {', '.join(props)})")
+            src_crs = src.crs.to_wkt() if src.crs else None
+            feats = [(f.geometry, f.properties[field]) for f in src if f.geometry is not None and f.properties[field] is not None]
+    except fiona.errors.FionaError as exc:
+        raise InputError(f"{path}: not a readable vector file ({exc})") from None
+    if not feats:
+        raise InputError(f"{path}: no feature has a value in '{field}'")
+    values = [v for _, v in feats]
+    if all(isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()) for v in values):
+        codes = [int(v) for v in values]
+        names = []
+    else:
+        names = sorted({str(v) for v in values})
+        codes = [names.index(str(v)) + 1 for v in values]
+    geoms = [dict(g.__geo_interface__) if hasattr(g, "__geo_interface__") else g for g, _ in feats]
+    if src_crs and like.crs and src_crs != like.crs:
+        geoms = [transform_geom(src_crs, like.crs, g) for g in geoms]
+    h, w = like.data.shape[:2]
+    labels = rasterize(list(zip(geoms, codes)), out_shape=(h, w), transform=Affine(*like.transform), fill=0, dtype="int32")
+    return labels, names

@@ -32,6 +32,8 @@ class PreprocessOptions:
     key: str | None = None
     labels_key: str | None = None
     class_names: list[str] | None = None
+    palette: list[tuple[int, int, int]] | None = None
+    label_field: str | None = None  # class attribute of vector labels
 
 
 def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int) -> Preprocessing:
@@ -69,9 +71,30 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return lut[labels], values
 
 
+def read_label_files(paths: list[Path], key: str | None, scene, field: str | None) -> np.ndarray:
+    """Read one or several label files of the scene's grid; later files fill unlabelled pixels
+    (e.g. Houston 2013's training and test ROIs). Overlapping, disagreeing labels are an error."""
+    merged = None
+    for p in paths:
+        lab = read_labels(p, key=key, like=scene, field=field)
+        if lab.shape != scene.data.shape[:2]:
+            raise InputError(
+                f"{p}: labels are {lab.shape[0]}x{lab.shape[1]} but the cube {scene.path.name} is "
+                f"{scene.data.shape[0]}x{scene.data.shape[1]} (rows x cols)"
+            )
+        if merged is None:
+            merged = lab
+            continue
+        clash = (merged > 0) & (lab > 0) & (merged != lab)
+        if clash.any():
+            raise InputError(f"{p}: {int(clash.sum())} pixels carry a different label in {paths[0].name}")
+        merged = np.where(merged > 0, merged, lab)
+    return merged
+
+
 def preprocess(
     scene_path: str | Path,
-    labels_path: str | Path,
+    labels_path: str | Path | list[Path],
     output: str | Path,
     options: PreprocessOptions = PreprocessOptions(),
     overwrite: bool = False,
@@ -81,12 +104,10 @@ def preprocess(
     if options.components < 0:
         raise HsiclsError(f"--components must be >= 0, got {options.components}")
     scene = read_cube(scene_path, key=options.key)
-    labels_raw = read_labels(labels_path, key=options.labels_key)
-    if labels_raw.shape != scene.data.shape[:2]:
-        raise InputError(
-            f"{labels_path}: labels are {labels_raw.shape[0]}x{labels_raw.shape[1]} but the cube "
-            f"{scene.path.name} is {scene.data.shape[0]}x{scene.data.shape[1]} (rows x cols)"
-        )
+    label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
+    labels_raw = read_label_files(label_paths, options.labels_key, scene, options.label_field)
+    if scene.dropped_bands:
+        console.info(f"{scene.path.name}: skipped {len(scene.dropped_bands)} bands flagged bad (bbl = 0)")
     h, w, b = scene.data.shape
     console.info(f"read {scene.path.name}: {h}x{w} px, {b} bands")
     valid = scene.valid_mask()
@@ -98,16 +119,31 @@ def preprocess(
     labels_raw = np.where(valid, labels_raw, 0)
     labels, values = _relabel(labels_raw)
 
-    names_meta, palette_meta = read_label_metadata(labels_path)
+    names_meta, palette_meta = read_label_metadata(label_paths[0])
+    if label_paths[0].suffix.lower() in (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"):
+        from .io import rasterize_vector_labels
+
+        _, vector_names = rasterize_vector_labels(label_paths[0], scene, options.label_field)
+        names_meta = {k: n for k, n in enumerate(vector_names, start=1)}
     if options.class_names is not None:
-        if len(options.class_names) != len(values):
+        if len(options.class_names) == len(values):  # one name per class present
+            class_names = list(options.class_names)
+        elif len(options.class_names) >= max(values):  # names for every code 1..N (registry lists)
+            class_names = [options.class_names[v - 1] for v in values]
+        else:
             raise HsiclsError(f"--class-names gives {len(options.class_names)} names for {len(values)} classes")
-        class_names = list(options.class_names)
     elif names_meta and all(v in names_meta for v in values):
         class_names = [names_meta[v] for v in values]
     else:
         class_names = [f"class {v}" for v in values]
-    palette = [palette_meta[v] for v in values] if palette_meta and all(v in palette_meta for v in values) else default_palette(len(values))
+    if options.palette is not None and len(options.palette) == len(values):
+        palette = [tuple(c) for c in options.palette]
+    elif options.palette is not None and len(options.palette) >= max(values):
+        palette = [tuple(options.palette[v - 1]) for v in values]
+    elif palette_meta and all(v in palette_meta for v in values):
+        palette = [palette_meta[v] for v in values]
+    else:
+        palette = default_palette(len(values))
 
     prep = fit_preprocessing(scene.data, valid, options.components, options.seed)
     cube = np.zeros((h, w, prep.n_components), np.float32)
@@ -135,7 +171,7 @@ def preprocess(
         transform=scene.transform,
         meta={
             "source": str(scene_path),
-            "labels_source": str(labels_path),
+            "labels_source": ";".join(str(p) for p in label_paths),
             "fit_on": "all",
             "split": {
                 "protocol": "random",

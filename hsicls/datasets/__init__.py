@@ -1,9 +1,10 @@
 """Public benchmark scenes: a declarative registry and checksummed downloads."""
 
-from .download import default_data_dir, download_dataset, download_file, sha256_file
+from .download import default_data_dir, download_dataset, download_file, import_file, safe_extract, sha256_file
+from .resolve import ResolvedScene, resolve_dataset
 from .registry import DATASETS, DatasetInfo, RemoteFile, get_dataset, list_datasets
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "RemoteFile", "default_data_dir", "download_dataset", "download_file",
-    "get_dataset", "list_datasets", "sha256_file",
+    "DATASETS", "DatasetInfo", "RemoteFile", "ResolvedScene", "default_data_dir", "download_dataset", "download_file",
+    "get_dataset", "import_file", "list_datasets", "resolve_dataset", "safe_extract", "sha256_file",
 ]
