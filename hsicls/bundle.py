@@ -81,7 +81,7 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable hsicls model bundle ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable hsicls model bundle ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise InputError(f"{path}: not an hsicls model bundle (train one with 'hsicls train')")
     if bundle.get("format_version", 0) > FORMAT_VERSION:
@@ -95,9 +95,13 @@ def bundle_preprocessing(bundle: dict[str, Any]) -> Preprocessing:
 
 def build_model(bundle: dict[str, Any]) -> torch.nn.Module:
     """The bundle's network with its weights loaded, in eval mode."""
-    m = bundle["model"]
-    model = create_model(
-        m["name"], in_bands=m["in_bands"], n_classes=m["n_classes"], patch_size=m["patch_size"], **m["options"]
-    )
-    model.load_state_dict(bundle["state_dict"])
+    try:
+        m = bundle["model"]
+        model = create_model(
+            m["name"], in_bands=m["in_bands"], n_classes=m["n_classes"], patch_size=m["patch_size"], **m["options"]
+        )
+        model.load_state_dict(bundle["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise InputError(f"model bundle does not match this hsicls's '{bundle.get('model', {}).get('name')}' ({type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or [''])[0][:120]})") from None
     return model.eval()

@@ -78,7 +78,7 @@ def preprocess(
     components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
     train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training."),
     val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
     labels_key: Optional[str] = typer.Option(None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."),
     class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names, in label order."),
@@ -152,7 +152,7 @@ def train(
     epochs: int = typer.Option(100, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(0.002, "--lr", help="Adam learning rate."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     device: str = Device,
     as_json: bool = Json,
     overwrite: bool = Overwrite,
@@ -331,7 +331,23 @@ def model_info(
 
 
 def main() -> None:
-    app()
+    """Console entry point: usage errors become one ``error:`` line too (exit code 2)."""
+    try:
+        rc = app(standalone_mode=False)
+    except typer.Abort:
+        console.error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click/typer usage errors (typer vendors its own click)
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'hsicls': the help was printed
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        name = getattr(ctx, "info_name", None)
+        hint = f" (see 'hsicls {name} --help')" if name and name != "hsicls" and ctx.parent is not None else ""
+        console.error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

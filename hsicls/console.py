@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -42,22 +43,28 @@ def stderr_is_tty() -> bool:
         return False
 
 
+def _plain(message: str) -> str:
+    """User text (file names, exception messages) is never rich markup; one line only."""
+    return escape(" ".join(str(message).split("\n")))
+
+
 def info(message: str) -> None:
     if _state["verbosity"] >= 0:
-        err_console().print(message)
+        err_console().print(_plain(message))
 
 
 def debug(message: str) -> None:
     if _state["verbosity"] >= 1:
-        err_console().print(f"[dim]{message}[/dim]")
+        err_console().print(f"[dim]{_plain(message)}[/dim]")
 
 
 def warn(message: str) -> None:
-    err_console().print(f"[yellow]warning:[/yellow] {message}")
+    if _state["verbosity"] >= 0:
+        err_console().print(f"[yellow]warning:[/yellow] {_plain(message)}")
 
 
 def error(message: str) -> None:
-    err_console().print(f"[red]error:[/red] {message}", markup=True)
+    err_console().print(f"[red]error:[/red] {_plain(message)}")
 
 
 def progress_enabled() -> bool:

@@ -33,13 +33,28 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
             f"{model_path}: the model expects {mine.n_bands} bands reduced to {mine.n_components}, "
             f"but {prepared_path} has {theirs.n_bands} bands reduced to {theirs.n_components}"
         )
-    if not (np.allclose(mine.mean, theirs.mean) and np.allclose(mine.components, theirs.components)):
+    same = all(np.allclose(a, b) for a, b in [(mine.mean, theirs.mean), (mine.std, theirs.std),
+                                              (mine.components, theirs.components), (mine.pca_mean, theirs.pca_mean)])
+    if not same:
         raise HsiclsError(f"{model_path}: {prepared_path} was preprocessed differently from the model's training data")
+    masks = bundle.get("split_masks") or {}
+    seen = None
+    for k in ("train", "val"):
+        if k in masks and tuple(masks[k].shape) == prep.test.shape:
+            m = masks[k].numpy()
+            seen = m if seen is None else (seen | m)
+    if seen is not None and (seen & prep.test).any():
+        raise HsiclsError(
+            f"{prepared_path}: its test split holds {int((seen & prep.test).sum())} pixels the model {model_path} "
+            f"was trained or selected on; evaluate on the prepared file it was trained from"
+        )
 
 
 def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int = 1024) -> dict:
     """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts)."""
     tune_allocator()
+    if batch_size < 1:
+        raise HsiclsError(f"--batch-size must be >= 1, got {batch_size}")
     bundle = load_bundle(model_path)
     prep = load_prepared(prepared_path)
     check_compatible(bundle, prep, model_path, prepared_path)

@@ -19,6 +19,8 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
         raise HsiclsError(f"{path}: is a directory, expected a file name")
     if not path.parent.exists():
         raise HsiclsError(f"{path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise HsiclsError(f"{path}: folder {path.parent} is not writable")
     return path
 
 
@@ -34,6 +36,10 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        raise HsiclsError(f"{final}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         if tmp.exists():
             tmp.unlink()

@@ -51,12 +51,18 @@ class Scene:
 
 
 def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """``(H, W)`` bool mask of usable pixels of an ``(H, W, B)`` cube."""
+    """``(H, W)`` bool mask of usable pixels of an ``(H, W, B)`` cube: False where any band is
+    NaN/inf, where every band equals the nodata value (GDAL's mask semantics), or where every
+    band is 0 (a fill border)."""
     ok = np.isfinite(data).all(axis=-1)
     if nodata is not None and np.isfinite(nodata):
-        ok &= ~(data == nodata).any(axis=-1)
+        ok &= ~(data == nodata).all(axis=-1)
     ok &= (data != 0).any(axis=-1)
     return ok
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _require_file(path: Path) -> None:
@@ -102,7 +108,8 @@ def _pick_key(path: Path, arrays: dict[str, np.ndarray], key: str | None, ndim: 
         if key not in arrays:
             raise InputError(f"{path}: no variable '{key}' (variables: {', '.join(sorted(arrays)) or 'none'})")
         return arrays[key]
-    candidates = [k for k, v in arrays.items() if v.ndim == ndim]
+    # scalars and strings come out of loadmat as 2-D arrays too: count numeric arrays only
+    candidates = [k for k, v in arrays.items() if v.ndim == ndim and v.dtype.kind in "biuf" and min(v.shape) > 1]
     if len(candidates) == 1:
         return arrays[candidates[0]]
     what = "3-D cube" if ndim == 3 else "2-D label"
@@ -236,7 +243,7 @@ def read_cube(path: str | Path, key: str | None = None) -> Scene:
         try:
             bands = ds.read(good, out_dtype="float32")  # (B, H, W)
         except Exception as exc:
-            raise InputError(f"{path}: could not read pixel data ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"{path}: could not read pixel data ({_first_line(exc)})") from None
         crs, transform = _georef(ds)
         nodata = ds.nodata
         names = [ds.descriptions[i - 1] or f"band {i}" for i in good]
@@ -276,7 +283,7 @@ def read_labels(path: str | Path, key: str | None = None, like: Scene | None = N
             try:
                 arr = ds.read(1)
             except Exception as exc:
-                raise InputError(f"{path}: could not read pixel data ({str(exc).splitlines()[0]})") from None
+                raise InputError(f"{path}: could not read pixel data ({_first_line(exc)})") from None
             nodata = ds.nodata
         if nodata is not None and np.isfinite(nodata):
             arr = np.where(arr == nodata, 0, arr)
@@ -292,6 +299,8 @@ def read_labels(path: str | Path, key: str | None = None, like: Scene | None = N
         raise InputError(f"{path}: labels must be numeric, got {arr.dtype}")
     if (arr < 0).any():
         raise InputError(f"{path}: labels must be >= 0 (0 = unlabelled)")
+    if arr.size and arr.max() >= 65535:
+        raise InputError(f"{path}: label value {arr.max():.0f} is too large for a class code (a fill value without a nodata tag?)")
     labels = arr.astype(np.int32)
     if not (labels > 0).any():
         raise InputError(f"{path}: holds no labelled pixel (all values are 0)")

@@ -35,6 +35,8 @@ def predict_map(
 ) -> dict:
     """Write the class map; returns a summary (pixels, per-class counts, seconds, pixels/s)."""
     check_output(output, overwrite)
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.perf_counter()
     tune_allocator()
     bundle = load_bundle(model_path)

@@ -156,3 +156,5 @@ def load_prepared(path: str | Path) -> Prepared:
             )
         except KeyError as exc:
             raise InputError(f"{path}: incomplete hsicls prepared file (missing {exc})") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: damaged hsicls prepared file ({type(exc).__name__})") from None

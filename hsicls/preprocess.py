@@ -42,6 +42,8 @@ def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed
 
     pixels = data[valid].astype(np.float64)  # (N, B)
     n, b = pixels.shape
+    if 0 < components < b and components > n:
+        raise HsiclsError(f"only {n} valid pixels: cannot keep {components} PCA components (use --components {n} or fewer)")
     mean = pixels.mean(axis=0)
     std = pixels.std(axis=0)
     std[std < 1e-12] = 1.0  # constant bands: keep them, scaled by 1
@@ -64,24 +66,52 @@ def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed
 
 def _relabel(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Map label codes (e.g. Salinas-A's 1, 10..14) to contiguous 1..K; returns the codes."""
-    values = [int(v) for v in np.unique(labels) if v > 0]
-    lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
-    for k, v in enumerate(values, start=1):
-        lut[v] = k
-    return lut[labels], values
+    codes, inverse = np.unique(labels, return_inverse=True)
+    if codes[0] != 0:  # no unlabelled pixel at all: shift so that code index 0 is not "unlabelled"
+        codes = np.concatenate([[0], codes])
+        inverse = inverse + 1
+    return inverse.reshape(labels.shape).astype(np.int32), [int(v) for v in codes[1:]]
+
+
+def _check_same_grid(labels_path: Path, scene) -> None:
+    """Georeferenced labels must sit on the cube's grid (same CRS and transform)."""
+    from rasterio.crs import CRS
+
+    from .io import read_raster_georef
+
+    if labels_path.suffix.lower() in (".txt", ".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"):
+        return
+    crs, transform = read_raster_georef(labels_path)
+    if crs is None or scene.crs is None or transform is None or scene.transform is None:
+        return
+    if CRS.from_wkt(crs) != CRS.from_wkt(scene.crs) or not np.allclose(transform, scene.transform, rtol=0, atol=1e-6 * max(1.0, abs(scene.transform[0]))):
+        raise InputError(f"{labels_path}: not on the grid of {scene.path.name} (different CRS or geotransform)")
 
 
 def read_label_files(paths: list[Path], key: str | None, scene, field: str | None) -> np.ndarray:
     """Read one or several label files of the scene's grid; later files fill unlabelled pixels
     (e.g. Houston 2013's training and test ROIs). Overlapping, disagreeing labels are an error."""
     merged = None
+    first_names = None
     for p in paths:
         lab = read_labels(p, key=key, like=scene, field=field)
+        if p.suffix.lower() == ".txt":  # ENVI ROI exports: match classes by ROI name, not position
+            names = read_label_metadata(p)[0]
+            if first_names is None:
+                first_names = {v: k for k, v in names.items()}
+            else:
+                if set(names.values()) - set(first_names):
+                    raise InputError(f"{p}: ROI names {sorted(set(names.values()) - set(first_names))} are not in {paths[0].name}")
+                lut = np.zeros(max(names) + 1, np.int32)
+                for k, n in names.items():
+                    lut[k] = first_names[n]
+                lab = lut[lab]
         if lab.shape != scene.data.shape[:2]:
             raise InputError(
                 f"{p}: labels are {lab.shape[0]}x{lab.shape[1]} but the cube {scene.path.name} is "
                 f"{scene.data.shape[0]}x{scene.data.shape[1]} (rows x cols)"
             )
+        _check_same_grid(p, scene)
         if merged is None:
             merged = lab
             continue
@@ -117,6 +147,8 @@ def preprocess(
     if lost:
         console.warn(f"{lost} labelled pixels are nodata in {scene.path.name} and are dropped")
     labels_raw = np.where(valid, labels_raw, 0)
+    if not (labels_raw > 0).any():
+        raise InputError(f"{label_paths[0]}: no labelled pixel falls on valid data of {scene.path.name}")
     labels, values = _relabel(labels_raw)
 
     names_meta, palette_meta = read_label_metadata(label_paths[0])

@@ -8,7 +8,6 @@ the final epoch when there is no validation split. The test split is never looke
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,16 @@ class TrainResult:
     history: list[dict]
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges covering ``n`` samples; a lone last sample joins the previous batch
+    (BatchNorm cannot train on a batch of one)."""
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2] = (bounds[-2][0], n)
+        bounds.pop()
+    return bounds
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -68,6 +77,10 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
         raise HsiclsError(f"--epochs must be >= 1, got {options.epochs}")
     if options.batch_size < 1:
         raise HsiclsError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if not options.lr > 0:
+        raise HsiclsError(f"--lr must be > 0, got {options.lr}")
+    if options.seed < 0:
+        raise HsiclsError(f"--seed must be >= 0, got {options.seed}")
     tune_allocator()
     prep = load_prepared(prepared_path)
     device = resolve_device(options.device)
@@ -93,7 +106,10 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
     loss_fn = torch.nn.CrossEntropyLoss()
     gen = torch.Generator(device="cpu").manual_seed(options.seed)
     n = tr_rows.numel()
-    steps = math.ceil(n / options.batch_size)
+    bounds = batch_bounds(n, options.batch_size)
+    missing = sorted(set(range(n_classes)) - set(tr_y.unique().tolist()))
+    if missing:
+        console.warn(f"{prepared_path}: no training pixel for class(es) {', '.join(prep.class_names[c] for c in missing)}")
     console.info(
         f"training {options.model} on {device.type}: {n} training px, {va_rows.numel()} validation px, "
         f"{n_classes} classes, {in_bands} bands, {options.patch_size}x{options.patch_size} patches"
@@ -110,10 +126,8 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
             model.train()
             order = torch.randperm(n, generator=gen).to(device)
             total = 0.0
-            for s in range(steps):
-                idx = order[s * options.batch_size : (s + 1) * options.batch_size]
-                if idx.numel() == 1 and n > 1:
-                    continue  # BatchNorm cannot train on a single sample
+            for lo, hi in bounds:
+                idx = order[lo:hi]
                 x = gather_patches(padded, tr_rows[idx], tr_cols[idx], options.patch_size)
                 loss = loss_fn(model(x), tr_y[idx])
                 opt.zero_grad(set_to_none=True)
@@ -189,7 +203,10 @@ def _train_classic(entry, prep, prepared_path, output, options: TrainOptions, ov
         raise HsiclsError(f"{prepared_path}: some classes have no training pixel; '{options.model}' needs every class")
     console.info(f"fitting {options.model}: {len(y_tr)} training px, {len(y_val)} validation px, {prep.n_classes} classes")
     t0 = time.perf_counter()
-    model, fitted = entry.fit(x_tr, y_tr, x_val, y_val, prep.n_classes, options.seed, log=console.info)
+    try:
+        model, fitted = entry.fit(x_tr, y_tr, x_val, y_val, prep.n_classes, options.seed, log=console.info)
+    except ValueError as exc:
+        raise HsiclsError(f"{prepared_path}: cannot fit '{options.model}' ({exc})") from None
     seconds = time.perf_counter() - t0
     val_oa = fitted.pop("val_oa", None)
     selection = "validation" if options.model == "svm" else "final"

@@ -101,3 +101,66 @@ def test_mismatched_bundle_and_prepared(bundle, tiny_scene, tmp_path):
     other = tmp_path / "other.h5"
     assert run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", other, "--components", "5").exit_code == 0
     _one_error_line(run_cli("evaluate", bundle, other), "other.h5")
+
+
+def test_more_bad_input(bundle, prepared, tiny_scene, tmp_path):
+    _one_error_line(run_cli("evaluate", bundle, prepared, "--batch-size", "0"), "--batch-size")
+    _one_error_line(run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--batch-size", "-3"), "--batch-size")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    _one_error_line(run_cli("evaluate", empty, prepared), "empty.pt")
+    odd = tmp_path / "we[/ird]" / "x[bold]y.npy"  # rich markup in a path is printed as is
+    _one_error_line(run_cli("predict-map", odd, "-m", bundle, "-o", tmp_path / "m.tif"), "we[/ird]", "x[bold]y.npy")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--lr", "-1"), "--lr")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "spectral_stride=0"), "spectral_stride")
+    assert run_cli("train", prepared, "-o", tmp_path / "m.pt", "--seed", "-1").exit_code != 0
+
+
+def test_labels_out_of_range_or_all_nodata(tmp_path):
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.random.default_rng(0).random((10, 10, 6)).astype(np.float32))
+    lab = tmp_path / "gt.npy"
+    big = np.zeros((10, 10), np.int64)
+    big[0, 0] = 2**31 + 5
+    np.save(lab, big)
+    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "too large")
+    data = np.random.default_rng(0).random((10, 10, 6)).astype(np.float32)
+    data[:5] = np.nan
+    np.save(cube, data)
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:5] = 1
+    np.save(lab, gt)
+    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
+    np.save(cube, np.random.default_rng(0).random((4, 4, 40)).astype(np.float32))
+    np.save(lab, np.ones((4, 4), np.uint8))
+    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5", "--components", "30"), "PCA")
+
+
+def test_evaluate_refuses_a_split_that_overlaps_training(bundle, tiny_scene, tmp_path):
+    other = tmp_path / "seed1.h5"
+    assert run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", other, "--components", "6",
+                   "--train-ratio", "0.3", "--seed", "1").exit_code == 0
+    _one_error_line(run_cli("evaluate", bundle, other), "seed1.h5", "trained or selected on")
+
+
+def test_labels_on_another_grid(tiny_scene, tmp_path):
+    import rasterio
+    from rasterio.transform import Affine
+
+    with rasterio.open(tiny_scene[1]) as src:
+        profile, data = src.profile, src.read()
+    profile["transform"] = Affine.translation(1000, 0) @ profile["transform"]
+    shifted = tmp_path / "shifted.tif"
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write(data)
+    _one_error_line(run_cli("preprocess", tiny_scene[0], "--labels", shifted, "-o", tmp_path / "p.h5"), "shifted.tif", "grid")
+
+
+def test_usage_error_is_one_line():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "hsicls", "train", "x.h5"], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--output" in lines[0], r.stderr

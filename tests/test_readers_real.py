@@ -31,8 +31,10 @@ HOUSTON_TE = [1053, 1064, 505, 1056, 1056, 143, 1072, 1053, 1059, 1036, 1054, 10
 
 
 def _counts(labels: np.ndarray) -> list[int]:
-    c = np.bincount(labels.ravel())[1:]
-    return [int(v) for v in c if v > 0]
+    """Pixels per label code 1..K; the codes must be exactly 1..K (no shift, no gap)."""
+    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert values.tolist() == list(range(1, len(values) + 1))
+    return counts.tolist()
 
 
 @pytest.mark.parametrize("rel", sorted(COUNTS))

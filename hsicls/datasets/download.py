@@ -114,7 +114,8 @@ def download_file(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0, ret
         console.warn(f"{dest}: exists but its sha256 does not match; downloading again")
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    failures = []
+    failures: list[str] = []
+    mismatches: list[str] = []
     for url in remote.urls:
         for attempt in range(retries + 1):
             try:
@@ -131,17 +132,21 @@ def download_file(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0, ret
                 if exc.code not in NEXT_MIRROR:
                     console.debug(f"unexpected HTTP {exc.code}; trying the next source")
                 break
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 break
             digest = sha256_file(part)
             if digest != remote.sha256:
                 part.unlink(missing_ok=True)
-                raise DownloadError(
-                    f"{remote.name}: checksum mismatch from {url} (expected sha256 {remote.sha256}, got {digest}); file deleted"
-                )
+                mismatches.append(f"{url} gave sha256 {digest}")
+                console.warn(f"{remote.name}: checksum mismatch from {url}; file deleted, trying the next source")
+                break
             os.replace(part, dest)
             return dest
+    if mismatches:
+        raise DownloadError(
+            f"{remote.name}: checksum mismatch (expected sha256 {remote.sha256}; {'; '.join(mismatches)}); file deleted"
+        )
     # keep a partial file for a later resume, but only if it can still be one
     msg = f"{remote.name}: download failed from every source ({'; '.join(failures)})"
     if remote.manual:
@@ -182,7 +187,7 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
 def import_file(info: DatasetInfo, src: Path, data_dir: Path) -> Path:
     """``hsicls download NAME --from PATH``: copy a file obtained by hand into the dataset
     folder after checking that its sha256 is the registry's for that file."""
-    if not src.exists():
+    if not src.is_file():
         raise InputError(f"{src}: no such file")
     digest = sha256_file(src)
     by_hash = [f for f in info.files if f.sha256 == digest]

@@ -193,7 +193,7 @@ DATASETS: dict[str, DatasetInfo] = {
             cube="2013_DFTC/2013_IEEE_GRSS_DF_Contest_CASI.tif",
             labels="2013_IEEE_GRSS_DF_Contest_Samples_VA.txt",
             wavelengths_nm=(380.0, 1050.0),
-            notes="official DFC split: training ROIs (TR) and test ROIs (VA); registration required",
+            notes="labels = official training (TR) + test (VA) ROIs, split at random like the paper; registration required",
             train_mask="2013_DFTC/2013_IEEE_GRSS_DF_Contest_Samples_TR.txt",
             test_mask="2013_IEEE_GRSS_DF_Contest_Samples_VA.txt",
         ),

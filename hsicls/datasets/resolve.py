@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import console
+from ..errors import InputError
 from .download import default_data_dir, download_dataset
 from .registry import DatasetInfo, get_dataset
 
@@ -28,7 +29,7 @@ def resolve_dataset(name: str, data_dir: Path | None = None, download: bool = Tr
     if not all(p.exists() for p in wanted):
         if not download:
             missing = ", ".join(str(p) for p in wanted if not p.exists())
-            raise FileNotFoundError(missing)
+            raise InputError(f"{missing}: not found (run 'hsicls download {info.name}')")
         console.info(f"{info.name}: fetching into {root}")
         download_dataset(info, root.parent)
     return ResolvedScene(info, root / info.cube, [root / p for p in label_files], info.cube_key, info.labels_key)

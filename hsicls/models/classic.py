@@ -118,8 +118,11 @@ def fit_svm(x_tr, y_tr, x_val, y_val, n_classes: int, seed: int, log=print) -> t
     coef = np.zeros((max(k - 1, 1), clf.support_vectors_.shape[0]))
     inter = np.zeros(k * (k - 1) // 2)
     if len(present) == k:
-        coef[:] = clf.dual_coef_
-        inter[:] = clf.intercept_
+        # scikit-learn flips the sign of the public arrays for two classes; undo it to get
+        # libsvm's convention (positive decision -> the lower class index).
+        sign = -1.0 if k == 2 else 1.0
+        coef[:] = sign * clf.dual_coef_
+        inter[:] = sign * clf.intercept_
     else:
         raise ValueError("every class needs training pixels for the SVM baseline")
     with torch.no_grad():

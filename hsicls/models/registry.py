@@ -52,5 +52,6 @@ def create_model(name: str, *, in_bands: int, n_classes: int, patch_size: int, *
     entry = get_entry(name)
     try:
         return entry.factory(in_bands=in_bands, n_classes=n_classes, patch_size=patch_size, **options)
-    except TypeError as exc:
-        raise HsiclsError(f"model '{name}': {exc}") from None
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise HsiclsError(f"model '{name}': invalid options {options or ''} for {in_bands} bands, "
+                          f"{patch_size}x{patch_size} patches ({exc})") from None
