@@ -70,14 +70,21 @@ def root(
 @handle_errors
 def preprocess(
     scene: Optional[Path] = typer.Argument(None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file."),
+    labels: List[Path] = typer.Option([], "--labels", "-l", help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file; repeat to fill unlabelled pixels from further files."),
     output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered scene instead of SCENE/--labels (see 'hsicls datasets')."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls)."),
     label_field: Optional[str] = typer.Option(None, "--label-field", help="Class attribute of vector labels."),
     components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
-    train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training."),
-    val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection)."),
+    split: str = typer.Option("random", "--split", help="random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files)."),
+    train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training (random, disjoint)."),
+    train_count: Optional[int] = typer.Option(None, "--train-count", help="Training pixels per class (split count)."),
+    patch_size: int = typer.Option(13, "--patch-size", help="Split disjoint: the patch whose footprint is kept free of test pixels."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="Split disjoint: block side in pixels (default: the patch size)."),
+    train_mask: Optional[Path] = typer.Option(None, "--train-mask", help="Split fixed: training pixels (non-zero)."),
+    test_mask: Optional[Path] = typer.Option(None, "--test-mask", help="Split fixed: test pixels (default: every other labelled pixel)."),
+    val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept."),
+    fit_on: str = typer.Option("all", "--fit-on", help="Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
     labels_key: Optional[str] = typer.Option(None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."),
@@ -89,7 +96,10 @@ def preprocess(
     from .preprocess import preprocess as run
 
     names = [n.strip() for n in class_names.split(",")] if class_names else None
-    opts = PreprocessOptions(components, train_ratio, val_ratio, seed, key, labels_key, names, None, label_field)
+    opts = PreprocessOptions(
+        components, train_ratio, val_ratio, seed, key, labels_key, names, None, label_field, split, train_count,
+        patch_size, block_size, str(train_mask) if train_mask else None, str(test_mask) if test_mask else None, fit_on,
+    )
     scene_path, label_paths = _scene_inputs(scene, labels, dataset, data_dir, opts)
     run(scene_path, label_paths, output, opts, overwrite=overwrite)
 
@@ -97,7 +107,7 @@ def preprocess(
 def _scene_inputs(scene, labels, dataset, data_dir, opts):
     """SCENE + --labels, or --dataset NAME (files resolved, and fetched if missing)."""
     if dataset is not None:
-        if scene is not None or labels is not None:
+        if scene is not None or labels:
             raise HsiclsError("give either SCENE with --labels, or --dataset, not both")
         from .datasets import resolve_dataset
 
@@ -106,10 +116,13 @@ def _scene_inputs(scene, labels, dataset, data_dir, opts):
         opts.labels_key = opts.labels_key or r.labels_key
         opts.class_names = opts.class_names or list(r.info.class_names)
         opts.palette = r.info.colours
+        if opts.split == "fixed" and opts.train_mask is None and r.info.train_mask:
+            opts.train_mask = str(r.root / r.info.train_mask)
+            opts.test_mask = opts.test_mask or (str(r.root / r.info.test_mask) if r.info.test_mask else None)
         return r.cube, r.labels
-    if scene is None or labels is None:
+    if scene is None or not labels:
         raise HsiclsError("give SCENE and --labels, or --dataset NAME")
-    return scene, labels
+    return scene, list(labels)
 
 
 def _prepared_for(dataset: str, data_dir: Optional[Path], seed: int) -> Path:
@@ -151,8 +164,16 @@ def train(
     patch_size: int = typer.Option(13, "--patch-size", help="Patch side in pixels (odd)."),
     epochs: int = typer.Option(100, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(0.002, "--lr", help="Adam learning rate."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default 0.002; the paper's 0.004 on WHU-Hi-HanChuan)."),
+    weight_decay: float = typer.Option(0.0, "--weight-decay"),
+    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, cosine, or step (x0.1 at 50 % and 75 %)."),
+    early_stopping: int = typer.Option(0, "--early-stopping", help="Stop after N epochs without a better validation OA (0 = off)."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
+    augment: bool = typer.Option(False, "--augment", help="Random flips/transpositions of the training patches."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
     seed: int = typer.Option(0, "--seed", min=0),
+    runs: int = typer.Option(1, "--runs", help="Train K seeds, each with its own split, and report mean ± std."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
     device: str = Device,
     as_json: bool = Json,
     overwrite: bool = Overwrite,
@@ -161,14 +182,27 @@ def train(
     from .train import TrainOptions
     from .train import train as run
 
-    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size, epochs, batch_size, lr, seed, device)
     if dataset is not None:
         if prepared is not None:
             raise HsiclsError("give either PREPARED or --dataset, not both")
+        from .datasets import get_dataset
+
+        info = get_dataset(dataset)
+        lr = lr if lr is not None else info.lr
         prepared = _prepared_for(dataset, data_dir, seed)
     elif prepared is None:
         raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
-    result = run(prepared, output, opts, overwrite=overwrite)
+    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size, epochs, batch_size, lr if lr is not None else 0.002,
+                        seed, device, weight_decay, lr_schedule, early_stopping, label_smoothing, augment, precision)
+    if runs != 1:
+        from .runs import render_summary, train_runs
+
+        summary = train_runs(prepared, output, opts, runs, overwrite=overwrite)
+        render_summary(summary)
+        if as_json:
+            _print_json({k: v for k, v in summary.items() if k != "reports"})
+        return
+    result = run(prepared, output, opts, overwrite=overwrite, resume=resume)
     if as_json:
         _print_json({"model": str(output), "best_epoch": result.best_epoch, "val_oa": result.val_oa,
                      "selection": result.selection, "seconds": result.seconds, "history": result.history})
@@ -181,14 +215,29 @@ def evaluate(
     prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
     device: str = Device,
     batch_size: int = typer.Option(1024, "--batch-size"),
+    report_prefix: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.json, PREFIX.csv and PREFIX.md."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
     as_json: bool = Json,
+    overwrite: bool = Overwrite,
 ) -> None:
     """OA, AA, kappa, per-class accuracy and confusion matrix on the test split."""
     from .evaluate import evaluate as run
-    from .evaluate import render_report
+    from .evaluate import plot_confusion, render_report, write_report_files
+    from .fileutil import check_output
 
+    if report_prefix is not None:
+        for suffix in (".json", ".csv", ".md"):
+            check_output(report_prefix.with_name(report_prefix.name + suffix), overwrite)
+    if plot is not None:
+        check_output(plot, overwrite)
     report = run(model, prepared, device=device, batch_size=batch_size)
     render_report(report)
+    if report_prefix is not None:
+        for p in write_report_files(report, report_prefix, overwrite):
+            console.info(f"wrote {p}")
+    if plot is not None:
+        plot_confusion(report, plot, overwrite)
+        console.info(f"wrote {plot}")
     if as_json:
         _print_json(report)
 

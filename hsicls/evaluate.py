@@ -83,18 +83,109 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
             "fit_on": prep.meta.get("fit_on", "all"),
             "selection": training.get("selection"),
             "best_epoch": training.get("best_epoch"),
+            "model_seed": training.get("seed"),
+            "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
+            "grid": list(prep.labels.shape),
         }
     )
     return report
+
+
+def _split_line(report: dict) -> str:
+    split = report.get("split", {})
+    return split.get("description") or f"{split.get('protocol', '?')} split, seed {split.get('seed', '?')}"
+
+
+def report_markdown(report: dict) -> str:
+    """The report as a Markdown table, with the protocol named above it."""
+    lines = [
+        f"**{report['model_name']}** on the test split ({report['test_pixels']} px). Split: {_split_line(report)}; "
+        f"preprocessing fitted on {report.get('fit_on')} pixels; model selection: {report.get('selection')} "
+        f"(epoch {report.get('best_epoch')}); model seed {report.get('model_seed')}.",
+        "",
+        "| class | train px | test px | accuracy % |",
+        "|---|---|---|---|",
+    ]
+    for name, ntr, sup, acc in zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]):
+        lines.append(f"| {name} | {ntr} | {sup} | {'-' if acc is None else f'{100 * acc:.2f}'} |")
+    for k, label in (("oa", "OA"), ("aa", "AA"), ("kappa", "kappa")):
+        lines.append(f"| **{label}** | | | {100 * report[k]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def report_csv(report: dict) -> str:
+    """One row per class plus OA/AA/kappa rows; then the confusion matrix (rows = true class)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["class", "train_pixels", "test_pixels", "accuracy"])
+    for name, ntr, sup, acc in zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]):
+        w.writerow([name, ntr, sup, "" if acc is None else f"{acc:.6f}"])
+    for k in ("oa", "aa", "kappa"):
+        w.writerow([k.upper() if k != "kappa" else "kappa", "", "", f"{report[k]:.6f}"])
+    w.writerow([])
+    w.writerow(["true \\ predicted", *report["class_names"]])
+    for name, row in zip(report["class_names"], report["confusion_matrix"]):
+        w.writerow([name, *row])
+    return buf.getvalue()
+
+
+def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path]:
+    """``PREFIX.json``, ``PREFIX.csv``, ``PREFIX.md`` (each written atomically)."""
+    import json
+
+    from .fileutil import atomic_output
+
+    out = []
+    for suffix, text in ((".json", json.dumps(report, indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
+        path = prefix.with_name(prefix.name + suffix)
+        with atomic_output(path, overwrite) as tmp:
+            tmp.write_text(text)
+        out.append(path)
+    return out
+
+
+def plot_confusion(report: dict, path: Path, overwrite: bool) -> None:
+    """Row-normalised confusion matrix as a PNG (matplotlib, headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileutil import atomic_output
+
+    cm = np.array(report["confusion_matrix"], float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    k = len(report["class_names"])
+    size = max(5.0, 0.45 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), report["class_names"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), report["class_names"], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(f"{report['model_name']}: OA {100 * report['oa']:.2f} %, kappa {100 * report['kappa']:.2f}\n{_split_line(report)}", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
 
 
 def render_report(report: dict) -> None:
     """The metrics as a rich table on stderr."""
     from rich.table import Table
 
-    split = report.get("split", {})
-    proto = f"{split.get('protocol', '?')} split, train ratio {split.get('train_ratio', '?')}, seed {split.get('seed', '?')}"
-    table = Table(title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {proto})")
+    table = Table(title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {_split_line(report)}; "
+                        f"preprocessing fitted on {report.get('fit_on')} pixels; selection: {report.get('selection')})")
     table.add_column("class")
     table.add_column("train px", justify="right")
     table.add_column("test px", justify="right")

@@ -18,7 +18,9 @@ from .fileutil import atomic_output, check_output
 from .io import read_cube, read_label_metadata, read_labels
 from .palette import default_palette
 from .prepared import Prepared, Preprocessing, save_prepared
-from .splits import stratified_split
+from .splits import count_split, disjoint_split, fixed_split, stratified_split
+
+SPLITS = ("random", "count", "disjoint", "fixed")
 
 PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
 
@@ -34,6 +36,17 @@ class PreprocessOptions:
     class_names: list[str] | None = None
     palette: list[tuple[int, int, int]] | None = None
     label_field: str | None = None  # class attribute of vector labels
+    split: str = "random"  # random | count | disjoint | fixed
+    train_count: int | None = None  # split "count": training pixels per class
+    patch_size: int = 13  # split "disjoint": footprint guarded around training pixels
+    block_size: int | None = None  # split "disjoint": block side (default: patch_size)
+    train_mask: str | None = None  # split "fixed"
+    test_mask: str | None = None  # split "fixed" (default: every other labelled pixel)
+    fit_on: str = "all"  # fit standardisation + PCA on "all" valid pixels or only "train" (train + validation)
+
+    def to_record(self) -> dict:
+        """Everything needed to redo this preprocessing (e.g. with another seed for --runs)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int) -> Preprocessing:
@@ -122,6 +135,59 @@ def read_label_files(paths: list[Path], key: str | None, scene, field: str | Non
     return merged
 
 
+def describe_split(o: PreprocessOptions) -> str:
+    """The split protocol in words, printed beside every number."""
+    if o.split == "random":
+        what = f"random stratified, {o.train_ratio:g} of each class"
+    elif o.split == "count":
+        what = f"{o.train_count} random pixels per class"
+    elif o.split == "disjoint":
+        what = f"spatially disjoint, {o.train_ratio:g} of each class in {o.block_size or o.patch_size}-px blocks, {o.patch_size}x{o.patch_size} footprint guarded"
+    else:
+        what = f"fixed masks ({Path(o.train_mask).name if o.train_mask else '?'}{', ' + Path(o.test_mask).name if o.test_mask else ''})"
+    return f"{what}, validation {o.val_ratio:g} of training, seed {o.seed}"
+
+
+def split_record(o: PreprocessOptions) -> dict:
+    rec = {"protocol": o.split, "val_ratio": o.val_ratio, "seed": o.seed, "description": describe_split(o)}
+    if o.split in ("random", "disjoint"):
+        rec["train_ratio"] = o.train_ratio
+    if o.split == "count":
+        rec["train_count"] = o.train_count
+    if o.split == "disjoint":
+        rec.update(patch_size=o.patch_size, block_size=o.block_size or o.patch_size)
+    if o.split == "fixed":
+        rec.update(train_mask=o.train_mask, test_mask=o.test_mask)
+    return rec
+
+
+def make_split(labels: np.ndarray, o: PreprocessOptions, scene, label_paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if o.split not in SPLITS:
+        raise HsiclsError(f"--split must be one of {', '.join(SPLITS)}, got {o.split!r}")
+    if o.split == "random":
+        return stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
+    if o.split == "count":
+        if o.train_count is None:
+            raise HsiclsError("--split count needs --train-count N")
+        return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=console.warn)
+    if o.split == "disjoint":
+        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
+    if o.train_mask is None:
+        raise HsiclsError("--split fixed needs --train-mask FILE")
+    train_mask = _read_mask(Path(o.train_mask), scene, label_paths)
+    test_mask = _read_mask(Path(o.test_mask), scene, label_paths) if o.test_mask else None
+    return fixed_split(labels, train_mask, test_mask, o.val_ratio, o.seed)
+
+
+def _read_mask(path: Path, scene, label_paths) -> np.ndarray:
+    """A split mask: any label raster/ROI file on the scene grid; non-zero = selected."""
+    mask = read_labels(path, like=scene)
+    if mask.shape != scene.data.shape[:2]:
+        raise InputError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but the cube {scene.path.name} is "
+                         f"{scene.data.shape[0]}x{scene.data.shape[1]}")
+    return mask
+
+
 def preprocess(
     scene_path: str | Path,
     labels_path: str | Path | list[Path],
@@ -177,15 +243,18 @@ def preprocess(
     else:
         palette = default_palette(len(values))
 
-    prep = fit_preprocessing(scene.data, valid, options.components, options.seed)
+    train, val, test = make_split(labels, options, scene, label_paths)
+    if options.fit_on not in ("all", "train"):
+        raise HsiclsError(f"--fit-on must be all or train, got {options.fit_on!r}")
+    fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
+    prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed)
     cube = np.zeros((h, w, prep.n_components), np.float32)
     cube[valid] = prep.apply(scene.data[valid])
-    train, val, test = stratified_split(labels, options.train_ratio, options.val_ratio, options.seed)
     counts = np.bincount(labels[train | val], minlength=len(values) + 1)[1:]
     console.info(
         f"{len(values)} classes, {int((labels > 0).sum())} labelled px: "
         f"{int(train.sum())} train, {int(val.sum())} validation, {int(test.sum())} test "
-        f"(random stratified, {options.train_ratio:g} of each class, seed {options.seed})"
+        f"({describe_split(options)}); preprocessing fitted on {options.fit_on} pixels"
     )
     console.debug(f"training+validation pixels per class: {counts.tolist()}")
     prepared = Prepared(
@@ -204,13 +273,9 @@ def preprocess(
         meta={
             "source": str(scene_path),
             "labels_source": ";".join(str(p) for p in label_paths),
-            "fit_on": "all",
-            "split": {
-                "protocol": "random",
-                "train_ratio": options.train_ratio,
-                "val_ratio": options.val_ratio,
-                "seed": options.seed,
-            },
+            "fit_on": options.fit_on,
+            "split": split_record(options),
+            "options": options.to_record(),
         },
     )
     with atomic_output(output, overwrite) as tmp:

@@ -8,10 +8,13 @@ the final epoch when there is no validation split. The test split is never looke
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +39,15 @@ class TrainOptions:
     lr: float = 0.002
     seed: int = 0
     device: str = "auto"
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # constant | cosine | step (x0.1 at 50 % and 75 % of the epochs)
+    early_stopping: int = 0  # stop after this many epochs without a better validation OA (0 = off)
+    label_smoothing: float = 0.0
+    augment: bool = False  # random flips / transposition of each patch (the 8 dihedral symmetries)
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+
+
+SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclass
@@ -70,17 +82,73 @@ def _pixels(mask: np.ndarray, labels: np.ndarray, device: torch.device):
     return as_t(rows), as_t(cols), as_t(y)
 
 
-def train(prepared_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions(), overwrite: bool = False) -> TrainResult:
-    check_output(output, overwrite)
-    check_patch_size(options.patch_size)
-    if options.epochs < 1:
-        raise HsiclsError(f"--epochs must be >= 1, got {options.epochs}")
-    if options.batch_size < 1:
-        raise HsiclsError(f"--batch-size must be >= 1, got {options.batch_size}")
-    if not options.lr > 0:
-        raise HsiclsError(f"--lr must be > 0, got {options.lr}")
-    if options.seed < 0:
-        raise HsiclsError(f"--seed must be >= 0, got {options.seed}")
+def checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".ckpt")
+
+
+def log_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".log.jsonl")
+
+
+def _check_options(o: TrainOptions) -> None:
+    check_patch_size(o.patch_size)
+    if o.epochs < 1:
+        raise HsiclsError(f"--epochs must be >= 1, got {o.epochs}")
+    if o.batch_size < 1:
+        raise HsiclsError(f"--batch-size must be >= 1, got {o.batch_size}")
+    if not o.lr > 0:
+        raise HsiclsError(f"--lr must be > 0, got {o.lr}")
+    if o.seed < 0:
+        raise HsiclsError(f"--seed must be >= 0, got {o.seed}")
+    if o.lr_schedule not in SCHEDULES:
+        raise HsiclsError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {o.lr_schedule!r}")
+    if o.precision not in ("auto", "fp32", "bf16"):
+        raise HsiclsError(f"--precision must be auto, fp32 or bf16, got {o.precision!r}")
+    if not 0 <= o.label_smoothing < 1:
+        raise HsiclsError(f"--label-smoothing must be in [0, 1), got {o.label_smoothing}")
+    if o.weight_decay < 0 or o.early_stopping < 0:
+        raise HsiclsError("--weight-decay and --early-stopping must be >= 0")
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random horizontal flip, vertical flip and transposition: ``(N, C, P, P)``."""
+    flips = torch.rand(3, x.shape[0], generator=gen).to(x.device) < 0.5
+    x = torch.where(flips[0, :, None, None, None], x.flip(3), x)
+    x = torch.where(flips[1, :, None, None, None], x.flip(2), x)
+    return torch.where(flips[2, :, None, None, None], x.transpose(2, 3), x)
+
+
+def _make_scheduler(opt, o: TrainOptions):
+    if o.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs)
+    if o.lr_schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, o.epochs // 2), max(1, (3 * o.epochs) // 4)], gamma=0.1)
+    return None
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+    os.replace(tmp, path)
+
+
+def train(
+    prepared_path: str | Path,
+    output: str | Path,
+    options: TrainOptions = TrainOptions(),
+    overwrite: bool = False,
+    resume: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train and write the bundle. A checkpoint ``<output>.ckpt`` is written after every epoch
+    (atomically) and removed on success; ``resume`` continues from it to the same result as an
+    uninterrupted run. ``on_epoch_end(epoch)`` is called after each checkpoint."""
+    output = Path(output)
+    if not resume:
+        check_output(output, overwrite)
+    else:
+        check_output(output, True)
+    _check_options(options)
     tune_allocator()
     prep = load_prepared(prepared_path)
     device = resolve_device(options.device)
@@ -88,6 +156,9 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
     entry = get_entry(options.model)
     if entry.kind == "classic":
         return _train_classic(entry, prep, prepared_path, output, options, overwrite)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
 
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
     padded = pad_cube(cube, options.patch_size)
@@ -96,70 +167,144 @@ def train(prepared_path: str | Path, output: str | Path, options: TrainOptions =
     if tr_rows.numel() == 0:
         raise HsiclsError(f"{prepared_path}: the training split is empty")
     n_classes, in_bands = prep.n_classes, prep.cube.shape[2]
-    try:
-        model = create_model(
-            options.model, in_bands=in_bands, n_classes=n_classes, patch_size=options.patch_size, **options.model_options
-        ).to(device)
-    except ValueError as exc:
-        raise HsiclsError(f"model '{options.model}': {exc}") from None
-    opt = torch.optim.Adam(model.parameters(), lr=options.lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    gen = torch.Generator(device="cpu").manual_seed(options.seed)
+    model = create_model(
+        options.model, in_bands=in_bands, n_classes=n_classes, patch_size=options.patch_size, **options.model_options
+    ).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    sched = _make_scheduler(opt, options)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+    order_gen = torch.Generator(device="cpu").manual_seed(options.seed)
+    aug_gen = torch.Generator(device="cpu").manual_seed(options.seed + 1)
     n = tr_rows.numel()
     bounds = batch_bounds(n, options.batch_size)
     missing = sorted(set(range(n_classes)) - set(tr_y.unique().tolist()))
     if missing:
         console.warn(f"{prepared_path}: no training pixel for class(es) {', '.join(prep.class_names[c] for c in missing)}")
-    console.info(
-        f"training {options.model} on {device.type}: {n} training px, {va_rows.numel()} validation px, "
-        f"{n_classes} classes, {in_bands} bands, {options.patch_size}x{options.patch_size} patches"
-    )
 
     best: dict = {"oa": -1.0, "epoch": 0, "state": None}
     history: list[dict] = []
+    start_epoch, stale = 1, 0
+    ckpt = checkpoint_path(output)
+    if resume:
+        if not ckpt.exists():
+            raise HsiclsError(f"{ckpt}: no checkpoint to resume from")
+        try:
+            state = torch.load(ckpt, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
+        saved = {k: v for k, v in state.get("options", {}).items() if k != "device"}
+        mine = {k: v for k, v in asdict(options).items() if k != "device"}
+        if saved != mine:
+            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
+            raise HsiclsError(f"{ckpt}: was written with other options ({diff}); resume with the same ones")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
+        order_gen.set_state(state["order_gen"])
+        aug_gen.set_state(state["aug_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        best = {"oa": state["best_oa"], "epoch": state["best_epoch"], "state": state.get("best_state")}
+        history, stale = list(state["history"]), int(state["stale"])
+        start_epoch = int(state["epoch"]) + 1
+        console.info(f"resuming from epoch {start_epoch - 1} of {options.epochs} ({ckpt})")
+
+    console.info(
+        f"training {options.model} on {device.type}{' (bf16 autocast)' if use_bf16 else ''}: {n} training px, "
+        f"{va_rows.numel()} validation px, {n_classes} classes, {in_bands} bands, "
+        f"{options.patch_size}x{options.patch_size} patches"
+    )
     t0 = time.perf_counter()
     report_every = max(1, options.epochs // 10)
-    with console.progress() as bar:
-        task = bar.add_task("train", total=options.epochs, status="") if bar else None
-        for epoch in range(1, options.epochs + 1):
-            te = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=gen).to(device)
-            total = 0.0
-            for lo, hi in bounds:
-                idx = order[lo:hi]
-                x = gather_patches(padded, tr_rows[idx], tr_cols[idx], options.patch_size)
-                loss = loss_fn(model(x), tr_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * idx.numel()
-            mean_loss = total / n
-            val_oa = None
-            if va_rows.numel():
-                pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=1024)
-                val_oa = float((pred == va_y).float().mean())
-                if val_oa > best["oa"]:
-                    best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-            rec = {"epoch": epoch, "loss": mean_loss, "val_oa": val_oa, "seconds": time.perf_counter() - te}
-            history.append(rec)
-            status = f"loss {mean_loss:.4f}" + (f"  val OA {val_oa:.4f}" if val_oa is not None else "")
-            if bar:
-                bar.update(task, advance=1, status=status)
-            elif epoch % report_every == 0 or epoch == options.epochs:
-                console.info(f"epoch {epoch}/{options.epochs}  {status}")
+    stopped_early = False
+    try:
+        with console.progress() as bar:
+            task = bar.add_task("train", total=options.epochs, completed=start_epoch - 1, status="") if bar else None
+            for epoch in range(start_epoch, options.epochs + 1):
+                te = time.perf_counter()
+                model.train()
+                order = torch.randperm(n, generator=order_gen).to(device)
+                total = 0.0
+                lr_now = opt.param_groups[0]["lr"]
+                for lo, hi in bounds:
+                    idx = order[lo:hi]
+                    x = gather_patches(padded, tr_rows[idx], tr_cols[idx], options.patch_size)
+                    if options.augment:
+                        x = augment_batch(x, aug_gen)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        loss = loss_fn(model(x).float(), tr_y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * idx.numel()
+                if sched is not None:
+                    sched.step()
+                mean_loss = total / n
+                val_oa = None
+                if va_rows.numel():
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=1024)
+                    val_oa = float((pred == va_y).float().mean())
+                    if val_oa > best["oa"]:
+                        best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                        stale = 0
+                    else:
+                        stale += 1
+                rec = {"epoch": epoch, "loss": mean_loss, "val_oa": val_oa, "lr": lr_now, "seconds": time.perf_counter() - te}
+                history.append(rec)
+                _save_checkpoint(ckpt, model, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options)
+                _write_log(log_path(output), history)
+                status = f"loss {mean_loss:.4f}" + (f"  val OA {val_oa:.4f}" if val_oa is not None else "")
+                if bar:
+                    bar.update(task, advance=1, status=status)
+                elif epoch % report_every == 0 or epoch == options.epochs:
+                    console.info(f"epoch {epoch}/{options.epochs}  {status}")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch)
+                if options.early_stopping and va_rows.numel() and stale >= options.early_stopping:
+                    console.info(f"early stopping after epoch {epoch}: no better validation OA for {stale} epochs")
+                    stopped_early = True
+                    break
+    except KeyboardInterrupt:
+        done = history[-1]["epoch"] if history else start_epoch - 1
+        console.error(f"interrupted after epoch {done}; continue with the same command and --resume ({ckpt})")
+        raise
     seconds = time.perf_counter() - t0
 
     if best["state"] is None:
-        selection, best_epoch, val_oa, state = "final", options.epochs, None, None
+        selection, best_epoch, val_oa, state = "final", history[-1]["epoch"], None, None
     else:
         selection, best_epoch, val_oa, state = "validation", best["epoch"], best["oa"], best["state"]
     _write_bundle(model, prep, prepared_path, output, options, dict(options.model_options), options.patch_size,
-                  {"device": device.type, "best_epoch": best_epoch, "selection": selection, "val_oa": val_oa,
-                   "seconds": seconds}, state, overwrite)
+                  {"device": device.type, "precision": "bf16" if use_bf16 else "fp32", "best_epoch": best_epoch,
+                   "selection": selection, "val_oa": val_oa, "seconds": seconds, "epochs_run": history[-1]["epoch"],
+                   "stopped_early": stopped_early, "history": history}, state, True)
+    ckpt.unlink(missing_ok=True)
     picked = f"epoch {best_epoch} (best validation OA {val_oa:.4f})" if val_oa is not None else f"final epoch {best_epoch} (no validation split)"
-    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output}")
+    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {log_path(output).name}")
     return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=selection, seconds=seconds, history=history)
+
+
+def _save_checkpoint(path, model, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options) -> None:
+    state = {
+        "format": "hsicls-checkpoint",
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else None,
+        "order_gen": order_gen.get_state(),
+        "aug_gen": aug_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "best_oa": best["oa"],
+        "best_epoch": best["epoch"],
+        "best_state": best["state"],
+        "history": history,
+        "stale": stale,
+        "options": asdict(options),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, model_options: dict, patch_size: int,

@@ -47,6 +47,7 @@ class DatasetInfo:
     train_mask: str | None = None
     test_mask: str | None = None
     palette: tuple[tuple[int, int, int], ...] | None = None
+    lr: float = 0.002  # the paper's Adam learning rate for this scene
 
     @property
     def colours(self) -> list[tuple[int, int, int]]:
@@ -113,12 +114,12 @@ WHU = "http://rsidea.whu.edu.cn/"
 HF_WHU = "https://huggingface.co/datasets/danaroth/whu_hi/resolve/main/"
 
 
-def _whu(name: str, title: str, folder: str, stem: str, shape, names, patch=13) -> DatasetInfo:
+def _whu(name: str, title: str, folder: str, stem: str, shape, names, patch=13, lr=0.002) -> DatasetInfo:
     manual = f"Get {stem}.mat from {WHU}resource_WHUHi_sharing.htm and import it with 'hsicls download {name} --from FILE'"
     cube = RemoteFile(f"{stem}.mat", (HF_WHU + f"{folder}/{stem}.mat",), None, None, stem, manual=manual)
     gt = RemoteFile(f"{stem}_gt.mat", (HF_WHU + f"{folder}/{stem}_gt.mat",), None, None, f"{stem}_gt", manual=manual)
     return DatasetInfo(name, title, "Headwall Nano-Hyperspec (UAV)", shape, tuple(names), (cube, gt), cube.name, gt.name,
-                       stem, f"{stem}_gt", (400.0, 1000.0), patch, "checksums not yet verified")
+                       stem, f"{stem}_gt", (400.0, 1000.0), patch, "checksums not yet verified", lr=lr)
 
 
 HOUSTON_PAGE = "https://machinelearning.ee.uh.edu/2013-ieee-grss-data-fusion-contest/"
@@ -198,7 +199,7 @@ DATASETS: dict[str, DatasetInfo] = {
             test_mask="2013_IEEE_GRSS_DF_Contest_Samples_VA.txt",
         ),
         _whu("whu-hi-longkou", "WHU-Hi-LongKou", "WHU-Hi-LongKou", "WHU_Hi_LongKou", (550, 400, 270), LK_NAMES, patch=11),
-        _whu("whu-hi-hanchuan", "WHU-Hi-HanChuan", "WHU-Hi-HanChuan", "WHU_Hi_HanChuan", (1217, 303, 274), HC_NAMES),
+        _whu("whu-hi-hanchuan", "WHU-Hi-HanChuan", "WHU-Hi-HanChuan", "WHU_Hi_HanChuan", (1217, 303, 274), HC_NAMES, lr=0.004),
         _whu("whu-hi-honghu", "WHU-Hi-HongHu", "WHU-Hi-HongHu", "WHU_Hi_HongHu", (940, 475, 270), HH_NAMES),
     ]
 }

@@ -18,6 +18,7 @@ class ResolvedScene:
     labels: list[Path]  # merged in order (Houston 2013: training ROIs, then test ROIs)
     cube_key: str | None
     labels_key: str | None
+    root: Path  # <data-dir>/<name>
 
 
 def resolve_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> ResolvedScene:
@@ -32,4 +33,4 @@ def resolve_dataset(name: str, data_dir: Path | None = None, download: bool = Tr
             raise InputError(f"{missing}: not found (run 'hsicls download {info.name}')")
         console.info(f"{info.name}: fetching into {root}")
         download_dataset(info, root.parent)
-    return ResolvedScene(info, root / info.cube, [root / p for p in label_files], info.cube_key, info.labels_key)
+    return ResolvedScene(info, root / info.cube, [root / p for p in label_files], info.cube_key, info.labels_key, root)

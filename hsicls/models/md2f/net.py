@@ -29,9 +29,9 @@ class MD2FMamba(nn.Module):
         n_classes: int,
         patch_size: int,
         channels: int = 48,
-        state: int = 48,
-        c3: int = 4,
-        spectral_stride: int = 2,
+        state: int = 36,
+        c3: int = 8,
+        spectral_stride: int = 1,
         mdconv: bool = True,
         lfem: bool = True,
         gfe: bool = True,
@@ -80,7 +80,17 @@ def _as_bool(v) -> bool:
 
 @register_model("md2f-mamba", "MD2F-Mamba (JSTARS 2026): MDConv + MS-LFEM || HSM-GFE + CSFF")
 def md2f_mamba(in_bands: int, n_classes: int, patch_size: int, **opts) -> MD2FMamba:
-    """MD2F-Mamba with the budget configuration (C = 48, state d = 48, 4 stem filters)."""
+    """MD2F-Mamba with the budget configuration (C = 48, state d = 36, 8 stem filters).
+
+    Budget at the Pavia University configuration (30 PCA bands, 13 x 13, 9 classes): 44,018
+    parameters and 7.98M MACs per sample, under the paper's 92.4K and 8.3M. MACs, not
+    parameters, are the binding constraint: every 1x1 convolution costs its weights x 169
+    positions. Choices: one width C = 48 for every branch (a 64-wide reading costs about 39M
+    MACs); MS-LFEM branches output C/4 each so their concatenation needs no fusing 1x1; the
+    HSM-GFE state is d = 36 < C; the stem keeps the full spectral resolution (8 filters, no
+    spectral stride), which measured better on Indian Pines than 4 filters with stride 2
+    (seed 0, 5 %: 96.6 vs 95.8 % OA).
+    """
     for k in ("mdconv", "lfem", "gfe"):
         if k in opts:
             opts[k] = _as_bool(opts[k])

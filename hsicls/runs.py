@@ -1,0 +1,91 @@
+"""``hsicls train --runs K``: K seeds, each with its own split, then mean ± std as papers report.
+
+Run ``i`` uses seed ``seed + i`` for both the split and the network; its split is made by
+re-running the prepared file's recorded preprocessing with that seed (a ``fixed`` split keeps
+its masks, so only the network's seed changes). Files: ``<stem>_run<i>.h5``/``.pt`` next to
+the output; the summary goes to ``<stem>_runs.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import console
+from .errors import HsiclsError
+from .evaluate import evaluate
+from .prepared import load_prepared
+from .preprocess import PreprocessOptions, preprocess
+from .train import TrainOptions, train
+
+
+def summarize(reports: list[dict]) -> dict:
+    """Mean and (population) std over runs of OA, AA, kappa and every class's accuracy."""
+    out = {}
+    for k in ("oa", "aa", "kappa"):
+        v = np.array([r[k] for r in reports], float)
+        out[k] = {"mean": float(v.mean()), "std": float(v.std()), "runs": v.tolist()}
+    pc = np.array([[np.nan if a is None else a for a in r["per_class"]] for r in reports], float)
+    with np.errstate(invalid="ignore"):
+        out["per_class"] = {
+            "mean": [None if np.isnan(m) else float(m) for m in np.nanmean(pc, axis=0)] if pc.size else [],
+            "std": [None if np.isnan(s) else float(s) for s in np.nanstd(pc, axis=0)] if pc.size else [],
+        }
+    return out
+
+
+def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: int, overwrite: bool = False) -> dict:
+    if runs < 1:
+        raise HsiclsError(f"--runs must be >= 1, got {runs}")
+    base = load_prepared(prepared_path)
+    rec = base.meta.get("options")
+    if rec is None:
+        raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
+    label_sources = base.meta.get("labels_source", "").split(";")
+    reports = []
+    for i in range(runs):
+        seed = options.seed + i
+        stem = output.with_name(f"{output.stem}_run{i}")
+        prep_i, model_i = stem.with_suffix(".h5"), stem.with_suffix(".pt")
+        popts = PreprocessOptions(**{**rec, "seed": seed})
+        console.info(f"run {i + 1}/{runs}: seed {seed}")
+        preprocess(base.meta["source"], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
+        train(prep_i, model_i, replace(options, seed=seed), overwrite=overwrite)
+        rep = evaluate(model_i, prep_i, device=options.device)
+        rep.pop("split_masks", None)
+        reports.append(rep)
+    summary = {
+        "model": options.model,
+        "runs": runs,
+        "seeds": [options.seed + i for i in range(runs)],
+        "split": {k: v for k, v in base.meta.get("split", {}).items() if k != "seed"},
+        "fit_on": base.meta.get("fit_on"),
+        "class_names": base.class_names,
+        **summarize(reports),
+        "reports": reports,
+    }
+    path = output.with_name(f"{output.stem}_runs.json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, path)
+    return summary
+
+
+def render_summary(s: dict) -> None:
+    from rich.table import Table
+
+    desc = s["split"].get("description", s["split"].get("protocol", "?"))
+    table = Table(title=f"{s['model']}: mean ± std over {s['runs']} runs (seeds {s['seeds'][0]}-{s['seeds'][-1]}, "
+                        f"own split each; {desc.split(', seed')[0]}; preprocessing fitted on {s['fit_on']})")
+    table.add_column("")
+    table.add_column("mean ± std %", justify="right")
+    for name, m, sd in zip(s["class_names"], s["per_class"]["mean"], s["per_class"]["std"]):
+        table.add_row(name, "-" if m is None else f"{100 * m:.2f} ± {100 * sd:.2f}")
+    table.add_section()
+    for k, label in (("oa", "OA"), ("aa", "AA"), ("kappa", "kappa")):
+        table.add_row(label, f"{100 * s[k]['mean']:.2f} ± {100 * s[k]['std']:.2f}")
+    console.err_console().print(table)
