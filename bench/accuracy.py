@@ -70,6 +70,7 @@ def main() -> None:
             row.update(params=info["params"], macs=info["macs"], flops=info["flops"],
                        seconds_per_epoch=float(np.mean([r["seconds_per_epoch"] for r in reps])))
         row["seeds"] = list(range(args.seeds))
+        row["reports"] = [{k: v for k, v in r.items() if k != "split_masks"} for r in reps]
         rows.append(row)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "accuracy.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

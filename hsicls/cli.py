@@ -245,19 +245,29 @@ def evaluate(
 @app.command("predict-map")
 @handle_errors
 def predict_map(
-    scene: Path = typer.Argument(..., help="Scene to classify (same bands as the training scene)."),
+    scene: Path = typer.Argument(..., help="Scene to classify (same bands as the training scene): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle written by 'hsicls train'."),
     output: Path = typer.Option(..., "--output", "-o", help="Output class-map GeoTIFF."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file."),
+    window: int = typer.Option(256, "--window", help="Window side in pixels; peak memory grows with its square, the map does not change."),
+    batch_size: int = typer.Option(2048, "--batch-size"),
+    cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF with overviews (mode resampling)."),
+    confidence: Optional[Path] = typer.Option(None, "--confidence", help="Also write the maximum softmax probability per pixel."),
+    confidence_dtype: str = typer.Option("float32", "--confidence-dtype", help="float32, or uint8 (1-255 for 0-1, 0 = nodata)."),
+    probabilities: Optional[Path] = typer.Option(None, "--probabilities", help="Also write one probability band per class (float32)."),
+    reject_below: Optional[float] = typer.Option(None, "--reject-below", help="Pixels whose confidence is below T get the class 'unknown'."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG quicklook with a legend."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
     device: str = Device,
-    batch_size: int = typer.Option(1024, "--batch-size"),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
     """Classify every pixel of a scene; write a georeferenced class-map GeoTIFF with a colour table."""
+    from .predict import MapOptions
     from .predict import predict_map as run
 
-    summary = run(scene, model, output, device=device, batch_size=batch_size, key=key, overwrite=overwrite)
+    opts = MapOptions(device, batch_size, window, key, cog, confidence, confidence_dtype, probabilities, reject_below, preview, precision)
+    summary = run(scene, model, output, opts, overwrite=overwrite)
     if as_json:
         _print_json(summary)
 

@@ -317,56 +317,6 @@ def read_raster_georef(path: str | Path) -> tuple[str | None, tuple[float, ...] 
         return _georef(ds)
 
 
-# --------------------------------------------------------------------------- writing
-def write_class_map(
-    path: Path,
-    classes: np.ndarray,
-    *,
-    crs: str | None,
-    transform: tuple[float, ...] | None,
-    palette: list[tuple[int, int, int]],
-    class_names: list[str],
-) -> None:
-    """Write a ``(H, W)`` class map (0 = nodata, 1..K) as a tiled DEFLATE GeoTIFF.
-
-    uint8 with the palette as colour table (index ``k`` = class ``k``); uint16 above 255 classes.
-    Class names go into the band metadata (``CLASS_<k>=name``) and the band description.
-    """
-    import rasterio
-    from rasterio.transform import Affine
-
-    h, w = classes.shape
-    dtype = "uint8" if len(class_names) <= 255 else "uint16"
-    profile = dict(
-        driver="GTiff",
-        height=h,
-        width=w,
-        count=1,
-        dtype=dtype,
-        nodata=0,
-        compress="deflate",
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-    )
-    if crs is not None:
-        profile["crs"] = crs
-    if transform is not None:
-        profile["transform"] = Affine(*transform)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid maps
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(classes.astype(dtype), 1)
-            if dtype == "uint8":
-                cmap = {0: (0, 0, 0, 0)}
-                for k, rgb in enumerate(palette, start=1):
-                    cmap[k] = (int(rgb[0]), int(rgb[1]), int(rgb[2]), 255)
-                dst.write_colormap(1, cmap)
-            dst.update_tags(1, **{f"CLASS_{k}": n for k, n in enumerate(class_names, start=1)})
-            dst.update_tags(CLASS_NAMES=";".join(class_names), SOFTWARE="hsicls")
-            dst.set_band_description(1, "class")
-
-
 def read_label_metadata(path: str | Path) -> tuple[dict[int, str], dict[int, tuple[int, int, int]]]:
     """Class names and colours stored in a label GeoTIFF (as hsicls writes them), else empty.
 
