@@ -11,7 +11,7 @@ DEMO_DIR   ?= demo_out
 DEMO_EPOCHS ?= 80
 DEMO_PATCH  ?= 7
 
-.PHONY: install demo test bench bench-accuracy clean sample
+.PHONY: install demo test bench bench-accuracy bench-protocol bench-map clean sample
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: install
 bench: install
 	$(BIN)/python bench/model_cost.py
 	$(BIN)/python bench/sample_spectral_vs_spatial.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/predict_map.py
+
+bench-protocol: install
+	$(BIN)/python bench/protocol.py
+
+bench-map: install
+	$(BIN)/python bench/predict_map.py
 
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py

@@ -45,7 +45,7 @@ UNKNOWN_COLOUR = (128, 128, 128)
 @dataclass
 class MapOptions:
     device: str = "auto"
-    batch_size: int = 2048
+    batch_size: int = 1024
     window: int = 256
     key: str | None = None
     cog: bool = False
