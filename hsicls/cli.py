@@ -47,8 +47,21 @@ def handle_errors(fn):
     return wrapper
 
 
+def _jsonable(obj):
+    """NaN/inf become null: the output stays valid JSON."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -161,7 +174,7 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live."),
     model: str = typer.Option("md2f-mamba", "--model", help="Registered model (see 'hsicls models')."),
     model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
-    patch_size: int = typer.Option(13, "--patch-size", help="Patch side in pixels (odd)."),
+    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Patch side in pixels, odd (default 13; with --dataset the paper's size for that scene)."),
     epochs: int = typer.Option(100, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default 0.002; the paper's 0.004 on WHU-Hi-HanChuan)."),
@@ -189,10 +202,11 @@ def train(
 
         info = get_dataset(dataset)
         lr = lr if lr is not None else info.lr
+        patch_size = patch_size if patch_size is not None else info.patch_size
         prepared = _prepared_for(dataset, data_dir, seed)
     elif prepared is None:
         raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
-    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size, epochs, batch_size, lr if lr is not None else 0.002,
+    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size if patch_size is not None else 13, epochs, batch_size, lr if lr is not None else 0.002,
                         seed, device, weight_decay, lr_schedule, early_stopping, label_smoothing, augment, precision)
     if runs != 1:
         from .runs import render_summary, train_runs
@@ -215,7 +229,8 @@ def evaluate(
     prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
     device: str = Device,
     batch_size: int = typer.Option(1024, "--batch-size"),
-    report_prefix: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.json, PREFIX.csv and PREFIX.md."),
+    report_prefix: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.json (with the split masks), PREFIX.csv and PREFIX.md."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, as predict-map), fp32 or bf16."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
@@ -230,7 +245,7 @@ def evaluate(
             check_output(report_prefix.with_name(report_prefix.name + suffix), overwrite)
     if plot is not None:
         check_output(plot, overwrite)
-    report = run(model, prepared, device=device, batch_size=batch_size)
+    report = run(model, prepared, device=device, batch_size=batch_size, precision=precision)
     render_report(report)
     if report_prefix is not None:
         for p in write_report_files(report, report_prefix, overwrite):
@@ -238,8 +253,8 @@ def evaluate(
     if plot is not None:
         plot_confusion(report, plot, overwrite)
         console.info(f"wrote {plot}")
-    if as_json:
-        _print_json(report)
+    if as_json:  # the split masks (pixel indices) go to --report files only
+        _print_json({k: v for k, v in report.items() if k != "split_masks"})
 
 
 @app.command("predict-map")

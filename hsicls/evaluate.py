@@ -50,7 +50,8 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
         )
 
 
-def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int = 1024) -> dict:
+def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int = 1024,
+             precision: str = "auto") -> dict:
     """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts)."""
     tune_allocator()
     if batch_size < 1:
@@ -68,7 +69,11 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
         raise HsiclsError(f"{prepared_path}: the test split is empty")
     y_true = prep.labels[rows, cols] - 1
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=dev)  # noqa: E731
-    pred = predict_pixels(model, padded, as_t(rows), as_t(cols), patch, batch_size=batch_size).cpu().numpy()
+    if precision not in ("auto", "fp32", "bf16"):
+        raise HsiclsError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")  # as predict-map does
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+        pred = predict_pixels(model, padded, as_t(rows), as_t(cols), patch, batch_size=batch_size).cpu().numpy()
     report = classification_report(y_true, pred, prep.n_classes)
     training = bundle.get("training", {})
     report.update(

@@ -8,8 +8,9 @@ batch), the model runs in batches of ``batch_size`` (bf16 autocast on GPU), and 
 written into the output GeoTIFF with a windowed write. A background thread reads the next
 window while the current one is classified.
 
-The map does not depend on the window size: every pixel sees the same patch as with a single
-window covering the scene. Peak memory is bounded by the window, not the scene:
+The class map does not depend on the window size: every pixel sees the same patch as with a
+single window covering the scene (batches differ, so confidences may differ in the last float
+bits). Peak memory is bounded by the window, not the scene:
 about ``(window + P)^2 x (B + C) x 4`` bytes for the raw and reduced window, plus one batch
 (``batch_size x C x P^2 x 4`` bytes of patches and roughly 20x that in activations).
 
@@ -111,32 +112,51 @@ def _windows(h: int, w: int, size: int):
 
 
 def _prefetch(source: _Source, wins: list, halo: int):
-    """Read windows (with halo, clipped to the scene) in a background thread, one ahead."""
+    """Read windows (with halo, clipped to the scene) in a background thread, one ahead.
+
+    Errors in the reader reach the consumer; if the consumer stops early (an error, Ctrl-C),
+    the reader is told to stop and its file is closed."""
     q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work():
-        read = source.reader()
+        read = None
         try:
+            read = source.reader()
             for r0, r1, c0, c1 in wins:
                 R0, R1 = max(0, r0 - halo), min(source.height, r1 + halo)
                 C0, C1 = max(0, c0 - halo), min(source.width, c1 + halo)
-                q.put(((r0, r1, c0, c1), (R0, R1, C0, C1), read(R0, R1, C0, C1)))
+                if not put(((r0, r1, c0, c1), (R0, R1, C0, C1), read(R0, R1, C0, C1))):
+                    return
         except BaseException as exc:  # hand errors to the consumer
-            q.put(exc)
+            put(exc)
         finally:
-            if hasattr(read, "close"):
+            if read is not None and hasattr(read, "close"):
                 read.close()
-            q.put(None)
+            put(None)
 
     t = threading.Thread(target=work, daemon=True)
     t.start()
-    while True:
-        item = q.get()
-        if item is None:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
 
 
 def _reflect_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
@@ -185,8 +205,13 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
 
     scene_path, output = Path(scene_path), Path(output)
     outputs = [output] + [p for p in (options.confidence, options.probabilities, options.preview) if p is not None]
-    if len(set(map(str, outputs))) != len(outputs):
+    resolved = [p.resolve() for p in outputs]
+    if len(set(resolved)) != len(resolved):
         raise HsiclsError("the map, --confidence, --probabilities and --preview need different file names")
+    if set(resolved) & {scene_path.resolve(), Path(model_path).resolve()}:
+        raise HsiclsError("an output file name is the scene's or the model's")
+    if options.precision not in ("auto", "fp32", "bf16"):
+        raise InputError(f"--precision must be auto, fp32 or bf16, got {options.precision!r}")
     for p in outputs:
         check_output(p, overwrite)
     if options.batch_size < 1:
@@ -231,15 +256,15 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
             _maybe_atomic(options.probabilities, overwrite) as tmp_prob, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid outputs
         map_path = tmp_map.with_name(tmp_map.name + ".gtiff") if options.cog else tmp_map
-        dst = rasterio.open(map_path, "w", **_profile(h, w, dtype, 1, source.crs, source.transform, 0))
-        _finish_map(dst, names, palette, dtype)  # the colour table must precede the pixel data
-        conf_dst = prob_dst = None
-        if tmp_conf is not None:
-            cd = options.confidence_dtype
-            conf_dst = rasterio.open(tmp_conf, "w", **_profile(h, w, cd, 1, source.crs, source.transform, 0 if cd == "uint8" else float("nan")))
-        if tmp_prob is not None:
-            prob_dst = rasterio.open(tmp_prob, "w", **_profile(h, w, "float32", k, source.crs, source.transform, float("nan")))
+        dst = conf_dst = prob_dst = None
         try:
+            dst = rasterio.open(map_path, "w", **_profile(h, w, dtype, 1, source.crs, source.transform, 0))
+            _finish_map(dst, names, palette, dtype)  # the colour table must precede the pixel data
+            if tmp_conf is not None:
+                cd = options.confidence_dtype
+                conf_dst = rasterio.open(tmp_conf, "w", **_profile(h, w, cd, 1, source.crs, source.transform, 0 if cd == "uint8" else float("nan")))
+            if tmp_prob is not None:
+                prob_dst = rasterio.open(tmp_prob, "w", **_profile(h, w, "float32", k, source.crs, source.transform, float("nan")))
             with console.progress() as bar, torch.inference_mode():
                 task = bar.add_task("predict", total=h * w, status="") if bar else None
                 for (r0, r1, c0, c1), (R0, R1, C0, C1), raw in _prefetch(source, wins, halo):
@@ -287,14 +312,14 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
                 for i, n in enumerate(bundle["class_names"], start=1):
                     prob_dst.set_band_description(i, f"P({n})")
         finally:
-            dst.close()
-            if conf_dst is not None:
-                conf_dst.close()
-            if prob_dst is not None:
-                prob_dst.close()
-        if options.cog:
-            _to_cog(map_path, tmp_map)
-            map_path.unlink()
+            for ds in (dst, conf_dst, prob_dst):
+                if ds is not None:
+                    ds.close()
+            if options.cog and map_path.exists() and not tmp_map.exists():
+                try:
+                    _to_cog(map_path, tmp_map)
+                finally:
+                    map_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     if options.preview is not None:
         write_preview(output, options.preview, names, palette, overwrite)

@@ -171,6 +171,9 @@ def make_split(labels: np.ndarray, o: PreprocessOptions, scene, label_paths) -> 
             raise HsiclsError("--split count needs --train-count N")
         return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=console.warn)
     if o.split == "disjoint":
+        from .patches import check_patch_size
+
+        check_patch_size(o.patch_size)
         return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
     if o.train_mask is None:
         raise HsiclsError("--split fixed needs --train-mask FILE")

@@ -29,8 +29,11 @@ def summarize(reports: list[dict]) -> dict:
     for k in ("oa", "aa", "kappa"):
         v = np.array([r[k] for r in reports], float)
         out[k] = {"mean": float(v.mean()), "std": float(v.std()), "runs": v.tolist()}
+    import warnings
+
     pc = np.array([[np.nan if a is None else a for a in r["per_class"]] for r in reports], float)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         out["per_class"] = {
             "mean": [None if np.isnan(m) else float(m) for m in np.nanmean(pc, axis=0)] if pc.size else [],
             "std": [None if np.isnan(s) else float(s) for s in np.nanstd(pc, axis=0)] if pc.size else [],
@@ -46,11 +49,16 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
     if rec is None:
         raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
     label_sources = base.meta.get("labels_source", "").split(";")
+    from .fileutil import check_output
+
+    files = [(output.with_name(f"{output.stem}_run{i}.h5"), output.with_name(f"{output.stem}_run{i}.pt")) for i in range(runs)]
+    summary_path = output.with_name(f"{output.stem}_runs.json")
+    for p in [summary_path, *(f for pair in files for f in pair)]:
+        check_output(p, overwrite)
     reports = []
     for i in range(runs):
         seed = options.seed + i
-        stem = output.with_name(f"{output.stem}_run{i}")
-        prep_i, model_i = stem.with_suffix(".h5"), stem.with_suffix(".pt")
+        prep_i, model_i = files[i]
         popts = PreprocessOptions(**{**rec, "seed": seed})
         console.info(f"run {i + 1}/{runs}: seed {seed}")
         preprocess(base.meta["source"], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
@@ -68,7 +76,7 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
         **summarize(reports),
         "reports": reports,
     }
-    path = output.with_name(f"{output.stem}_runs.json")
+    path = summary_path
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, path)

@@ -94,8 +94,8 @@ def _check_options(o: TrainOptions) -> None:
     check_patch_size(o.patch_size)
     if o.epochs < 1:
         raise HsiclsError(f"--epochs must be >= 1, got {o.epochs}")
-    if o.batch_size < 1:
-        raise HsiclsError(f"--batch-size must be >= 1, got {o.batch_size}")
+    if o.batch_size < 2:
+        raise HsiclsError(f"--batch-size must be >= 2 (BatchNorm needs two samples), got {o.batch_size}")
     if not o.lr > 0:
         raise HsiclsError(f"--lr must be > 0, got {o.lr}")
     if o.seed < 0:
@@ -155,17 +155,25 @@ def train(
     seed_everything(options.seed)
     entry = get_entry(options.model)
     if entry.kind == "classic":
-        return _train_classic(entry, prep, prepared_path, output, options, overwrite)
+        return _train_classic(entry, prep, prepared_path, output, options, overwrite or resume)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
 
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
     padded = pad_cube(cube, options.patch_size)
+    split = prep.meta.get("split", {})
+    if split.get("protocol") == "disjoint" and options.patch_size > int(split.get("patch_size", options.patch_size)):
+        raise HsiclsError(
+            f"{prepared_path}: its disjoint split guards {split['patch_size']}x{split['patch_size']} footprints; training on "
+            f"{options.patch_size}x{options.patch_size} patches would see test pixels (preprocess with --patch-size {options.patch_size})"
+        )
     tr_rows, tr_cols, tr_y = _pixels(prep.train, prep.labels, device)
     va_rows, va_cols, va_y = _pixels(prep.val, prep.labels, device)
-    if tr_rows.numel() == 0:
-        raise HsiclsError(f"{prepared_path}: the training split is empty")
+    if tr_rows.numel() < 2:
+        raise HsiclsError(f"{prepared_path}: the training split holds {tr_rows.numel()} pixel(s); at least 2 are needed")
+    if options.early_stopping and va_rows.numel() == 0:
+        console.warn("--early-stopping needs a validation split (--val-ratio > 0); it is ignored")
     n_classes, in_bands = prep.n_classes, prep.cube.shape[2]
     model = create_model(
         options.model, in_bands=in_bands, n_classes=n_classes, patch_size=options.patch_size, **options.model_options
@@ -189,7 +197,7 @@ def train(
         if not ckpt.exists():
             raise HsiclsError(f"{ckpt}: no checkpoint to resume from")
         try:
-            state = torch.load(ckpt, map_location=device, weights_only=True)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
         saved = {k: v for k, v in state.get("options", {}).items() if k != "device"}
@@ -197,14 +205,18 @@ def train(
         if saved != mine:
             diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
             raise HsiclsError(f"{ckpt}: was written with other options ({diff}); resume with the same ones")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        model.load_state_dict(state["model"])  # copies onto the model's device
+        opt.load_state_dict(state["optimizer"])  # casts the moments to the parameters' device
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         order_gen.set_state(state["order_gen"])
         aug_gen.set_state(state["aug_gen"])
         torch.set_rng_state(state["torch_rng"])
-        best = {"oa": state["best_oa"], "epoch": state["best_epoch"], "state": state.get("best_state")}
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
+        best_state = state.get("best_state")
+        best = {"oa": state["best_oa"], "epoch": state["best_epoch"],
+                "state": {k: v.to(device) for k, v in best_state.items()} if best_state else None}
         history, stale = list(state["history"]), int(state["stale"])
         start_epoch = int(state["epoch"]) + 1
         console.info(f"resuming from epoch {start_epoch - 1} of {options.epochs} ({ckpt})")
@@ -267,7 +279,10 @@ def train(
                     break
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else start_epoch - 1
-        console.error(f"interrupted after epoch {done}; continue with the same command and --resume ({ckpt})")
+        if ckpt.exists():
+            console.error(f"interrupted after epoch {done}; continue with the same command and --resume ({ckpt})")
+        else:
+            console.error("interrupted before the first epoch ended; nothing to resume")
         raise
     seconds = time.perf_counter() - t0
 
@@ -295,6 +310,7 @@ def _save_checkpoint(path, model, opt, sched, order_gen, aug_gen, best, history,
         "order_gen": order_gen.get_state(),
         "aug_gen": aug_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "best_oa": best["oa"],
         "best_epoch": best["epoch"],
         "best_state": best["state"],
@@ -303,8 +319,12 @@ def _save_checkpoint(path, model, opt, sched, order_gen, aug_gen, best, history,
         "options": asdict(options),
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise HsiclsError(f"{path}: cannot write the checkpoint ({exc})") from None
 
 
 def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, model_options: dict, patch_size: int,
