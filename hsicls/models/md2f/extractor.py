@@ -32,7 +32,24 @@ class InitialExtractor(nn.Module):
         self.bn2d = nn.BatchNorm2d(channels)
         self.act = nn.ReLU(inplace=True)
 
+    def _conv3d_as_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """The same Conv3D (one input channel) as a Conv2D over windows of 3 consecutive bands:
+        ``(B, bands, P, P)`` -> ``(B, c3, bands', P, P)``. Identical up to float rounding; its
+        backward pass is about 3x faster on CPU than oneDNN's 3-D one, so training uses it."""
+        b, d, h, w = x.shape
+        k, s = self.conv3d.kernel_size[0], self.conv3d.stride[0]
+        xs = x.unfold(1, k, s)  # (B, bands', P, P, 3)
+        n = xs.shape[1]
+        xs = xs.permute(0, 1, 4, 2, 3).reshape(b * n, k, h, w)
+        weight = self.conv3d.weight.squeeze(1)  # (c3, 3, 3, 3): spectral taps become input channels
+        y = nn.functional.conv2d(xs, weight, padding=self.conv3d.padding[1:])  # (B*bands', c3, P, P)
+        return y.view(b, n, -1, h, w).transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.bn3d(self.conv3d(x.unsqueeze(1))))  # (B, c3, bands', P, P)
+        if self.training and torch.is_grad_enabled():
+            y = self._conv3d_as_2d(x)
+        else:
+            y = self.conv3d(x.unsqueeze(1))
+        y = self.act(self.bn3d(y))  # (B, c3, bands', P, P)
         y = y.flatten(1, 2)  # (B, c3*bands', P, P)
         return self.act(self.bn2d(self.conv2d(y)))  # (B, C, P, P)
