@@ -156,3 +156,14 @@ def test_rf_module_reproduces_sklearn():
     ref = RandomForestClassifier(n_estimators=25, random_state=5, n_jobs=1).fit(x, y)
     proba = m(torch.from_numpy(xv)[:, :, None, None]).numpy()
     np.testing.assert_allclose(proba, ref.predict_proba(xv), atol=1e-6)
+
+
+def test_stem_training_path_equals_conv3d():
+    from hsicls.models.md2f import InitialExtractor
+
+    torch.manual_seed(0)
+    for stride in (1, 2):
+        stem = InitialExtractor(11, 16, c3=4, spectral_stride=stride)
+        x = torch.randn(3, 11, 7, 7)
+        ref = stem.conv3d(x.unsqueeze(1))
+        torch.testing.assert_close(stem._conv3d_as_2d(x), ref, atol=1e-5, rtol=1e-5)
