@@ -70,7 +70,7 @@ def measure(name, cube, train_mask, labels, val_mask, args, device):
     cube_t = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1)))
     padded = pad_cube(cube_t, p).to(device)
     rows, cols = (torch.as_tensor(a, device=device) for a in np.nonzero(train_mask))
-    y = torch.as_tensor(labels[train_mask] - 1, device=device)
+    y = torch.as_tensor(labels[train_mask] - 1, dtype=torch.long, device=device)
     vr, vc = (torch.as_tensor(a, device=device) for a in np.nonzero(val_mask))
     k = int(labels.max())
     torch.manual_seed(0)
