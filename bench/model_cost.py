@@ -43,7 +43,7 @@ def main() -> None:
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     mm_gflops = 2 * 2048**3 / timeit(lambda: torch.mm(a, b), 5) / 1e9
     rows = []
-    for name in list_models():
+    for name in list_models(kind="deep"):
         m = create_model(name, in_bands=args.bands, n_classes=args.classes, patch_size=args.patch)
         cost = count_flops(m, args.bands, args.patch)
         x = torch.randn(args.batch, args.bands, args.patch, args.patch)
