@@ -143,8 +143,17 @@ def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path
 
     from .fileutil import atomic_output
 
+    def clean(o):  # NaN/inf -> null: valid JSON
+        if isinstance(o, float):
+            return o if np.isfinite(o) else None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
     out = []
-    for suffix, text in ((".json", json.dumps(report, indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
+    for suffix, text in ((".json", json.dumps(clean(report), indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
         path = prefix.with_name(prefix.name + suffix)
         with atomic_output(path, overwrite) as tmp:
             tmp.write_text(text)

@@ -240,6 +240,8 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
     dev = resolve_device(options.device)
     use_bf16 = options.precision == "bf16" or (options.precision == "auto" and dev.type == "cuda")
     model = build_model(bundle).to(dev)
+    if bundle["model"]["name"] == "svm" and (options.confidence or options.probabilities or options.reject_below is not None):
+        console.warn("the svm baseline outputs one-vs-one votes, not probabilities: its confidence is a softmax of votes")
     names = list(bundle["class_names"])
     palette = [tuple(c) for c in bundle["palette"]]
     k = len(names)
