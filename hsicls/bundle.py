@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, first_line
 from .models import create_model
 from .prepared import Preprocessing
 
@@ -81,7 +81,7 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable hsicls model bundle ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
+        raise InputError(f"{path}: not a readable hsicls model bundle ({first_line(exc)})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise InputError(f"{path}: not an hsicls model bundle (train one with 'hsicls train')")
     if bundle.get("format_version", 0) > FORMAT_VERSION:
@@ -103,5 +103,5 @@ def build_model(bundle: dict[str, Any]) -> torch.nn.Module:
         model.load_state_dict(bundle["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
         raise InputError(f"model bundle does not match this hsicls's '{bundle.get('model', {}).get('name')}' ({type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:120]})") from None
+                         f"{first_line(exc)[:120]})") from None
     return model.eval()

@@ -47,21 +47,10 @@ def handle_errors(fn):
     return wrapper
 
 
-def _jsonable(obj):
-    """NaN/inf become null: the output stays valid JSON."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+    from .fileutil import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2) + "\n")
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,11 @@ non-zero exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class HsiclsError(Exception):
     """A problem with the user's input, reported as one clear line."""
 

@@ -16,7 +16,7 @@ from .bundle import build_model, bundle_preprocessing, load_bundle
 from .errors import HsiclsError
 from .metrics import classification_report
 from .runtime import tune_allocator
-from .patches import pad_cube, predict_pixels, resolve_device
+from .patches import pad_cube, predict_pixels, resolve_device, uses_bf16
 from .prepared import load_prepared
 
 
@@ -69,9 +69,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
         raise HsiclsError(f"{prepared_path}: the test split is empty")
     y_true = prep.labels[rows, cols] - 1
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=dev)  # noqa: E731
-    if precision not in ("auto", "fp32", "bf16"):
-        raise HsiclsError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
-    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")  # as predict-map does
+    use_bf16 = uses_bf16(precision, dev)  # as predict-map does
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
         pred = predict_pixels(model, padded, as_t(rows), as_t(cols), patch, batch_size=batch_size).cpu().numpy()
     report = classification_report(y_true, pred, prep.n_classes)
@@ -141,19 +139,10 @@ def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path
     """``PREFIX.json``, ``PREFIX.csv``, ``PREFIX.md`` (each written atomically)."""
     import json
 
-    from .fileutil import atomic_output
-
-    def clean(o):  # NaN/inf -> null: valid JSON
-        if isinstance(o, float):
-            return o if np.isfinite(o) else None
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return o
+    from .fileutil import atomic_output, json_safe
 
     out = []
-    for suffix, text in ((".json", json.dumps(clean(report), indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
+    for suffix, text in ((".json", json.dumps(json_safe(report), indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
         path = prefix.with_name(prefix.name + suffix)
         with atomic_output(path, overwrite) as tmp:
             tmp.write_text(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,17 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise HsiclsError(f"{path}: folder {path.parent} is not writable")
     return path
+
+
+def json_safe(obj):
+    """NaN/inf become null, so that the JSON we print or write stays valid."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 @contextmanager

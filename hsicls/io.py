@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 MAT_SUFFIXES = {".mat"}
 NPY_SUFFIXES = {".npy"}
@@ -59,10 +59,6 @@ def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
         ok &= ~(data == nodata).all(axis=-1)
     ok &= (data != 0).any(axis=-1)
     return ok
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _require_file(path: Path) -> None:
@@ -243,7 +239,7 @@ def read_cube(path: str | Path, key: str | None = None) -> Scene:
         try:
             bands = ds.read(good, out_dtype="float32")  # (B, H, W)
         except Exception as exc:
-            raise InputError(f"{path}: could not read pixel data ({_first_line(exc)})") from None
+            raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
         crs, transform = _georef(ds)
         nodata = ds.nodata
         names = [ds.descriptions[i - 1] or f"band {i}" for i in good]
@@ -283,7 +279,7 @@ def read_labels(path: str | Path, key: str | None = None, like: Scene | None = N
             try:
                 arr = ds.read(1)
             except Exception as exc:
-                raise InputError(f"{path}: could not read pixel data ({_first_line(exc)})") from None
+                raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
             nodata = ds.nodata
         if nodata is not None and np.isfinite(nodata):
             arr = np.where(arr == nodata, 0, arr)

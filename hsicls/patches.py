@@ -51,6 +51,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise HsiclsError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """``auto`` means bf16 autocast on a GPU and full fp32 on the CPU (which lacks bf16 units here)."""
+    check_precision(precision)
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 @torch.no_grad()
 def predict_pixels(
     model: torch.nn.Module,

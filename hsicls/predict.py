@@ -36,7 +36,7 @@ from .bundle import build_model, bundle_preprocessing, load_bundle
 from .errors import HsiclsError, InputError
 from .fileutil import atomic_output, check_output
 from .io import _envi_data_file, _georef, _good_bands, _open_raster, read_cube, valid_mask
-from .patches import gather_patches, resolve_device
+from .patches import check_precision, gather_patches, resolve_device, uses_bf16
 from .runtime import tune_allocator
 
 UNKNOWN = "unknown"
@@ -210,8 +210,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
         raise HsiclsError("the map, --confidence, --probabilities and --preview need different file names")
     if set(resolved) & {scene_path.resolve(), Path(model_path).resolve()}:
         raise HsiclsError("an output file name is the scene's or the model's")
-    if options.precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"--precision must be auto, fp32 or bf16, got {options.precision!r}")
+    check_precision(options.precision)
     for p in outputs:
         check_output(p, overwrite)
     if options.batch_size < 1:
@@ -238,7 +237,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
     if source.crs is None:
         console.warn(f"{scene_path.name} has no CRS; the map is written on the pixel grid")
     dev = resolve_device(options.device)
-    use_bf16 = options.precision == "bf16" or (options.precision == "auto" and dev.type == "cuda")
+    use_bf16 = uses_bf16(options.precision, dev)
     model = build_model(bundle).to(dev)
     if bundle["model"]["name"] == "svm" and (options.confidence or options.probabilities or options.reject_below is not None):
         console.warn("the svm baseline outputs one-vs-one votes, not probabilities: its confidence is a softmax of votes")

@@ -15,7 +15,7 @@ import numpy as np
 from . import console
 from .errors import HsiclsError, InputError
 from .fileutil import atomic_output, check_output
-from .io import read_cube, read_label_metadata, read_labels
+from .io import ROI_SUFFIXES, VECTOR_SUFFIXES, rasterize_vector_labels, read_cube, read_label_metadata, read_labels
 from .palette import default_palette
 from .prepared import Prepared, Preprocessing, save_prepared
 from .splits import count_split, disjoint_split, fixed_split, stratified_split
@@ -92,7 +92,7 @@ def _check_same_grid(labels_path: Path, scene) -> None:
 
     from .io import read_raster_georef
 
-    if labels_path.suffix.lower() in (".txt", ".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"):
+    if labels_path.suffix.lower() in ROI_SUFFIXES | VECTOR_SUFFIXES:  # not rasters: drawn on the scene's grid
         return
     crs, transform = read_raster_georef(labels_path)
     if crs is None or scene.crs is None or transform is None or scene.transform is None:
@@ -221,9 +221,7 @@ def preprocess(
     labels, values = _relabel(labels_raw)
 
     names_meta, palette_meta = read_label_metadata(label_paths[0])
-    if label_paths[0].suffix.lower() in (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"):
-        from .io import rasterize_vector_labels
-
+    if label_paths[0].suffix.lower() in VECTOR_SUFFIXES:
         _, vector_names = rasterize_vector_labels(label_paths[0], scene, options.label_field)
         names_meta = {k: n for k, n in enumerate(vector_names, start=1)}
     if options.class_names is not None:

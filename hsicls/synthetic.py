@@ -235,22 +235,15 @@ def _paint(rng, k, cls, mat, scale, admix, r0, r1, c0, c1, factor):
         cls[region] = CONCRETE
         mat[region] = M_CONCRETE
         n = max(1, (h * w) // (14 * 14 * factor * factor // 2))
-        for _ in range(max(1, n // 2)):
-            bh, bw = rng.integers(4 * factor, 10 * factor, 2)
-            if bh >= h or bw >= w:
-                continue
-            y0 = r0 + int(rng.integers(0, h - bh))
-            x0 = c0 + int(rng.integers(0, w - bw))
-            cls[y0 : y0 + bh, x0 : x0 + bw] = PARKING
-            mat[y0 : y0 + bh, x0 : x0 + bw] = M_ASPHALT
-        for _ in range(n):
-            bh, bw = rng.integers(3 * factor, 9 * factor, 2)
-            if bh >= h or bw >= w:
-                continue
-            y0 = r0 + int(rng.integers(0, h - bh))
-            x0 = c0 + int(rng.integers(0, w - bw))
-            cls[y0 : y0 + bh, x0 : x0 + bw] = ROOF
-            mat[y0 : y0 + bh, x0 : x0 + bw] = M_ROOF
+        for count, size, k_cls, k_mat in ((max(1, n // 2), (4, 10), PARKING, M_ASPHALT), (n, (3, 9), ROOF, M_ROOF)):
+            for _ in range(count):  # random rectangles inside the block
+                bh, bw = rng.integers(size[0] * factor, size[1] * factor, 2)
+                if bh >= h or bw >= w:
+                    continue
+                y0 = r0 + int(rng.integers(0, h - bh))
+                x0 = c0 + int(rng.integers(0, w - bw))
+                cls[y0 : y0 + bh, x0 : x0 + bw] = k_cls
+                mat[y0 : y0 + bh, x0 : x0 + bw] = k_mat
 
 
 def write_scene(scene: SyntheticScene, cube_path, labels_path) -> None:

@@ -25,7 +25,7 @@ from .errors import HsiclsError
 from .fileutil import atomic_output, check_output
 from .models import create_model, get_entry
 from .runtime import tune_allocator
-from .patches import check_patch_size, gather_patches, pad_cube, predict_pixels, resolve_device
+from .patches import check_patch_size, check_precision, gather_patches, pad_cube, predict_pixels, resolve_device, uses_bf16
 from .prepared import load_prepared
 
 
@@ -102,8 +102,7 @@ def _check_options(o: TrainOptions) -> None:
         raise HsiclsError(f"--seed must be >= 0, got {o.seed}")
     if o.lr_schedule not in SCHEDULES:
         raise HsiclsError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {o.lr_schedule!r}")
-    if o.precision not in ("auto", "fp32", "bf16"):
-        raise HsiclsError(f"--precision must be auto, fp32 or bf16, got {o.precision!r}")
+    check_precision(o.precision)
     if not 0 <= o.label_smoothing < 1:
         raise HsiclsError(f"--label-smoothing must be in [0, 1), got {o.label_smoothing}")
     if o.weight_decay < 0 or o.early_stopping < 0:
@@ -144,10 +143,7 @@ def train(
     (atomically) and removed on success; ``resume`` continues from it to the same result as an
     uninterrupted run. ``on_epoch_end(epoch)`` is called after each checkpoint."""
     output = Path(output)
-    if not resume:
-        check_output(output, overwrite)
-    else:
-        check_output(output, True)
+    check_output(output, overwrite or resume)
     _check_options(options)
     tune_allocator()
     prep = load_prepared(prepared_path)
@@ -158,7 +154,7 @@ def train(
         return _train_classic(entry, prep, prepared_path, output, options, overwrite or resume)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(options.precision, device)
 
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
     padded = pad_cube(cube, options.patch_size)
