@@ -1,6 +1,8 @@
 """Accuracy of the registered models on Indian Pines (real data from ../shared/data).
 
     python bench/accuracy.py [--seeds 5] [--epochs 100] [--models md2f-mamba,ssftt,svm,rf]
+        [--device cpu|cuda] [--jobs N] [--train-opt KEY=VALUE ...] [--model-opt KEY=VALUE ...]
+        [--lr 0.002] [--tag NAME]
 
 Protocol (named beside every number): random stratified split with 5 % of each class's
 labelled pixels for training, a different split per seed (seeds 0..N-1); PCA to 30 components
@@ -8,13 +10,18 @@ fitted on all pixels (the paper family's habit); deep models: Adam lr 0.002, bat
 ``--epochs`` epochs, 13 x 13 patches, **final epoch kept** (``--val-ratio 0``: no model
 selection at all, so the test split is never looked at); SVM: C and gamma by 3-fold CV on the
 training pixels; RF: 200 trees. Metrics on the remaining 95 % (test split), mean ± std over seeds.
-Writes bench/out/accuracy.json and prints a Markdown table.
+``--train-opt`` sets any other ``TrainOptions`` field (``lr_schedule=cosine``, ``augment=true``,
+``precision=fp32``, ...), ``--model-opt`` a model option; both are recorded in the output.
+``--jobs N`` runs N (seed, model) trainings in parallel processes (one thread each; useful on
+a GPU machine). Writes bench/out/accuracy[-TAG].json and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing
 import os
 import tempfile
 import time
@@ -32,31 +39,75 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "indian_pines"
 
 
+def parse_kv(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def train_options(args, name: str, seed: int) -> TrainOptions:
+    fields = {f.name: f.type for f in dataclasses.fields(TrainOptions)}
+    extra = {}
+    for key, value in parse_kv(args.train_opt).items():
+        if key not in fields:
+            raise SystemExit(f"unknown training option {key!r}")
+        default = getattr(TrainOptions(), key)
+        extra[key] = value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value)
+    return TrainOptions(model=name, patch_size=args.patch, epochs=args.epochs, batch_size=64, lr=args.lr, seed=seed,
+                        device=args.device, model_options=parse_kv(args.model_opt) if name == "md2f-mamba" else {},
+                        **extra)
+
+
+def run_one(task) -> tuple[str, int, dict]:
+    """Preprocess one seed's split, train one model on it and evaluate it on the test split."""
+    args, seed, name = task
+    if args.jobs > 1:
+        import torch
+
+        torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        prep = Path(tmp) / f"ip{seed}.h5"
+        preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
+                   PreprocessOptions(components=30, train_ratio=0.05, val_ratio=0.0, seed=seed,
+                                                               whiten=args.whiten), overwrite=True)
+        out = Path(tmp) / f"{name}{seed}.pt"
+        t0 = time.perf_counter()
+        res = train(prep, out, train_options(args, name, seed), overwrite=True)
+        seconds = time.perf_counter() - t0
+        rep = evaluate(out, prep, device=args.device)
+    rep["train_seconds"] = seconds
+    rep["seconds_per_epoch"] = (sum(h["seconds"] for h in res.history) / len(res.history)) if res.history else None
+    print(f"seed {seed} {name}: OA {100 * rep['oa']:.2f}  ({seconds:.0f} s)", flush=True)
+    return name, seed, rep
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--patch", type=int, default=13)
     ap.add_argument("--models", default="md2f-mamba,ssftt,svm,rf")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--train-opt", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="md2f-mamba option")
+    ap.add_argument("--whiten", action="store_true", help="PCA whitening (unit-variance components)")
+    ap.add_argument("--tag", default="")
     args = ap.parse_args()
     models = args.models.split(",")
-    results: dict[str, list] = {m: [] for m in models}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            prep = Path(tmp) / f"ip{seed}.h5"
-            preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
-                       PreprocessOptions(components=30, train_ratio=0.05, val_ratio=0.0, seed=seed), overwrite=True)
-            for name in models:
-                out = Path(tmp) / f"{name}{seed}.pt"
-                t0 = time.perf_counter()
-                res = train(prep, out, TrainOptions(model=name, patch_size=args.patch, epochs=args.epochs, batch_size=64,
-                                                     lr=0.002, seed=seed, device="cpu"), overwrite=True)
-                seconds = time.perf_counter() - t0
-                rep = evaluate(out, prep, device="cpu")
-                rep["train_seconds"] = seconds
-                rep["seconds_per_epoch"] = (sum(h["seconds"] for h in res.history) / len(res.history)) if res.history else None
-                results[name].append(rep)
-                print(f"seed {seed} {name}: OA {100 * rep['oa']:.2f}  ({seconds:.0f} s)", flush=True)
+    tasks = [(args, seed, name) for seed in range(args.seeds) for name in models]
+    train_options(args, models[0], 0)  # fail fast on a bad option
+    if args.jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            done = pool.map(run_one, tasks, chunksize=1)
+    else:
+        done = [run_one(t) for t in tasks]
+    results: dict[str, list] = {m: [r for n, _, r in sorted(done, key=lambda d: d[1]) if n == m] for m in models}
     rows = []
     for name in models:
         reps = results[name]
@@ -66,14 +117,16 @@ def main() -> None:
             row[k] = [float(v.mean()), float(v.std())]
         row["per_class_mean"] = np.nanmean(np.array([[np.nan if a is None else a for a in r["per_class"]] for r in reps], float), 0).tolist()
         if get_entry(name).kind == "deep":
-            info = model_info(name, 30, args.patch, 16)
+            info = model_info(name, 30, args.patch, 16, parse_kv(args.model_opt) if name == "md2f-mamba" else None)
             row.update(params=info["params"], macs=info["macs"], flops=info["flops"],
                        seconds_per_epoch=float(np.mean([r["seconds_per_epoch"] for r in reps])))
         row["seeds"] = list(range(args.seeds))
         row["reports"] = [{k: v for k, v in r.items() if k != "split_masks"} for r in reps]
         rows.append(row)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "out" / "accuracy.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    name = f"accuracy-{args.tag}.json" if args.tag else "accuracy.json"
+    (ROOT / "bench" / "out" / name).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    print(f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, train options {args.train_opt}, model options {args.model_opt}")
     print(f"Indian Pines, random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each), "
           f"final epoch ({args.epochs} epochs), test = remaining 95 %")
     print("| model | OA % | AA % | kappa % | params | MACs | s/epoch |")

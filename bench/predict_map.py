@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "indian_pines"
 
 
-def build_scene(path: Path, size: int) -> None:
+def build_scene(path: Path, size: int, width: int | None = None) -> None:
+    """A ``size x (width or size)`` px, 200-band int16 GeoTIFF tiled from Indian Pines."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.transform import Affine
@@ -41,13 +42,14 @@ def build_scene(path: Path, size: int) -> None:
     ip = np.load(DATA / "Indian_pines_corrected.npy").astype(np.int16)  # (145, 145, 200)
     tile = np.concatenate([ip, ip[:, ::-1]], axis=1)
     tile = np.concatenate([tile, tile[::-1]], axis=0)  # (290, 290, 200), mirrored joins
-    profile = dict(driver="GTiff", height=size, width=size, count=200, dtype="int16", tiled=True, blockxsize=256,
+    height, width = size, width or size
+    profile = dict(driver="GTiff", height=height, width=width, count=200, dtype="int16", tiled=True, blockxsize=256,
                    blockysize=256, compress="deflate", predictor=2, interleave="pixel", crs=CRS.from_epsg(32616),
                    transform=Affine.translation(500000, 4500000) @ Affine.scale(20, -20))
     with rasterio.open(path, "w", **profile) as dst:
-        for r0 in range(0, size, 256):
-            for c0 in range(0, size, 256):
-                h, w = min(256, size - r0), min(256, size - c0)
+        for r0 in range(0, height, 256):
+            for c0 in range(0, width, 256):
+                h, w = min(256, height - r0), min(256, width - c0)
                 rr = (np.arange(r0, r0 + h) % 290)[:, None]
                 cc = (np.arange(c0, c0 + w) % 290)[None, :]
                 dst.write(tile[rr, cc].transpose(2, 0, 1), window=Window(c0, r0, w, h))

@@ -43,14 +43,19 @@ class PreprocessOptions:
     train_mask: str | None = None  # split "fixed"
     test_mask: str | None = None  # split "fixed" (default: every other labelled pixel)
     fit_on: str = "all"  # fit standardisation + PCA on "all" valid pixels or only "train" (train + validation)
+    whiten: bool = False  # scale each PCA component to unit variance (HybridSN/SSFTT's PCA(whiten=True))
 
     def to_record(self) -> dict:
         """Everything needed to redo this preprocessing (e.g. with another seed for --runs)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int) -> Preprocessing:
-    """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube."""
+def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int, whiten: bool = False) -> Preprocessing:
+    """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube.
+
+    ``whiten``: every kept component is divided by its standard deviation (unit variance), as
+    ``sklearn.decomposition.PCA(whiten=True)`` in HybridSN's and SSFTT's code; folded into the
+    stored components, so applying the preprocessing is unchanged."""
     from sklearn.decomposition import PCA
 
     pixels = data[valid].astype(np.float64)  # (N, B)
@@ -73,6 +78,8 @@ def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed
     # Deterministic sign: the largest-magnitude loading of each axis is positive.
     signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
     comps *= signs[:, None]
+    if whiten:
+        comps /= np.sqrt(np.maximum(pca.explained_variance_, 1e-12))[:, None]
     console.debug(f"PCA keeps {pca.explained_variance_ratio_.sum():.4f} of the variance with {components} axes")
     return Preprocessing(mean=mean, std=std, components=comps, pca_mean=pca.mean_.copy())
 
@@ -248,7 +255,7 @@ def preprocess(
     if options.fit_on not in ("all", "train"):
         raise HsiclsError(f"--fit-on must be all or train, got {options.fit_on!r}")
     fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
-    prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed)
+    prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed, options.whiten)
     cube = np.zeros((h, w, prep.n_components), np.float32)
     cube[valid] = prep.apply(scene.data[valid])
     counts = np.bincount(labels[train | val], minlength=len(values) + 1)[1:]
@@ -275,6 +282,7 @@ def preprocess(
             "source": str(scene_path),
             "labels_source": ";".join(str(p) for p in label_paths),
             "fit_on": options.fit_on,
+            "whiten": options.whiten,
             "split": split_record(options),
             "options": options.to_record(),
         },

@@ -95,6 +95,19 @@ def test_fit_on_train_recorded(tiny_scene, tmp_path):
     assert np.allclose(z.mean(axis=0), 0, atol=1e-4)  # PCA centred on the training pixels, not the scene
 
 
+def test_whiten_gives_unit_variance_components(tiny_scene, tmp_path):
+    cube, labels = tiny_scene
+    plain, white = tmp_path / "p.h5", tmp_path / "w.h5"
+    assert run_cli("preprocess", cube, "--labels", labels, "-o", plain, "--components", "5").exit_code == 0
+    assert run_cli("preprocess", cube, "--labels", labels, "-o", white, "--components", "5", "--whiten").exit_code == 0
+    with h5py.File(plain, "r") as f, h5py.File(white, "r") as g:
+        assert json.loads(f.attrs["whiten"]) is False and json.loads(g.attrs["whiten"]) is True
+        zp, zw = f["cube"][...].reshape(-1, 5), g["cube"][...].reshape(-1, 5)
+    assert np.allclose(zw.std(axis=0), 1, atol=1e-3)  # every component at unit variance
+    assert zp.std(axis=0)[0] > 2 * zp.std(axis=0)[-1]  # without whitening the variances fall off
+    assert np.allclose(zw * zp.std(axis=0) / zw.std(axis=0), zp, atol=1e-3)  # same axes, rescaled
+
+
 def _state(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
