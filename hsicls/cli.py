@@ -392,6 +392,8 @@ def model_info(
     if info["macs"] is not None:
         table.add_row("MACs / sample", f"{info['macs'] / 1e6:.2f}M")
         table.add_row("FLOPs / sample", f"{info['flops'] / 1e6:.2f}M")
+    if info.get("inference_macs"):
+        table.add_row("MACs, merged inference path", f"{info['inference_macs'] / 1e6:.2f}M")
     console.err_console().print(table)
 
 

@@ -89,6 +89,28 @@ def test_ablation_switches_build_and_run(opts):
     assert m(torch.randn(2, 10, 9, 9)).shape == (2, 4)
 
 
+@pytest.mark.parametrize("opts", [{}, {"directions": "horizontal"}, {"directions": "vertical,square"},
+                                  {"pos_local": "none"}, {"spectral_stride": "2", "c3": "4"}])
+def test_inference_path_equals_literal_modules(opts):
+    """Eval mode merges MDConv's and MS-LFEM's linear branches into dense kernels and folds every
+    BatchNorm; the logits must equal those of the literal modules in eval mode."""
+    torch.manual_seed(3)
+    m = create_model("md2f-mamba", in_bands=12, n_classes=5, patch_size=9, **opts)
+    m.train()
+    for _ in range(3):  # non-trivial running statistics
+        m(torch.randn(16, 12, 9, 9) * 2 + 0.5)
+    m.eval()
+    x = torch.randn(6, 12, 9, 9)
+    switches = [mod for mod in m.modules() if hasattr(mod, "reparameterize")]
+    assert len(switches) == 2
+    with torch.no_grad():
+        fast = m(x)
+        for mod in switches:
+            mod.reparameterize = False
+        literal = m(x)
+    torch.testing.assert_close(fast, literal, atol=1e-4, rtol=1e-4)
+
+
 def test_fixed_seed_identical_outputs():
     outs = []
     for _ in range(2):
@@ -165,5 +187,33 @@ def test_stem_training_path_equals_conv3d():
     for stride in (1, 2):
         stem = InitialExtractor(11, 16, c3=4, spectral_stride=stride)
         x = torch.randn(3, 11, 7, 7)
-        ref = stem.conv3d(x.unsqueeze(1))
-        torch.testing.assert_close(stem._conv3d_as_2d(x), ref, atol=1e-5, rtol=1e-5)
+        ref = stem.conv3d(x.unsqueeze(1))  # (B, c3, bands', P, P)
+        y = stem._conv3d_as_2d(x)  # (B * bands', c3, P, P)
+        torch.testing.assert_close(y.view(3, -1, 4, 7, 7).transpose(1, 2), ref, atol=1e-5, rtol=1e-5)
+        stem.train()  # the whole training path (reordered channels, BN over the view) equals the 3-D one
+        ref_out = stem.act(stem.bn2d(stem.conv2d(stem.act(stem.bn3d(ref)).flatten(1, 2))))
+        torch.testing.assert_close(stem(x), ref_out, atol=1e-5, rtol=1e-5)
+        stem.eval()  # and the inference path with BatchNorm folded equals the plain modules in eval mode
+        with torch.no_grad():
+            ref_eval = stem.act(stem.bn2d(stem.conv2d(stem.act(stem.bn3d(stem.conv3d(x.unsqueeze(1)))).flatten(1, 2))))
+            torch.testing.assert_close(stem(x), ref_eval, atol=1e-5, rtol=1e-5)
+
+
+def test_gfe_inference_equals_equations():
+    """HSM-GFE in eval mode (H factored out of Eq. 13, BN folded) equals Eq. 9-13 written out."""
+    from hsicls.models.md2f import HSMGFE
+
+    torch.manual_seed(4)
+    g = HSMGFE(8, 7, state=6)
+    g.train()
+    g(torch.randn(10, 8, 7, 7))  # running statistics
+    g.eval()
+    x = torch.randn(3, 8, 7, 7)
+    with torch.no_grad():
+        xh = g.pos(x).permute(0, 2, 3, 1)
+        f = g.dw(g.expand(g.norm(xh)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        theta, lam, psi = g.select(f).chunk(3, dim=-1)
+        hh, z = g.gate(g.global_state(f, theta, lam)).chunk(2, dim=-1)
+        ft = (hh * torch.nn.functional.silu(z) + hh * g.phi) * psi
+        ref = g.bn(g.out(ft).permute(0, 3, 1, 2))
+        torch.testing.assert_close(g(x), ref, atol=1e-5, rtol=1e-5)

@@ -14,19 +14,31 @@ def params_per_child(model: nn.Module) -> dict[str, int]:
     return {name: count_params(child) for name, child in model.named_children()}
 
 
-def count_flops(model: nn.Module, in_bands: int, patch_size: int) -> dict[str, int]:
+def count_flops(model: nn.Module, in_bands: int, patch_size: int, reparameterized: bool = False) -> dict[str, int]:
     """FLOPs for one sample as torch.utils.flop_counter counts them (2 per multiply-add of
     convolutions and matrix products; element-wise ops not counted); ``macs = flops / 2``.
     Papers in this field report this multiply-accumulate count under the name FLOPs.
+
+    Counted on the architecture as specified (modules with a ``reparameterize`` switch run in
+    their literal form); ``reparameterized=True`` counts the merged inference path instead, which
+    does more multiply-adds in fewer, denser convolutions.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
+    switches = [m for m in model.modules() if hasattr(m, "reparameterize")]
+    saved = [m.reparameterize for m in switches]
+    for m in switches:
+        m.reparameterize = reparameterized
     model.eval()
     x = torch.zeros(1, in_bands, patch_size, patch_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for m, v in zip(switches, saved):
+            m.reparameterize = v
     flops = int(counter.get_total_flops())
     return {"flops": flops, "macs": flops // 2}
 
@@ -49,6 +61,8 @@ def model_info(name: str, bands: int, patch: int, classes: int, options: dict | 
     }
     if entry.kind == "deep":
         info.update(count_flops(model, bands, patch))
+        if any(hasattr(m, "reparameterize") for m in model.modules()):
+            info["inference_macs"] = count_flops(model, bands, patch, reparameterized=True)["macs"]
     else:  # fitted models: size depends on the data (support vectors, tree nodes)
         info.update({"flops": None, "macs": None})
     return info

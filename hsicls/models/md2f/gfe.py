@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .bnfold import fold_bn
 
 from .posenc import AxisPositionalEncoding
 
@@ -62,5 +65,8 @@ class HSMGFE(nn.Module):
         theta, lam, psi = self.select(f).chunk(3, dim=-1)
         g = self.global_state(f, theta, lam)
         hh, z = self.gate(g).chunk(2, dim=-1)
-        ft = (hh * nn.functional.silu(z) + hh * self.phi) * psi  # Eq. 13
-        return self.bn(self.out(ft).permute(0, 3, 1, 2))
+        ft = hh * (F.silu(z) + self.phi) * psi  # Eq. 13: (H (.) SiLU(Z) + H (.) Phi) (.) Psi, H factored out
+        if self.bn.training:
+            return self.bn(self.out(ft).permute(0, 3, 1, 2))
+        weight, bias = fold_bn(self.out.weight, None, self.bn)  # inference: BN folded into the projection
+        return F.linear(ft, weight, bias).permute(0, 3, 1, 2)
