@@ -1,6 +1,6 @@
 """predict-map throughput and memory on a large scene, next to a naive per-pixel loop.
 
-    python bench/predict_map.py [--size 1000] [--batch 1024] [--naive-pixels 20000]
+    python bench/predict_map.py [--size 1000] [--batch 256] [--naive-pixels 20000]
 
 1. A ``size x size`` GeoTIFF (200 bands, int16, EPSG:32616) is built by tiling the real Indian
    Pines cube (mirrored at tile joins), written window by window.
@@ -80,7 +80,7 @@ def naive(model, feats: np.ndarray, patch: int, batch: int, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--naive-pixels", type=int, default=20000)
     args = ap.parse_args()

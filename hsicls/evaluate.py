@@ -16,7 +16,7 @@ from .bundle import build_model, bundle_preprocessing, load_bundle
 from .errors import HsiclsError
 from .metrics import classification_report
 from .runtime import tune_allocator
-from .patches import pad_cube, predict_pixels, resolve_device, uses_bf16
+from .patches import inference_batch_size, pad_cube, predict_pixels, resolve_device, uses_bf16
 from .prepared import load_prepared
 
 
@@ -50,16 +50,17 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
         )
 
 
-def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int = 1024,
+def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int | None = None,
              precision: str = "auto") -> dict:
     """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts)."""
     tune_allocator()
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise HsiclsError(f"--batch-size must be >= 1, got {batch_size}")
     bundle = load_bundle(model_path)
     prep = load_prepared(prepared_path)
     check_compatible(bundle, prep, model_path, prepared_path)
     dev = resolve_device(device)
+    batch_size = inference_batch_size(batch_size, dev)
     model = build_model(bundle).to(dev)
     patch = bundle["model"]["patch_size"]
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(dev)

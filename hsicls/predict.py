@@ -36,7 +36,7 @@ from .bundle import build_model, bundle_preprocessing, load_bundle
 from .errors import HsiclsError, InputError
 from .fileutil import atomic_output, check_output
 from .io import _envi_data_file, _georef, _good_bands, _open_raster, read_cube, valid_mask
-from .patches import check_precision, gather_patches, resolve_device, uses_bf16
+from .patches import check_precision, gather_patches, inference_batch_size, resolve_device, uses_bf16
 from .runtime import tune_allocator
 
 UNKNOWN = "unknown"
@@ -46,7 +46,7 @@ UNKNOWN_COLOUR = (128, 128, 128)
 @dataclass
 class MapOptions:
     device: str = "auto"
-    batch_size: int = 1024
+    batch_size: int | None = None  # None: 256 on the CPU, 4096 on a GPU
     window: int = 256
     key: str | None = None
     cog: bool = False
@@ -213,7 +213,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
     check_precision(options.precision)
     for p in outputs:
         check_output(p, overwrite)
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.window < 16:
         raise InputError(f"--window must be >= 16, got {options.window}")
@@ -238,6 +238,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
         console.warn(f"{scene_path.name} has no CRS; the map is written on the pixel grid")
     dev = resolve_device(options.device)
     use_bf16 = uses_bf16(options.precision, dev)
+    batch_size = inference_batch_size(options.batch_size, dev)
     model = build_model(bundle).to(dev)
     if bundle["model"]["name"] == "svm" and (options.confidence or options.probabilities or options.reject_below is not None):
         console.warn("the svm baseline outputs one-vs-one votes, not probabilities: its confidence is a softmax of votes")
@@ -282,8 +283,8 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
                     probs = np.full((k,) + inner.shape, np.nan, np.float32) if prob_dst is not None else None
                     rr = torch.as_tensor(rows, device=dev)
                     cc = torch.as_tensor(cols, device=dev)
-                    for s in range(0, len(rows), options.batch_size):
-                        sl = slice(s, s + options.batch_size)
+                    for s in range(0, len(rows), batch_size):
+                        sl = slice(s, s + batch_size)
                         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                             logits = model(gather_patches(x, rr[sl], cc[sl], patch)).float()
                         pred = logits.argmax(1)
@@ -336,7 +337,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
         "seconds": seconds,
         "pixels_per_second": (h * w) / seconds if seconds > 0 else None,
         "window": options.window,
-        "batch_size": options.batch_size,
+        "batch_size": batch_size,
         "device": dev.type,
         "precision": "bf16" if use_bf16 else "fp32",
     }

@@ -25,7 +25,16 @@ from .errors import HsiclsError
 from .fileutil import atomic_output, check_output
 from .models import create_model, get_entry
 from .runtime import tune_allocator
-from .patches import check_patch_size, check_precision, gather_patches, pad_cube, predict_pixels, resolve_device, uses_bf16
+from .patches import (
+    check_patch_size,
+    check_precision,
+    gather_patches,
+    inference_batch_size,
+    pad_cube,
+    predict_pixels,
+    resolve_device,
+    uses_bf16,
+)
 from .prepared import load_prepared
 
 
@@ -251,7 +260,7 @@ def train(
                 val_oa = None
                 if va_rows.numel():
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=1024)
+                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=inference_batch_size(None, device))
                     val_oa = float((pred == va_y).float().mean())
                     if val_oa > best["oa"]:
                         best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}

@@ -73,5 +73,10 @@ class InitialExtractor(nn.Module):
             y = self.act(self.bn3d(self.conv3d(x.unsqueeze(1)))).flatten(1, 2)  # (B, c3 * bands', P, P)
         if self.bn2d.training:
             return self.act(self.bn2d(self._pointwise(y, weight)))  # F_init (B, C, P, P)
+        # Inference: BN folded; the GEMM's transposed operand (free for BLAS) gives the output
+        # channels-last, (B, N, c3*bands') x (c3*bands', C) -> (B, N, C), the layout every later
+        # convolution wants, without a copy.
         weight, bias = fold_bn(weight, None, self.bn2d)
-        return self._pointwise(y, weight).add_(bias[:, None, None]).relu_()
+        k = weight.shape[1]
+        out = torch.bmm(y.reshape(bsz, k, h * w).transpose(1, 2), weight.t().expand(bsz, k, weight.shape[0]))
+        return out.add_(bias).relu_().view(bsz, h, w, -1).permute(0, 3, 1, 2)  # (B, C, P, P), channels-last
