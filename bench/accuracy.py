@@ -52,11 +52,17 @@ def parse_kv(items: list[str]) -> dict[str, str]:
 def train_options(args, name: str, seed: int) -> TrainOptions:
     fields = {f.name: f.type for f in dataclasses.fields(TrainOptions)}
     extra = {}
+    fixed = {"model", "model_options", "patch_size", "epochs", "batch_size", "lr", "seed", "device"}
     for key, value in parse_kv(args.train_opt).items():
-        if key not in fields:
-            raise SystemExit(f"unknown training option {key!r}")
+        if key not in fields or key in fixed:
+            raise SystemExit(f"--train-opt {key!r}: unknown, or set by its own argument")
         default = getattr(TrainOptions(), key)
-        extra[key] = value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value)
+        if isinstance(default, bool):
+            if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise SystemExit(f"--train-opt {key}: expected true/false, got {value!r}")
+            extra[key] = value.lower() in ("1", "true", "yes")
+        else:
+            extra[key] = type(default)(value)
     return TrainOptions(model=name, patch_size=args.patch, epochs=args.epochs, batch_size=64, lr=args.lr, seed=seed,
                         device=args.device, model_options=parse_kv(args.model_opt) if name == "md2f-mamba" else {},
                         **extra)

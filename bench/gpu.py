@@ -42,6 +42,7 @@ def sync() -> None:
 
 def map_model_time(name: str, precision: str, batch: int) -> dict:
     dev = torch.device("cuda")
+    torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model = create_model(name, in_bands=BANDS, n_classes=K, patch_size=P).to(dev).eval()
     padded = pad_cube(torch.randn(BANDS, H, W, device=dev), P)

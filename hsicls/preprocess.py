@@ -7,6 +7,8 @@ zero); per-band standardisation (mean/std over valid pixels); PCA to ``component
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +257,9 @@ def preprocess(
     if options.fit_on not in ("all", "train"):
         raise HsiclsError(f"--fit-on must be all or train, got {options.fit_on!r}")
     fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
+    if options.whiten and not 0 < options.components < scene.data.shape[2]:
+        console.warn("--whiten applies to PCA components; without PCA it is ignored")
+        options = dataclasses.replace(options, whiten=False)
     prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed, options.whiten)
     cube = np.zeros((h, w, prep.n_components), np.float32)
     cube[valid] = prep.apply(scene.data[valid])

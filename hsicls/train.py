@@ -233,6 +233,7 @@ def train(
     )
     t0 = time.perf_counter()
     report_every = max(1, options.epochs // 10)
+    val_batch = min(1024, inference_batch_size(None, device))  # training memory is still held on a GPU
     stopped_early = False
     try:
         with console.progress() as bar:
@@ -260,7 +261,7 @@ def train(
                 val_oa = None
                 if va_rows.numel():
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=inference_batch_size(None, device))
+                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=val_batch)
                     val_oa = float((pred == va_y).float().mean())
                     if val_oa > best["oa"]:
                         best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -351,6 +352,7 @@ def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, mod
             **record,
             "split": prep.meta.get("split", {}),
             "fit_on": prep.meta.get("fit_on", "all"),
+            "whiten": bool(prep.meta.get("whiten", False)),
             "source": prep.meta.get("source", ""),
             "prepared": str(prepared_path),
             "train_pixels": int(prep.train.sum()),

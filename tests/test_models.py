@@ -109,6 +109,11 @@ def test_inference_path_equals_literal_modules(opts):
             mod.reparameterize = False
         literal = m(x)
     torch.testing.assert_close(fast, literal, atol=1e-4, rtol=1e-4)
+    for mod in switches:  # the merged path also backpropagates (saliency maps on an eval-mode model)
+        mod.reparameterize = True
+    xg = x.clone().requires_grad_()
+    m(xg).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
 
 
 def test_fixed_seed_identical_outputs():

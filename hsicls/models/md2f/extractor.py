@@ -61,7 +61,7 @@ class InitialExtractor(nn.Module):
         c3 = self.conv3d.out_channels
         if self.training and torch.is_grad_enabled():
             y = self._conv3d_as_2d(x)  # (B * bands', c3, P, P)
-            n = y.shape[0] // bsz
+            n = self.conv2d.in_channels // c3  # bands'
             # BN over c3 with statistics over (B, bands', P, P), as BatchNorm3d on (B, c3, bands', P, P):
             # the view (B * bands', c3, 1, P, P) has the same channel and the same pixel set.
             y = self.act(self.bn3d(y.unsqueeze(2))).view(bsz, n * c3, h, w)  # band-window-major channels

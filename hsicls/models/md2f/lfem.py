@@ -69,14 +69,14 @@ class MSLFEM(nn.Module):
         weight = torch.cat([weight[: 3 * q], kernel[3 * q :]])  # U stays unnormalised: Eq. 7 needs it raw
         bias = torch.cat([bias[: 3 * q], bias.new_zeros(q)])
         out = F.conv2d(x, weight, bias, padding=1)  # [BN(B0), BN(B1), BN(B2), U]
-        u = out[:, 3 * q :]
+        u = out[:, 3 * q :].clone()  # a copy: ``out`` is written in place below (autograd-safe)
         b3 = u + self.delta * (u - F.gelu(self.b3_conv(u)))
         out[:, 3 * q :] = b3 * scale[3 * q :, None, None] + shift[3 * q :, None, None]
         return out.relu_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pos(x)
-        if not self.training and self.reparameterize:
+        if not self.bn.training and self.reparameterize:
             return self._forward_merged(x)
         u = self.b3_proj(x)
         b3 = u + self.delta * (u - nn.functional.gelu(self.b3_conv(u)))

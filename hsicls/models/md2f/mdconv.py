@@ -65,7 +65,7 @@ class MDConv(nn.Module):
         return kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and self.reparameterize:
+        if not self.bn.training and self.reparameterize:
             weight, bias = fold_bn(self.merged_kernel(), None, self.bn)
             return F.conv2d(x, weight, bias, padding=self.kernel // 2).relu_()
         feats = [x] + [self.branches[d](x) for d in self.directions]
