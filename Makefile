@@ -11,7 +11,7 @@ DEMO_DIR   ?= demo_out
 DEMO_EPOCHS ?= 80
 DEMO_PATCH  ?= 7
 
-.PHONY: install demo test bench bench-accuracy bench-protocol bench-map clean sample
+.PHONY: install demo test bench bench-accuracy bench-protocol bench-map bench-gpu clean sample
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-map: install
 
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py
+
+# needs a GPU and a CUDA build of torch: make TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128' bench-gpu
+bench-gpu: install
+	$(BIN)/python bench/gpu.py
 
 sample: install
 	$(BIN)/python sample_data/make_sample.py

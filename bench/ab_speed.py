@@ -1,54 +1,89 @@
-"""Interleaved A/B speed of md2f-mamba between two source trees of hsicls.
+"""A/B speed of md2f-mamba: this tree against an older source tree, in one process.
 
     git worktree add /tmp/oldwt 70a756b
-    python bench/ab_speed.py /tmp/oldwt . [ROUNDS]
+    python bench/ab_speed.py /tmp/oldwt [--rounds 12]
 
-Each measurement runs in a fresh process with ``PYTHONPATH`` set to one tree, alternating
-between the trees for ROUNDS rounds (default 4): eval-mode px/s at batch 256 and 1,024 (best of
-several forward passes, allocator tuned as in hsicls) and training samples/s at batch 64
-(forward + backward + Adam, best of 3 epochs of 1,024 samples). Prints medians and maxima per
-tree: on a shared virtual machine single runs vary by tens of percent, interleaving keeps the
-comparison fair.
+The older tree's ``hsicls`` package is copied under the name ``hsicls_old`` (its imports are
+relative) so both versions load in one process with the same weights and running statistics.
+Forward passes (eval mode, batch 256 and 1,024, best of 3 per round) and training steps (batch
+64, forward + backward + Adam, 8 steps per round) then alternate old/new for ``--rounds``
+rounds, and the medians are compared. On a shared virtual machine the speed drifts by tens of
+percent between runs, so only such tightly interleaved comparisons are meaningful.
 """
-import json, subprocess, sys, statistics
-CODE = r'''
-import time, torch, json, sys
-from torch import nn
-from hsicls.models import create_model
-from hsicls.runtime import tune_allocator
-tune_allocator()
-torch.manual_seed(0)
-m = create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13).eval()
-res = {}
-for bs in (256, 1024):
-    x = torch.randn(bs, 30, 13, 13)
-    with torch.inference_mode():
-        m(x); ts = []
-        for _ in range(max(4, 4096 // bs)):
-            t0 = time.perf_counter(); m(x); ts.append(time.perf_counter() - t0)
-    res[f"eval{bs}"] = bs / min(ts)
-m.train(); xb = torch.randn(1024, 30, 13, 13); y = torch.randint(0, 9, (1024,))
-opt = torch.optim.Adam(m.parameters(), 0.002)
-def epoch():
-    for i in range(16):
-        s = slice(64 * i, 64 * i + 64)
-        loss = nn.functional.cross_entropy(m(xb[s]), y[s]); opt.zero_grad(); loss.backward(); opt.step()
-epoch(); ts = []
-for _ in range(3):
-    t0 = time.perf_counter(); epoch(); ts.append(time.perf_counter() - t0)
-res["train64"] = 1024 / min(ts)
-print(json.dumps(res))
-'''
-import os
 
-trees = {"old": os.path.abspath(sys.argv[1]), "new": os.path.abspath(sys.argv[2])}
-rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
-out = {k: [] for k in trees}
-for r in range(rounds):
-    for name, path in trees.items():
-        p = subprocess.run([sys.executable, "-c", CODE], env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True)
-        out[name].append(json.loads(p.stdout))
-        print(name, out[name][-1], flush=True)
-for key in ("eval256", "eval1024", "train64"):
-    o = [d[key] for d in out["old"]]; n = [d[key] for d in out["new"]]
-    print(f"{key}: old median {statistics.median(o):.0f} max {max(o):.0f} | new median {statistics.median(n):.0f} max {max(n):.0f} | ratio of medians {statistics.median(n)/statistics.median(o):.2f}")
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("old_tree", type=Path, help="a checkout of the older version (contains hsicls/)")
+    ap.add_argument("--rounds", type=int, default=12)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    shutil.copytree(args.old_tree / "hsicls", tmp / "hsicls_old")
+    sys.path.insert(0, str(tmp))
+    import hsicls.models as new
+    import hsicls_old.models as old
+    from hsicls.runtime import tune_allocator
+
+    tune_allocator()
+    torch.manual_seed(0)
+    models = {"old": old.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13),
+              "new": new.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13)}
+    models["old"].load_state_dict(models["new"].state_dict())
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial BatchNorm running statistics, the same in both
+            x = torch.randn(64, 30, 13, 13)
+            for m in models.values():
+                m.train()(x)
+    rows = []
+    for bs in (256, 1024):
+        x = torch.randn(bs, 30, 13, 13)
+        speed = {k: [] for k in models}
+        with torch.inference_mode():
+            diff = (models["new"].eval()(x) - models["old"].eval()(x)).abs().max().item()
+            for _ in range(args.rounds):
+                for k, m in models.items():
+                    ts = []
+                    for _ in range(3):
+                        t = time.perf_counter()
+                        m(x)
+                        ts.append(time.perf_counter() - t)
+                    speed[k].append(bs / min(ts))
+        rows.append((f"inference, batch {bs} (px/s)", speed, f"max abs logit difference {diff:.1e}"))
+    xb, y = torch.randn(512, 30, 13, 13), torch.randint(0, 9, (512,))
+    opts = {k: torch.optim.Adam(m.parameters(), lr=0.002) for k, m in models.items()}
+    speed = {k: [] for k in models}
+    for _ in range(args.rounds):
+        for k, m in models.items():
+            m.train()
+            t = time.perf_counter()
+            for i in range(8):
+                sl = slice(64 * i, 64 * i + 64)
+                loss = torch.nn.functional.cross_entropy(m(xb[sl]), y[sl])
+                opts[k].zero_grad()
+                loss.backward()
+                opts[k].step()
+            speed[k].append(512 / (time.perf_counter() - t))
+    rows.append(("training, batch 64 (samples/s)", speed, ""))
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"md2f-mamba, 30 bands, 13x13, 9 classes; {torch.get_num_threads()} threads; {args.rounds} interleaved rounds")
+    print("| measurement | old median (best) | new median (best) | ratio of medians | note |")
+    print("|---|---|---|---|---|")
+    for name, s, note in rows:
+        mo, mn = statistics.median(s["old"]), statistics.median(s["new"])
+        print(f"| {name} | {mo:,.0f} ({max(s['old']):,.0f}) | {mn:,.0f} ({max(s['new']):,.0f}) | {mn / mo:.2f}x | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,18 +35,19 @@ class _PreNorm(nn.Module):
 
 
 class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.1):
         super().__init__()
         self.heads = heads
-        self.scale = dim**-0.5
+        self.scale = dim**-0.5  # the original code scales by the model width, not the head width
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.out = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)  # after the output projection, as in the original code
 
     def forward(self, x):  # (B, T, dim)
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         attn = torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1)
-        return self.out((attn @ v).transpose(1, 2).reshape(b, t, d))
+        return self.drop(self.out((attn @ v).transpose(1, 2).reshape(b, t, d)))
 
 
 class SSFTT(nn.Module):
@@ -69,12 +70,14 @@ class SSFTT(nn.Module):
         layers = []
         for _ in range(depth):
             layers += [
-                _Residual(_PreNorm(dim, _Attention(dim, heads))),
+                _Residual(_PreNorm(dim, _Attention(dim, heads, dropout))),
                 _Residual(_PreNorm(dim, nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
                                                       nn.Linear(mlp_dim, dim), nn.Dropout(dropout)))),
             ]
         self.encoder = nn.Sequential(*layers)
         self.head = nn.Linear(dim, n_classes)
+        nn.init.xavier_uniform_(self.head.weight)  # the original code's initialisation of the classifier
+        nn.init.normal_(self.head.bias, std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3d(x.unsqueeze(1)).flatten(1, 2)  # (B, 8*(bands-2), P-2, P-2)
