@@ -79,7 +79,8 @@ def run_one(task) -> tuple[str, int, dict]:
         prep = Path(tmp) / f"ip{seed}.h5"
         preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
                    PreprocessOptions(components=30, train_ratio=0.05, val_ratio=0.0, seed=seed,
-                                                               whiten=args.whiten), overwrite=True)
+                                                               whiten=args.whiten, standardize=not args.raw_pca),
+                   overwrite=True)
         out = Path(tmp) / f"{name}{seed}.pt"
         t0 = time.perf_counter()
         res = train(prep, out, train_options(args, name, seed), overwrite=True)
@@ -103,6 +104,7 @@ def main() -> None:
     ap.add_argument("--train-opt", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="md2f-mamba option")
     ap.add_argument("--whiten", action="store_true", help="PCA whitening (unit-variance components)")
+    ap.add_argument("--raw-pca", action="store_true", help="PCA of the raw band values, no per-band standardisation")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     models = args.models.split(",")
@@ -132,7 +134,7 @@ def main() -> None:
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     name = f"accuracy-{args.tag}.json" if args.tag else "accuracy.json"
     (ROOT / "bench" / "out" / name).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, train options {args.train_opt}, model options {args.model_opt}")
+    print(f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, raw PCA {args.raw_pca}, train options {args.train_opt}, model options {args.model_opt}")
     print(f"Indian Pines, random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each), "
           f"final epoch ({args.epochs} epochs), test = remaining 95 %")
     print("| model | OA % | AA % | kappa % | params | MACs | s/epoch |")

@@ -88,6 +88,7 @@ def preprocess(
     val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept."),
     fit_on: str = typer.Option("all", "--fit-on", help="Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."),
     whiten: bool = typer.Option(False, "--whiten/--no-whiten", help="Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT)."),
+    standardize: bool = typer.Option(True, "--standardize/--no-standardize", help="Standardise every band before PCA (default), or run PCA on the raw values (HybridSN's and SSFTT's code)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
     labels_key: Optional[str] = typer.Option(None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."),
@@ -102,7 +103,7 @@ def preprocess(
     opts = PreprocessOptions(
         components, train_ratio, val_ratio, seed, key, labels_key, names, None, label_field, split, train_count,
         patch_size, block_size, str(train_mask) if train_mask else None, str(test_mask) if test_mask else None, fit_on,
-        whiten,
+        whiten, standardize,
     )
     scene_path, label_paths = _scene_inputs(scene, labels, dataset, data_dir, opts)
     run(scene_path, label_paths, output, opts, overwrite=overwrite)

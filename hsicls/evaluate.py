@@ -86,6 +86,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
             "split": prep.meta.get("split", {}),
             "fit_on": prep.meta.get("fit_on", "all"),
             "whiten": bool(prep.meta.get("whiten", False)),
+            "standardize": bool(prep.meta.get("standardize", True)),
             "selection": training.get("selection"),
             "best_epoch": training.get("best_epoch"),
             "model_seed": training.get("seed"),
@@ -105,7 +106,7 @@ def report_markdown(report: dict) -> str:
     """The report as a Markdown table, with the protocol named above it."""
     lines = [
         f"**{report['model_name']}** on the test split ({report['test_pixels']} px). Split: {_split_line(report)}; "
-        f"preprocessing fitted on {report.get('fit_on')} pixels{' (PCA whitened)' if report.get('whiten') else ''}; model selection: {report.get('selection')} "
+        f"preprocessing fitted on {report.get('fit_on')} pixels{' (PCA whitened)' if report.get('whiten') else ''}{' (PCA of raw values)' if report.get('standardize') is False else ''}; model selection: {report.get('selection')} "
         f"(epoch {report.get('best_epoch')}); model seed {report.get('model_seed')}.",
         "",
         "| class | train px | test px | accuracy % |",

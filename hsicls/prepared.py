@@ -135,10 +135,10 @@ def load_prepared(path: str | Path) -> Prepared:
         try:
             transform = tuple(float(v) for v in f.attrs["transform"]) or None
             meta = {}
-            for k in ("source", "labels_source", "fit_on", "whiten", "split", "options"):
+            for k in ("source", "labels_source", "fit_on", "whiten", "standardize", "split", "options"):
                 if k in f.attrs:
                     v = f.attrs[k]
-                    meta[k] = json.loads(v) if k in ("whiten", "split", "options") else str(v)
+                    meta[k] = json.loads(v) if k in ("whiten", "standardize", "split", "options") else str(v)
             return Prepared(
                 cube=f["cube"][...],
                 labels=f["labels"][...],

@@ -46,18 +46,22 @@ class PreprocessOptions:
     test_mask: str | None = None  # split "fixed" (default: every other labelled pixel)
     fit_on: str = "all"  # fit standardisation + PCA on "all" valid pixels or only "train" (train + validation)
     whiten: bool = False  # scale each PCA component to unit variance (HybridSN/SSFTT's PCA(whiten=True))
+    standardize: bool = True  # per-band standardisation before PCA (False: PCA of the raw values, as SSFTT's code)
 
     def to_record(self) -> dict:
         """Everything needed to redo this preprocessing (e.g. with another seed for --runs)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int, whiten: bool = False) -> Preprocessing:
+def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int, whiten: bool = False,
+                      standardize: bool = True) -> Preprocessing:
     """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube.
 
     ``whiten``: every kept component is divided by its standard deviation (unit variance), as
     ``sklearn.decomposition.PCA(whiten=True)`` in HybridSN's and SSFTT's code; folded into the
-    stored components, so applying the preprocessing is unchanged."""
+    stored components, so applying the preprocessing is unchanged. ``standardize=False`` runs PCA
+    on the raw band values (centred only), as HybridSN's and SSFTT's code do; bright, high-variance
+    bands then dominate the components."""
     from sklearn.decomposition import PCA
 
     pixels = data[valid].astype(np.float64)  # (N, B)
@@ -65,7 +69,7 @@ def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed
     if 0 < components < b and components > n:
         raise HsiclsError(f"only {n} valid pixels: cannot keep {components} PCA components (use --components {n} or fewer)")
     mean = pixels.mean(axis=0)
-    std = pixels.std(axis=0)
+    std = pixels.std(axis=0) if standardize else np.ones(b)
     std[std < 1e-12] = 1.0  # constant bands: keep them, scaled by 1
     if components == 0 or components >= b:
         if components > b:
@@ -260,7 +264,7 @@ def preprocess(
     if options.whiten and not 0 < options.components < scene.data.shape[2]:
         console.warn("--whiten applies to PCA components; without PCA it is ignored")
         options = dataclasses.replace(options, whiten=False)
-    prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed, options.whiten)
+    prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed, options.whiten, options.standardize)
     cube = np.zeros((h, w, prep.n_components), np.float32)
     cube[valid] = prep.apply(scene.data[valid])
     counts = np.bincount(labels[train | val], minlength=len(values) + 1)[1:]
@@ -288,6 +292,7 @@ def preprocess(
             "labels_source": ";".join(str(p) for p in label_paths),
             "fit_on": options.fit_on,
             "whiten": options.whiten,
+            "standardize": options.standardize,
             "split": split_record(options),
             "options": options.to_record(),
         },

@@ -73,6 +73,7 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
         "split": {k: v for k, v in base.meta.get("split", {}).items() if k != "seed"},
         "fit_on": base.meta.get("fit_on"),
         "whiten": bool(base.meta.get("whiten", False)),
+        "standardize": bool(base.meta.get("standardize", True)),
         "class_names": base.class_names,
         **summarize(reports),
         "reports": reports,

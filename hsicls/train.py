@@ -353,6 +353,7 @@ def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, mod
             "split": prep.meta.get("split", {}),
             "fit_on": prep.meta.get("fit_on", "all"),
             "whiten": bool(prep.meta.get("whiten", False)),
+            "standardize": bool(prep.meta.get("standardize", True)),
             "source": prep.meta.get("source", ""),
             "prepared": str(prepared_path),
             "train_pixels": int(prep.train.sum()),

@@ -108,6 +108,22 @@ def test_whiten_gives_unit_variance_components(tiny_scene, tmp_path):
     assert np.allclose(zw * zp.std(axis=0) / zw.std(axis=0), zp, atol=1e-3)  # same axes, rescaled
 
 
+def test_no_standardize_is_pca_of_raw_values(tiny_scene, tmp_path):
+    from sklearn.decomposition import PCA
+
+    from hsicls.io import read_cube
+
+    cube, labels = tiny_scene
+    out = tmp_path / "raw.h5"
+    assert run_cli("preprocess", cube, "--labels", labels, "-o", out, "--components", "3", "--no-standardize").exit_code == 0
+    with h5py.File(out, "r") as f:
+        assert json.loads(f.attrs["standardize"]) is False
+        z = f["cube"][...].reshape(-1, 3)
+    raw = read_cube(cube).data.reshape(z.shape[0], -1)
+    ref = PCA(n_components=3).fit_transform(raw.astype(np.float64))
+    np.testing.assert_allclose(np.abs(z), np.abs(ref), rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
 def _state(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
