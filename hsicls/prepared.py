@@ -87,11 +87,17 @@ class Prepared:
     palette: list[tuple[int, int, int]]
     crs: str | None = None
     transform: tuple[float, ...] | None = None
-    meta: dict = field(default_factory=dict)  # source, labels_source, split, fit_on
+    meta: dict = field(default_factory=dict)  # source, labels_source, split, fit_on, whiten, standardize
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def preprocessing_record(self) -> dict:
+        """How the features were made, for reports, bundles and run summaries (defaults for files
+        written before an option existed)."""
+        return {"fit_on": self.meta.get("fit_on", "all"), "whiten": bool(self.meta.get("whiten", False)),
+                "standardize": bool(self.meta.get("standardize", True))}
 
 
 def save_prepared(path: Path, p: Prepared) -> None:

@@ -7,9 +7,7 @@ zero); per-band standardisation (mean/std over valid pixels); PCA to ``component
 
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +261,7 @@ def preprocess(
     fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
     if options.whiten and not 0 < options.components < scene.data.shape[2]:
         console.warn("--whiten applies to PCA components; without PCA it is ignored")
-        options = dataclasses.replace(options, whiten=False)
+        options = replace(options, whiten=False)
     prep = fit_preprocessing(scene.data, fit_mask, options.components, options.seed, options.whiten, options.standardize)
     cube = np.zeros((h, w, prep.n_components), np.float32)
     cube[valid] = prep.apply(scene.data[valid])

@@ -7,7 +7,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from .bnfold import fold_bn
-
 from .posenc import AxisPositionalEncoding
 
 
