@@ -4,7 +4,8 @@ A plain dict of tensors, strings, numbers and lists, so that it loads with
 ``torch.load(path, weights_only=True)`` (no pickled code)::
 
     format="hsicls-bundle", format_version=1, hsicls_version
-    model        {name, options, in_bands, n_classes, patch_size}
+    model        {name, options, in_bands, n_classes, patch_size, padding}  (padding: reflect | zero;
+                 bundles without it were trained with reflect padding)
     state_dict   the weights
     preprocessing {mean, std, pca_components, pca_mean}  (tensors, float64)
     n_bands      bands of the raw scene the preprocessing expects
@@ -24,6 +25,7 @@ import torch
 from . import __version__
 from .errors import InputError, first_line
 from .models import create_model
+from .patches import PAD_MODES
 from .prepared import Preprocessing
 
 FORMAT = "hsicls-bundle"
@@ -38,6 +40,7 @@ def make_bundle(
     in_bands: int,
     n_classes: int,
     patch_size: int,
+    padding: str = "reflect",
     preprocessing: Preprocessing,
     class_names: list[str],
     class_values: list[int],
@@ -57,6 +60,7 @@ def make_bundle(
             "in_bands": int(in_bands),
             "n_classes": int(n_classes),
             "patch_size": int(patch_size),
+            "padding": str(padding),
         },
         "state_dict": {k: v.detach().cpu().clone() for k, v in sd.items()},
         "preprocessing": {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in preprocessing.to_dict().items()},
@@ -91,6 +95,14 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
 
 def bundle_preprocessing(bundle: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict({k: v.numpy() for k, v in bundle["preprocessing"].items()})
+
+
+def bundle_padding(bundle: dict[str, Any]) -> str:
+    """How the model's patches are padded beyond the scene border (``reflect`` or ``zero``)."""
+    mode = bundle["model"].get("padding", "reflect")
+    if mode not in PAD_MODES:
+        raise InputError(f"model bundle has an unknown padding mode {mode!r}")
+    return mode
 
 
 def build_model(bundle: dict[str, Any]) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import console
-from .bundle import build_model, bundle_preprocessing, load_bundle
+from .bundle import build_model, bundle_padding, bundle_preprocessing, load_bundle
 from .errors import HsiclsError
 from .metrics import classification_report
 from .runtime import tune_allocator
@@ -64,7 +64,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
     model = build_model(bundle).to(dev)
     patch = bundle["model"]["patch_size"]
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(dev)
-    padded = pad_cube(cube, patch)
+    padded = pad_cube(cube, patch, bundle_padding(bundle))
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")

@@ -1,8 +1,11 @@
 """Patch extraction from one padded tensor, vectorised (no per-sample Python code).
 
 A patch of size ``P`` (odd) centred on pixel ``(r, c)`` of an ``(C, H, W)`` cube is
-``padded[:, r:r+P, c:c+P]`` of the cube reflect-padded by ``P // 2`` on every side, so border
-pixels are classified like any other.
+``padded[:, r:r+P, c:c+P]`` of the cube padded by ``P // 2`` on every side, so border pixels are
+classified like any other. The padding is the scene reflected at its border (default) or zeros
+(``zero``: the habit of HybridSN's and SSFTT's code; 0 is the mean after standardisation/PCA).
+The mode is a property of the trained model: ``train --padding`` records it in the bundle and
+``evaluate`` / ``predict-map`` pad the same way.
 """
 
 from __future__ import annotations
@@ -17,15 +20,30 @@ def check_patch_size(patch_size: int) -> None:
         raise HsiclsError(f"--patch-size must be a positive odd number, got {patch_size}")
 
 
-def pad_cube(cube: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """``(C, H, W)`` -> ``(C, H + 2r, W + 2r)`` with reflect padding, ``r = patch_size // 2``."""
+PAD_MODES = ("reflect", "zero")
+
+
+def check_padding(mode: str) -> None:
+    if mode not in PAD_MODES:
+        raise HsiclsError(f"--padding must be reflect or zero, got {mode!r}")
+
+
+def pad_sides(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str = "reflect") -> torch.Tensor:
+    """``(C, h, w)`` padded by ``(left, right, top, bottom)`` pixels, reflecting or with zeros."""
+    if not any(pads):
+        return x
+    if mode == "zero":
+        return torch.nn.functional.pad(x, pads)
+    return torch.nn.functional.pad(x.unsqueeze(0), pads, mode="reflect").squeeze(0)
+
+
+def pad_cube(cube: torch.Tensor, patch_size: int, mode: str = "reflect") -> torch.Tensor:
+    """``(C, H, W)`` -> ``(C, H + 2r, W + 2r)``, ``r = patch_size // 2``, padded by ``mode``."""
     r = patch_size // 2
     _, h, w = cube.shape
     if h < patch_size or w < patch_size:
         raise HsiclsError(f"the scene is {h}x{w} px, smaller than one {patch_size}x{patch_size} patch")
-    if r == 0:
-        return cube
-    return torch.nn.functional.pad(cube.unsqueeze(0), (r, r, r, r), mode="reflect").squeeze(0)
+    return pad_sides(cube, (r, r, r, r), mode)
 
 
 def gather_patches(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, patch_size: int) -> torch.Tensor:

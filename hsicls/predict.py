@@ -1,8 +1,8 @@
 """Stage ``predict-map``: scene + model bundle -> georeferenced class map, streamed window by window.
 
 The scene is read in square windows of ``window`` pixels plus a halo of ``P // 2`` pixels
-(reflect padding where the halo leaves the scene, exactly as if the whole scene had been
-reflect-padded), each window is preprocessed with the bundle's standardisation + PCA, its
+(padded where the halo leaves the scene with the bundle's padding mode, reflect or zero, exactly
+as if the whole scene had been padded), each window is preprocessed with the bundle's standardisation + PCA, its
 patches are gathered on the compute device from the window tensor (one vectorised index per
 batch), the model runs in batches of ``batch_size`` (bf16 autocast on GPU), and the result is
 written into the output GeoTIFF with a windowed write. A background thread reads the next
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from . import console
-from .bundle import build_model, bundle_preprocessing, load_bundle
+from .bundle import build_model, bundle_padding, bundle_preprocessing, load_bundle
 from .errors import HsiclsError, InputError
 from .fileutil import atomic_output, check_output
 from .io import _envi_data_file, _georef, _good_bands, _open_raster, read_cube, valid_mask
-from .patches import check_precision, gather_patches, inference_batch_size, resolve_device, uses_bf16
+from .patches import check_precision, gather_patches, inference_batch_size, pad_sides, resolve_device, uses_bf16
 from .runtime import tune_allocator
 
 UNKNOWN = "unknown"
@@ -159,13 +159,6 @@ def _prefetch(source: _Source, wins: list, halo: int):
         t.join(timeout=5)
 
 
-def _reflect_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
-    """``(C, h, w)`` reflect-padded by (left, right, top, bottom)."""
-    if not any(pads):
-        return x
-    return torch.nn.functional.pad(x.unsqueeze(0), pads, mode="reflect").squeeze(0)
-
-
 def _profile(h, w, dtype, count, crs, transform, nodata):
     from rasterio.transform import Affine
 
@@ -250,6 +243,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
     dtype = "uint8" if len(names) <= 255 else "uint16"
     need_probs = options.confidence is not None or options.probabilities is not None or options.reject_below is not None
     halo = patch // 2
+    padding = bundle_padding(bundle)
     counts = np.zeros(len(names) + 1, np.int64)
     classified = 0
     wins = list(_windows(h, w, options.window))
@@ -275,7 +269,7 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
                     feats[ok] = prep.apply(raw[ok])
                     x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1))).to(dev)
                     pads = (halo - (c0 - C0), halo - (C1 - c1), halo - (r0 - R0), halo - (R1 - r1))
-                    x = _reflect_pad(x, pads)  # now (C, (r1-r0)+2h, (c1-c0)+2h): window + full halo
+                    x = pad_sides(x, pads, padding)  # now (C, (r1-r0)+2h, (c1-c0)+2h): window + full halo
                     inner = ok[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
                     rows, cols = np.nonzero(inner)
                     cls = np.zeros(inner.shape, np.uint16)

@@ -26,6 +26,7 @@ from .fileutil import atomic_output, check_output
 from .models import create_model, get_entry
 from .runtime import tune_allocator
 from .patches import (
+    check_padding,
     check_patch_size,
     check_precision,
     gather_patches,
@@ -54,6 +55,7 @@ class TrainOptions:
     label_smoothing: float = 0.0
     augment: bool = False  # random flips / transposition of each patch (the 8 dihedral symmetries)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    padding: str = "reflect"  # patches beyond the scene border: reflect | zero (recorded in the bundle)
 
 
 SCHEDULES = ("constant", "cosine", "step")
@@ -112,6 +114,7 @@ def _check_options(o: TrainOptions) -> None:
     if o.lr_schedule not in SCHEDULES:
         raise HsiclsError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {o.lr_schedule!r}")
     check_precision(o.precision)
+    check_padding(o.padding)
     if not 0 <= o.label_smoothing < 1:
         raise HsiclsError(f"--label-smoothing must be in [0, 1), got {o.label_smoothing}")
     if o.weight_decay < 0 or o.early_stopping < 0:
@@ -166,7 +169,7 @@ def train(
     use_bf16 = uses_bf16(options.precision, device)
 
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
-    padded = pad_cube(cube, options.patch_size)
+    padded = pad_cube(cube, options.patch_size, options.padding)
     split = prep.meta.get("split", {})
     if split.get("protocol") == "disjoint" and options.patch_size > int(split.get("patch_size", options.patch_size)):
         raise HsiclsError(
@@ -205,7 +208,7 @@ def train(
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
-        saved = {k: v for k, v in state.get("options", {}).items() if k != "device"}
+        saved = {"padding": "reflect", **{k: v for k, v in state.get("options", {}).items() if k != "device"}}  # older checkpoints: no padding key
         mine = {k: v for k, v in asdict(options).items() if k != "device"}
         if saved != mine:
             diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
@@ -342,6 +345,7 @@ def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, mod
         in_bands=prep.cube.shape[2],
         n_classes=prep.n_classes,
         patch_size=patch_size,
+        padding=options.padding if patch_size > 1 else "reflect",
         preprocessing=prep.preprocessing,
         class_names=prep.class_names,
         class_values=prep.class_values,

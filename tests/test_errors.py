@@ -95,6 +95,8 @@ def test_bad_options(prepared, tmp_path):
     _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "vit-huge"), "vit-huge")
     _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "fusion=magic", "--epochs", "1"), "magic")
     _one_error_line(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--padding", "mirror"), "--padding", "mirror")
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_mismatched_bundle_and_prepared(bundle, tiny_scene, tmp_path):

@@ -95,3 +95,48 @@ def test_enmap_georeferencing_through_the_chain(shared_data, tmp_path):
         assert m.transform == src.transform
         assert m.read(1).min() >= 1  # every pixel classified, borders included
     assert json.loads(r.stdout)["area_unit"] == "m²"
+
+
+def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map(prepared, tiny_scene, tmp_path):
+    """``train --padding zero``: the bundle records it; predict-map's border patches are zero-padded
+    (equal to patches cut from the zero-padded prepared cube, not the reflected one), for any window."""
+    import torch
+
+    from hsicls.bundle import build_model, bundle_padding, load_bundle
+    from hsicls.evaluate import evaluate
+    from hsicls.patches import gather_patches, pad_cube
+    from hsicls.prepared import load_prepared
+
+    model_path = tmp_path / "zero.pt"
+    r = run_cli("train", prepared, "-o", model_path, "--epochs", "2", "--patch-size", "7", "--batch-size", "32",
+                "--device", "cpu", "--padding", "zero")
+    assert r.exit_code == 0, r.stderr
+    bundle = load_bundle(model_path)
+    assert bundle_padding(bundle) == "zero" and bundle["training"]["padding"] == "zero"
+    probs = {}
+    for window in (16, 64):
+        out, prob = tmp_path / f"map{window}.tif", tmp_path / f"prob{window}.tif"
+        r = run_cli("predict-map", tiny_scene[0], "-m", model_path, "-o", out, "--probabilities", prob,
+                    "--window", window, "--device", "cpu")
+        assert r.exit_code == 0, r.stderr
+        with rasterio.open(prob) as ds:
+            probs[window] = ds.read()  # (K, H, W)
+    assert np.allclose(probs[16], probs[64], atol=1e-5)
+
+    prep = load_prepared(prepared)
+    cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1)))
+    h, w = prep.labels.shape
+    rows, cols = (torch.as_tensor(a.ravel()) for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
+    model = build_model(bundle)
+    with torch.no_grad():
+        direct = {mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)), 1).numpy().T.reshape(-1, h, w)
+                  for mode in ("zero", "reflect")}
+    border = np.ones((h, w), bool)
+    border[3:-3, 3:-3] = False
+    assert np.allclose(probs[64], direct["zero"], atol=1e-4)
+    assert not np.allclose(probs[64][:, border], direct["reflect"][:, border], atol=1e-4)
+    assert np.allclose(probs[64][:, ~border], direct["reflect"][:, ~border], atol=1e-4)  # inside, the mode is irrelevant
+    rep = evaluate(model_path, prepared, device="cpu")
+    test_rows, test_cols = np.nonzero(prep.test)
+    expected = direct["zero"].argmax(0)[test_rows, test_cols]
+    assert rep["oa"] == pytest.approx(float(np.mean(expected == prep.labels[test_rows, test_cols] - 1)), abs=1e-9)
