@@ -14,6 +14,12 @@ training pixels; RF: 200 trees. Metrics on the remaining 95 % (test split), mean
 ``precision=fp32``, ...), ``--model-opt`` a model option; both are recorded in the output.
 ``--jobs N`` runs N (seed, model) trainings in parallel processes (one thread each; useful on
 a GPU machine). Writes bench/out/accuracy[-TAG].json and prints a Markdown table.
+
+``--split ssftt-code`` replaces the per-seed random split by the one split SSFTT's published
+training script draws for every run: ``sklearn.model_selection.train_test_split`` of the
+labelled pixels in row-major order, stratified, ``random_state=345``, here with a test share of
+95 % (``hsicls preprocess --split fixed --train-mask``). The seeds then vary the network's
+initialisation and batch order only, as repeated runs of that script do.
 """
 
 from __future__ import annotations
@@ -68,6 +74,20 @@ def train_options(args, name: str, seed: int) -> TrainOptions:
                         **extra)
 
 
+def ssftt_code_train_mask(gt_path: Path, test_size: float, random_state: int = 345) -> np.ndarray:
+    """The training pixels of SSFTT's published script: its labelled pixels in row-major order,
+    split by ``train_test_split(..., test_size, random_state=345, stratify=y)``; ``(H, W)`` uint8."""
+    from sklearn.model_selection import train_test_split
+
+    gt = np.load(gt_path)
+    rows, cols = np.nonzero(gt)  # row-major, as the script's createImageCubes(removeZeroLabels=True)
+    train_idx, _ = train_test_split(np.arange(rows.size), test_size=test_size, random_state=random_state,
+                                    stratify=gt[rows, cols])
+    mask = np.zeros(gt.shape, np.uint8)
+    mask[rows[train_idx], cols[train_idx]] = 1
+    return mask
+
+
 def run_one(task) -> tuple[str, int, dict]:
     """Preprocess one seed's split, train one model on it and evaluate it on the test split."""
     args, seed, name = task
@@ -77,9 +97,14 @@ def run_one(task) -> tuple[str, int, dict]:
         torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / f"ip{seed}.h5"
+        split = {}
+        if args.split == "ssftt-code":
+            mask = Path(tmp) / "train_mask.npy"
+            np.save(mask, ssftt_code_train_mask(DATA / "Indian_pines_gt.npy", test_size=0.95))
+            split = {"split": "fixed", "train_mask": str(mask)}
         preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
                    PreprocessOptions(components=30, train_ratio=0.05, val_ratio=0.0, seed=seed,
-                                                               whiten=args.whiten, standardize=not args.raw_pca),
+                                     whiten=args.whiten, standardize=not args.raw_pca, **split),
                    overwrite=True)
         out = Path(tmp) / f"{name}{seed}.pt"
         t0 = time.perf_counter()
@@ -105,6 +130,8 @@ def main() -> None:
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="md2f-mamba option")
     ap.add_argument("--whiten", action="store_true", help="PCA whitening (unit-variance components)")
     ap.add_argument("--raw-pca", action="store_true", help="PCA of the raw band values, no per-band standardisation")
+    ap.add_argument("--split", choices=("random", "ssftt-code"), default="random",
+                    help="random: a stratified 5 %% split per seed; ssftt-code: SSFTT's script's one split (random_state=345)")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     models = args.models.split(",")
@@ -135,7 +162,9 @@ def main() -> None:
     name = f"accuracy-{args.tag}.json" if args.tag else "accuracy.json"
     (ROOT / "bench" / "out" / name).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print(f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, raw PCA {args.raw_pca}, train options {args.train_opt}, model options {args.model_opt}")
-    print(f"Indian Pines, random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each), "
+    split_name = ("SSFTT script's split (train_test_split stratified, random_state=345, 5 % train), the same for every seed"
+                  if args.split == "ssftt-code" else f"random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each)")
+    print(f"Indian Pines, {split_name}, "
           f"final epoch ({args.epochs} epochs), test = remaining 95 %")
     print("| model | OA % | AA % | kappa % | params | MACs | s/epoch |")
     print("|---|---|---|---|---|---|---|")

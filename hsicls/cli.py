@@ -176,6 +176,7 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     augment: bool = typer.Option(False, "--augment", help="Random flips/transpositions of the training patches."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
+    ema: float = typer.Option(0.0, "--ema", help="Decay per step of an exponential moving average of the weights, e.g. 0.99 (0 = off); the average is validated and kept."),
     padding: str = typer.Option("reflect", "--padding", help="Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle."),
     seed: int = typer.Option(0, "--seed", min=0),
     runs: int = typer.Option(1, "--runs", help="Train K seeds, each with its own split, and report mean ± std."),
@@ -200,7 +201,7 @@ def train(
     elif prepared is None:
         raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
     opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size if patch_size is not None else 13, epochs, batch_size, lr if lr is not None else 0.002,
-                        seed, device, weight_decay, lr_schedule, early_stopping, label_smoothing, augment, precision, padding)
+                        seed, device, weight_decay, lr_schedule, early_stopping, label_smoothing, augment, precision, padding, ema)
     if runs != 1:
         from .runs import render_summary, train_runs
 

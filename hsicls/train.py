@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import console
 from .bundle import make_bundle, save_bundle
@@ -56,6 +57,7 @@ class TrainOptions:
     augment: bool = False  # random flips / transposition of each patch (the 8 dihedral symmetries)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
     padding: str = "reflect"  # patches beyond the scene border: reflect | zero (recorded in the bundle)
+    ema: float = 0.0  # decay per step of an exponential moving average of the weights (0 = off); validated and kept
 
 
 SCHEDULES = ("constant", "cosine", "step")
@@ -117,6 +119,8 @@ def _check_options(o: TrainOptions) -> None:
     check_padding(o.padding)
     if not 0 <= o.label_smoothing < 1:
         raise HsiclsError(f"--label-smoothing must be in [0, 1), got {o.label_smoothing}")
+    if not 0 <= o.ema < 1:
+        raise HsiclsError(f"--ema must be in [0, 1) (0 = off), got {o.ema}")
     if o.weight_decay < 0 or o.early_stopping < 0:
         raise HsiclsError("--weight-decay and --early-stopping must be >= 0")
 
@@ -187,6 +191,10 @@ def train(
         options.model, in_bands=in_bands, n_classes=n_classes, patch_size=options.patch_size, **options.model_options
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    # EMA of the weights and BN statistics (torch's AveragedModel): the averaged network is the one
+    # validated and kept; the raw one is the one trained.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(options.ema), use_buffers=True) if options.ema else None
+    kept = ema.module if ema is not None else model
     sched = _make_scheduler(opt, options)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
     order_gen = torch.Generator(device="cpu").manual_seed(options.seed)
@@ -208,12 +216,14 @@ def train(
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
-        saved = {"padding": "reflect", **{k: v for k, v in state.get("options", {}).items() if k != "device"}}  # older checkpoints: no padding key
+        saved = {"padding": "reflect", "ema": 0.0, **{k: v for k, v in state.get("options", {}).items() if k != "device"}}  # older checkpoints: no padding key
         mine = {k: v for k, v in asdict(options).items() if k != "device"}
         if saved != mine:
             diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
             raise HsiclsError(f"{ckpt}: was written with other options ({diff}); resume with the same ones")
         model.load_state_dict(state["model"])  # copies onto the model's device
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])  # casts the moments to the parameters' device
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
@@ -257,6 +267,8 @@ def train(
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     total += float(loss.detach()) * idx.numel()
                 if sched is not None:
                     sched.step()
@@ -264,16 +276,16 @@ def train(
                 val_oa = None
                 if va_rows.numel():
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        pred = predict_pixels(model, padded, va_rows, va_cols, options.patch_size, batch_size=val_batch)
+                        pred = predict_pixels(kept, padded, va_rows, va_cols, options.patch_size, batch_size=val_batch)
                     val_oa = float((pred == va_y).float().mean())
                     if val_oa > best["oa"]:
-                        best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                        best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in kept.state_dict().items()}}
                         stale = 0
                     else:
                         stale += 1
                 rec = {"epoch": epoch, "loss": mean_loss, "val_oa": val_oa, "lr": lr_now, "seconds": time.perf_counter() - te}
                 history.append(rec)
-                _save_checkpoint(ckpt, model, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options)
+                _save_checkpoint(ckpt, model, ema, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options)
                 _write_log(log_path(output), history)
                 status = f"loss {mean_loss:.4f}" + (f"  val OA {val_oa:.4f}" if val_oa is not None else "")
                 if bar:
@@ -299,7 +311,7 @@ def train(
         selection, best_epoch, val_oa, state = "final", history[-1]["epoch"], None, None
     else:
         selection, best_epoch, val_oa, state = "validation", best["epoch"], best["oa"], best["state"]
-    _write_bundle(model, prep, prepared_path, output, options, dict(options.model_options), options.patch_size,
+    _write_bundle(kept, prep, prepared_path, output, options, dict(options.model_options), options.patch_size,
                   {"device": device.type, "precision": "bf16" if use_bf16 else "fp32", "best_epoch": best_epoch,
                    "selection": selection, "val_oa": val_oa, "seconds": seconds, "epochs_run": history[-1]["epoch"],
                    "stopped_early": stopped_early, "history": history}, state, True)
@@ -309,11 +321,12 @@ def train(
     return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=selection, seconds=seconds, history=history)
 
 
-def _save_checkpoint(path, model, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options) -> None:
+def _save_checkpoint(path, model, ema, opt, sched, order_gen, aug_gen, best, history, stale, epoch, options) -> None:
     state = {
         "format": "hsicls-checkpoint",
         "epoch": epoch,
         "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else None,
         "order_gen": order_gen.get_state(),

@@ -96,6 +96,7 @@ def test_bad_options(prepared, tmp_path):
     _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "fusion=magic", "--epochs", "1"), "magic")
     _one_error_line(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
     _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--padding", "mirror"), "--padding", "mirror")
+    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--ema", "1.5"), "--ema")
     assert not (tmp_path / "m.pt").exists()
 
 

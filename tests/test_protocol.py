@@ -137,7 +137,7 @@ def test_training_is_deterministic_on_cpu(prepared, tmp_path):
 
 
 def test_resume_equals_uninterrupted(prepared, tmp_path):
-    opts = TrainOptions(epochs=4, patch_size=5, batch_size=32, seed=1, device="cpu", lr_schedule="cosine", augment=True)
+    opts = TrainOptions(epochs=4, patch_size=5, batch_size=32, seed=1, device="cpu", lr_schedule="cosine", augment=True, ema=0.9)
     train(prepared, tmp_path / "full.pt", opts)
 
     def stop(epoch):
@@ -148,7 +148,7 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
         train(prepared, tmp_path / "cut.pt", opts, on_epoch_end=stop)
     assert (tmp_path / "cut.pt.ckpt").exists() and not (tmp_path / "cut.pt").exists()
     r = run_cli("train", prepared, "-o", tmp_path / "cut.pt", "--epochs", "4", "--patch-size", "5", "--batch-size", "32",
-                "--seed", "1", "--device", "cpu", "--lr-schedule", "cosine", "--augment", "--resume")
+                "--seed", "1", "--device", "cpu", "--lr-schedule", "cosine", "--augment", "--ema", "0.9", "--resume")
     assert r.exit_code == 0, r.stderr
     a, b = _state(tmp_path / "full.pt"), _state(tmp_path / "cut.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -157,6 +157,21 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     assert [h["epoch"] for h in log] == [1, 2, 3, 4] and all("lr" in h and "val_oa" in h for h in log)
     r = run_cli("train", prepared, "-o", tmp_path / "cut.pt", "--epochs", "5", "--resume")
     assert r.exit_code != 0 and "checkpoint" in r.stderr
+
+
+def test_ema_weights_are_the_ones_kept(prepared, tmp_path):
+    """--ema: training is unchanged and the bundle holds the averaged weights (a decay near 0
+    averages nothing away, so it keeps the raw weights; 0.9 keeps others)."""
+    base = dict(epochs=3, patch_size=5, batch_size=32, seed=2, device="cpu")
+    raw = train(prepared, tmp_path / "raw.pt", TrainOptions(**base))
+    near = train(prepared, tmp_path / "near.pt", TrainOptions(**base, ema=1e-12))
+    avg = train(prepared, tmp_path / "avg.pt", TrainOptions(**base, ema=0.9))
+    a, b, c = _state(tmp_path / "raw.pt"), _state(tmp_path / "near.pt"), _state(tmp_path / "avg.pt")
+    floats = [k for k in a if a[k].is_floating_point()]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in floats)
+    assert [h["loss"] for h in raw.history] == [h["loss"] for h in avg.history] == [h["loss"] for h in near.history]
+    assert not all(torch.allclose(a[k], c[k], atol=1e-4) for k in floats)
+    assert torch.load(tmp_path / "avg.pt", weights_only=True)["training"]["ema"] == 0.9
 
 
 def test_selection_on_validation_only(prepared, tmp_path):
