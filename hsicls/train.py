@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import console
 from .bundle import make_bundle, save_bundle
@@ -133,6 +133,28 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flips[2, :, None, None, None], x.transpose(2, 3), x)
 
 
+def ema_update(decay: float):
+    """Bias-corrected exponential moving average for ``AveragedModel(multi_avg_fn=...)``.
+
+    After ``n`` optimiser steps the average is ``sum_t d^(n-t) w_t / sum_t d^(n-t)`` (t = 1..n):
+    step ``n`` enters with weight ``(1 - d) / (1 - d^n)`` (1 on the first step, then 1/(1+d), ...,
+    tending to ``1 - d``). Unlike an average started from the first step's weights, a short run
+    is averaged over its own trajectory (horizon about ``1 / (1 - d)`` steps), not held near its
+    start. Integer buffers (BN's step count) take the current value."""
+
+    @torch.no_grad()
+    def update(averaged: list, current: list, num_averaged) -> None:
+        n = int(num_averaged) + 1  # steps averaged once this one is in (the first one is copied)
+        weight = (1 - decay) / (1 - decay**n)
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, weight)
+            else:
+                a.copy_(c)
+
+    return update
+
+
 def _make_scheduler(opt, o: TrainOptions):
     if o.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs)
@@ -193,7 +215,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     # EMA of the weights and BN statistics (torch's AveragedModel): the averaged network is the one
     # validated and kept; the raw one is the one trained.
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(options.ema), use_buffers=True) if options.ema else None
+    ema = AveragedModel(model, multi_avg_fn=ema_update(options.ema), use_buffers=True) if options.ema else None
     kept = ema.module if ema is not None else model
     sched = _make_scheduler(opt, options)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)

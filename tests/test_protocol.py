@@ -226,3 +226,23 @@ def test_evaluate_report_files_and_plot(bundle, prepared, tmp_path):
     md = (tmp_path / "rep.md").read_text()
     assert "| **OA** |" in md and "random stratified" in md
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ema_is_the_bias_corrected_exponential_average_of_the_trajectory():
+    """``ema_update``: after steps w_1..w_n the average is sum d^(n-t) w_t / sum d^(n-t)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from hsicls.train import ema_update
+
+    m = torch.nn.BatchNorm1d(1)
+    avg = AveragedModel(m, multi_avg_fn=ema_update(0.9), use_buffers=True)
+    ws = [1.0, 2.0, 5.0, -3.0]
+    with torch.no_grad():
+        for w in ws:
+            m.weight.fill_(w)
+            m.num_batches_tracked.fill_(int(10 * w) + 40)
+            avg.update_parameters(m)
+    d, n = 0.9, len(ws)
+    expect = sum(d ** (n - 1 - i) * w for i, w in enumerate(ws)) / sum(d ** (n - 1 - i) for i in range(n))
+    assert float(avg.module.weight) == pytest.approx(expect, rel=1e-6)
+    assert int(avg.module.num_batches_tracked) == 10  # integer buffers take the current value
