@@ -88,6 +88,8 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
             "selection": training.get("selection"),
             "best_epoch": training.get("best_epoch"),
             "model_seed": training.get("seed"),
+            "ema": training.get("ema", 0.0),  # the kept weights are an average over training steps when > 0
+            "padding": bundle_padding(bundle),
             "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
             "grid": list(prep.labels.shape),
         }
@@ -105,7 +107,8 @@ def report_markdown(report: dict) -> str:
     lines = [
         f"**{report['model_name']}** on the test split ({report['test_pixels']} px). Split: {_split_line(report)}; "
         f"preprocessing fitted on {report.get('fit_on')} pixels{' (PCA whitened)' if report.get('whiten') else ''}{' (PCA of raw values)' if report.get('standardize') is False else ''}; model selection: {report.get('selection')} "
-        f"(epoch {report.get('best_epoch')}); model seed {report.get('model_seed')}.",
+        f"(epoch {report.get('best_epoch')}{', EMA of the weights, decay ' + str(report['ema']) if report.get('ema') else ''}); "
+        f"model seed {report.get('model_seed')}.",
         "",
         "| class | train px | test px | accuracy % |",
         "|---|---|---|---|",

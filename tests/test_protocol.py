@@ -172,6 +172,10 @@ def test_ema_weights_are_the_ones_kept(prepared, tmp_path):
     assert [h["loss"] for h in raw.history] == [h["loss"] for h in avg.history] == [h["loss"] for h in near.history]
     assert not all(torch.allclose(a[k], c[k], atol=1e-4) for k in floats)
     assert torch.load(tmp_path / "avg.pt", weights_only=True)["training"]["ema"] == 0.9
+    from hsicls.evaluate import evaluate, report_markdown
+
+    rep = evaluate(tmp_path / "avg.pt", prepared, device="cpu")
+    assert rep["ema"] == 0.9 and rep["padding"] == "reflect" and "EMA of the weights, decay 0.9" in report_markdown(rep)
 
 
 def test_selection_on_validation_only(prepared, tmp_path):
