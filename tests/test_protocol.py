@@ -248,5 +248,5 @@ def test_ema_is_the_bias_corrected_exponential_average_of_the_trajectory():
             avg.update_parameters(m)
     d, n = 0.9, len(ws)
     expect = sum(d ** (n - 1 - i) * w for i, w in enumerate(ws)) / sum(d ** (n - 1 - i) for i in range(n))
-    assert float(avg.module.weight) == pytest.approx(expect, rel=1e-6)
+    assert float(avg.module.weight.detach()) == pytest.approx(expect, rel=1e-6)
     assert int(avg.module.num_batches_tracked) == 10  # integer buffers take the current value
