@@ -62,9 +62,9 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
     dev = resolve_device(device)
     batch_size = inference_batch_size(batch_size, dev)
     model = build_model(bundle).to(dev)
-    patch = bundle["model"]["patch_size"]
+    patch, padding = bundle["model"]["patch_size"], bundle_padding(bundle)
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(dev)
-    padded = pad_cube(cube, patch, bundle_padding(bundle))
+    padded = pad_cube(cube, patch, padding)
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
@@ -89,7 +89,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "a
             "best_epoch": training.get("best_epoch"),
             "model_seed": training.get("seed"),
             "ema": training.get("ema", 0.0),  # the kept weights are an average over training steps when > 0
-            "padding": bundle_padding(bundle),
+            "padding": padding,
             "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
             "grid": list(prep.labels.shape),
         }

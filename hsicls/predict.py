@@ -1,9 +1,9 @@
 """Stage ``predict-map``: scene + model bundle -> georeferenced class map, streamed window by window.
 
 The scene is read in square windows of ``window`` pixels plus a halo of ``P // 2`` pixels
-(padded where the halo leaves the scene with the bundle's padding mode, reflect or zero, exactly
-as if the whole scene had been padded), each window is preprocessed with the bundle's standardisation + PCA, its
-patches are gathered on the compute device from the window tensor (one vectorised index per
+(padded with the bundle's mode, reflect or zero, where the halo leaves the scene, exactly as if
+the whole scene had been padded), each window is preprocessed with the bundle's
+standardisation + PCA, its patches are gathered on the compute device from the window tensor (one vectorised index per
 batch), the model runs in batches of ``batch_size`` (bf16 autocast on GPU), and the result is
 written into the output GeoTIFF with a windowed write. A background thread reads the next
 window while the current one is classified.

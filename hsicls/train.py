@@ -238,7 +238,8 @@ def train(
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
-        saved = {"padding": "reflect", "ema": 0.0, **{k: v for k, v in state.get("options", {}).items() if k != "device"}}  # older checkpoints: no padding key
+        # options a checkpoint predates count at their defaults
+        saved = {k: v for k, v in {**asdict(TrainOptions()), **state.get("options", {})}.items() if k != "device"}
         mine = {k: v for k, v in asdict(options).items() if k != "device"}
         if saved != mine:
             diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
