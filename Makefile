@@ -11,7 +11,7 @@ DEMO_DIR   ?= demo_out
 DEMO_EPOCHS ?= 80
 DEMO_PATCH  ?= 7
 
-.PHONY: install demo test bench bench-accuracy bench-protocol bench-map bench-gpu clean sample
+.PHONY: install lint demo test bench bench-accuracy bench-protocol bench-map bench-gpu clean sample
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ demo: install
 		-o $(DEMO_DIR)/map.tif --overwrite
 	@echo "map written to $(DEMO_DIR)/map.tif"
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
 bench: install

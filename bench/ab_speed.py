@@ -32,14 +32,17 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     shutil.copytree(args.old_tree / "hsicls", tmp / "hsicls_old")
     sys.path.insert(0, str(tmp))
-    import hsicls.models as new
     import hsicls_old.models as old
+
+    import hsicls.models as new
     from hsicls.runtime import tune_allocator
 
     tune_allocator()
     torch.manual_seed(0)
-    models = {"old": old.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13),
-              "new": new.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13)}
+    models = {
+        "old": old.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13),
+        "new": new.create_model("md2f-mamba", in_bands=30, n_classes=9, patch_size=13),
+    }
     models["old"].load_state_dict(models["new"].state_dict())
     with torch.no_grad():
         for _ in range(3):  # non-trivial BatchNorm running statistics, the same in both

@@ -69,9 +69,17 @@ def train_options(args, name: str, seed: int) -> TrainOptions:
             extra[key] = value.lower() in ("1", "true", "yes")
         else:
             extra[key] = type(default)(value)
-    return TrainOptions(model=name, patch_size=args.patch, epochs=args.epochs, batch_size=64, lr=args.lr, seed=seed,
-                        device=args.device, model_options=parse_kv(args.model_opt) if name == "md2f-mamba" else {},
-                        **extra)
+    return TrainOptions(
+        model=name,
+        patch_size=args.patch,
+        epochs=args.epochs,
+        batch_size=64,
+        lr=args.lr,
+        seed=seed,
+        device=args.device,
+        model_options=parse_kv(args.model_opt) if name == "md2f-mamba" else {},
+        **extra,
+    )
 
 
 def ssftt_code_train_mask(gt_path: Path, test_size: float, random_state: int = 345) -> np.ndarray:
@@ -81,8 +89,7 @@ def ssftt_code_train_mask(gt_path: Path, test_size: float, random_state: int = 3
 
     gt = np.load(gt_path)
     rows, cols = np.nonzero(gt)  # row-major, as the script's createImageCubes(removeZeroLabels=True)
-    train_idx, _ = train_test_split(np.arange(rows.size), test_size=test_size, random_state=random_state,
-                                    stratify=gt[rows, cols])
+    train_idx, _ = train_test_split(np.arange(rows.size), test_size=test_size, random_state=random_state, stratify=gt[rows, cols])
     mask = np.zeros(gt.shape, np.uint8)
     mask[rows[train_idx], cols[train_idx]] = 1
     return mask
@@ -102,10 +109,21 @@ def run_one(task) -> tuple[str, int, dict]:
             mask = Path(tmp) / "train_mask.npy"
             np.save(mask, ssftt_code_train_mask(DATA / "Indian_pines_gt.npy", test_size=0.95))
             split = {"split": "fixed", "train_mask": str(mask)}
-        preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
-                   PreprocessOptions(components=30, train_ratio=0.05, val_ratio=0.0, seed=seed,
-                                     whiten=args.whiten, standardize=not args.raw_pca, **split),
-                   overwrite=True)
+        preprocess(
+            DATA / "Indian_pines_corrected.npy",
+            DATA / "Indian_pines_gt.mat",
+            prep,
+            PreprocessOptions(
+                components=30,
+                train_ratio=0.05,
+                val_ratio=0.0,
+                seed=seed,
+                whiten=args.whiten,
+                standardize=not args.raw_pca,
+                **split,
+            ),
+            overwrite=True,
+        )
         out = Path(tmp) / f"{name}{seed}.pt"
         t0 = time.perf_counter()
         res = train(prep, out, train_options(args, name, seed), overwrite=True)
@@ -130,8 +148,12 @@ def main() -> None:
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="md2f-mamba option")
     ap.add_argument("--whiten", action="store_true", help="PCA whitening (unit-variance components)")
     ap.add_argument("--raw-pca", action="store_true", help="PCA of the raw band values, no per-band standardisation")
-    ap.add_argument("--split", choices=("random", "ssftt-code"), default="random",
-                    help="random: a stratified 5 %% split per seed; ssftt-code: SSFTT's script's one split (random_state=345)")
+    ap.add_argument(
+        "--split",
+        choices=("random", "ssftt-code"),
+        default="random",
+        help="random: a stratified 5 %% split per seed; ssftt-code: SSFTT's script's one split (random_state=345)",
+    )
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     models = args.models.split(",")
@@ -150,27 +172,37 @@ def main() -> None:
         for k in ("oa", "aa", "kappa"):
             v = 100 * np.array([r[k] for r in reps])
             row[k] = [float(v.mean()), float(v.std())]
-        row["per_class_mean"] = np.nanmean(np.array([[np.nan if a is None else a for a in r["per_class"]] for r in reps], float), 0).tolist()
+        row["per_class_mean"] = np.nanmean(
+            np.array([[np.nan if a is None else a for a in r["per_class"]] for r in reps], float), 0
+        ).tolist()
         if get_entry(name).kind == "deep":
             info = model_info(name, 30, args.patch, 16, parse_kv(args.model_opt) if name == "md2f-mamba" else None)
-            row.update(params=info["params"], macs=info["macs"], flops=info["flops"],
-                       seconds_per_epoch=float(np.mean([r["seconds_per_epoch"] for r in reps])))
+            row.update(
+                params=info["params"],
+                macs=info["macs"],
+                flops=info["flops"],
+                seconds_per_epoch=float(np.mean([r["seconds_per_epoch"] for r in reps])),
+            )
         row["seeds"] = list(range(args.seeds))
         row["reports"] = [{k: v for k, v in r.items() if k != "split_masks"} for r in reps]
         rows.append(row)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     name = f"accuracy-{args.tag}.json" if args.tag else "accuracy.json"
     (ROOT / "bench" / "out" / name).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, raw PCA {args.raw_pca}, train options {args.train_opt}, model options {args.model_opt}")
-    split_name = ("SSFTT script's split (train_test_split stratified, random_state=345, 5 % train), the same for every seed"
-                  if args.split == "ssftt-code" else f"random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each)")
-    print(f"Indian Pines, {split_name}, "
-          f"final epoch ({args.epochs} epochs), test = remaining 95 %")
+    print(
+        f"[{args.tag or 'default'}] device {args.device}, lr {args.lr}, whiten {args.whiten}, raw PCA {args.raw_pca}, train options {args.train_opt}, model options {args.model_opt}"
+    )
+    split_name = (
+        "SSFTT script's split (train_test_split stratified, random_state=345, 5 % train), the same for every seed"
+        if args.split == "ssftt-code"
+        else f"random stratified 5 % training split per class, seeds 0-{args.seeds - 1} (own split each)"
+    )
+    print(f"Indian Pines, {split_name}, final epoch ({args.epochs} epochs), test = remaining 95 %")
     print("| model | OA % | AA % | kappa % | params | MACs | s/epoch |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         cells = " | ".join(f"{r[k][0]:.2f} ± {r[k][1]:.2f}" for k in ("oa", "aa", "kappa"))
-        extra = (f"{r['params']:,} | {r['macs'] / 1e6:.2f}M | {r['seconds_per_epoch']:.2f}" if "params" in r else "- | - | -")
+        extra = f"{r['params']:,} | {r['macs'] / 1e6:.2f}M | {r['seconds_per_epoch']:.2f}" if "params" in r else "- | - | -"
         print(f"| {r['model']} | {cells} | {extra} |")
 
 

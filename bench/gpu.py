@@ -64,8 +64,15 @@ def map_model_time(name: str, precision: str, batch: int) -> dict:
         sync()
         times.append(time.perf_counter() - t)
     best = min(times)
-    return {"model": name, "precision": precision, "batch": batch, "pixels": H * W, "seconds": best,
-            "pixels_per_s": H * W / best, "peak_mem_mib": torch.cuda.max_memory_allocated() / 2**20}
+    return {
+        "model": name,
+        "precision": precision,
+        "batch": batch,
+        "pixels": H * W,
+        "seconds": best,
+        "pixels_per_s": H * W / best,
+        "peak_mem_mib": torch.cuda.max_memory_allocated() / 2**20,
+    }
 
 
 def train_speed(name: str, precision: str, epochs: int = 5) -> dict:
@@ -112,12 +119,39 @@ def end_to_end(tmp: Path) -> dict:
     rows = []
     for precision in ("bf16", "fp32"):
         out = tmp / f"map_{precision}.tif"
-        cmd = [sys.executable, "-m", "hsicls", "-q", "predict-map", str(scene), "-m", str(bundle), "-o", str(out),
-               "--device", "cuda", "--precision", precision, "--batch-size", "8192", "--window", "512", "--json", "--overwrite"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hsicls",
+            "-q",
+            "predict-map",
+            str(scene),
+            "-m",
+            str(bundle),
+            "-o",
+            str(out),
+            "--device",
+            "cuda",
+            "--precision",
+            precision,
+            "--batch-size",
+            "8192",
+            "--window",
+            "512",
+            "--json",
+            "--overwrite",
+        ]
         t = time.perf_counter()
         summary = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE).stdout)
-        rows.append({"precision": precision, "wall_s_with_startup": time.perf_counter() - t, "seconds": summary["seconds"],
-                     "pixels_per_s": summary["pixels_per_second"], "pixels": summary["pixels"]})
+        rows.append(
+            {
+                "precision": precision,
+                "wall_s_with_startup": time.perf_counter() - t,
+                "seconds": summary["seconds"],
+                "pixels_per_s": summary["pixels_per_second"],
+                "pixels": summary["pixels"],
+            }
+        )
     return {"scene": f"{H}x{W}x200 GeoTIFF", "runs": rows}
 
 
@@ -129,8 +163,14 @@ def main() -> None:
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py needs a CUDA GPU")
-    res = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "model": args.model,
-           "map_model": [], "train": [], "e2e": None}
+    res = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "model": args.model,
+        "map_model": [],
+        "train": [],
+        "e2e": None,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -49,35 +49,52 @@ def main() -> None:
         x = torch.randn(args.batch, args.bands, args.patch, args.patch)
         m.eval()
         with torch.no_grad():
-            infer = args.batch / timeit(lambda: m(x), 3)
+            infer = args.batch / timeit(lambda m=m, x=x: m(x), 3)
         m.train()
         opt = torch.optim.Adam(m.parameters())
         xb, yb = torch.randn(64, args.bands, args.patch, args.patch), torch.randint(0, args.classes, (64,))
 
-        def step():
+        def step(m=m, xb=xb, yb=yb, opt=opt):
             loss = torch.nn.functional.cross_entropy(m(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
         train = 64 / timeit(step, 10)
-        rows.append({
-            "model": name, "params": count_params(m), "params_per_component": params_per_child(m),
-            "macs": cost["macs"], "flops": cost["flops"], "infer_px_per_s": infer, "train_samples_per_s": train,
-            "achieved_gflops": infer * cost["flops"] / 1e9,
-        })
-    out = {"config": vars(args), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "mm_gflops": mm_gflops, "models": rows}
+        rows.append(
+            {
+                "model": name,
+                "params": count_params(m),
+                "params_per_component": params_per_child(m),
+                "macs": cost["macs"],
+                "flops": cost["flops"],
+                "infer_px_per_s": infer,
+                "train_samples_per_s": train,
+                "achieved_gflops": infer * cost["flops"] / 1e9,
+            }
+        )
+    out = {
+        "config": vars(args),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "mm_gflops": mm_gflops,
+        "models": rows,
+    }
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"bands {args.bands}, patch {args.patch}, classes {args.classes}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; torch.mm 2048^2: {mm_gflops:.1f} GFLOP/s")
+    print(
+        f"bands {args.bands}, patch {args.patch}, classes {args.classes}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; torch.mm 2048^2: {mm_gflops:.1f} GFLOP/s"
+    )
     print("| model | params | MACs | FLOPs | inference px/s | achieved GFLOP/s | training samples/s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.2f}M | {r['flops'] / 1e6:.2f}M | "
-              f"{r['infer_px_per_s']:,.0f} | {r['achieved_gflops']:.1f} | {r['train_samples_per_s']:,.0f} |")
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.2f}M | {r['flops'] / 1e6:.2f}M | "
+            f"{r['infer_px_per_s']:,.0f} | {r['achieved_gflops']:.1f} | {r['train_samples_per_s']:,.0f} |"
+        )
         print("  per component: " + ", ".join(f"{k} {v:,}" for k, v in r["params_per_component"].items()))
 
 

@@ -43,9 +43,21 @@ def build_scene(path: Path, size: int, width: int | None = None) -> None:
     tile = np.concatenate([ip, ip[:, ::-1]], axis=1)
     tile = np.concatenate([tile, tile[::-1]], axis=0)  # (290, 290, 200), mirrored joins
     height, width = size, width or size
-    profile = dict(driver="GTiff", height=height, width=width, count=200, dtype="int16", tiled=True, blockxsize=256,
-                   blockysize=256, compress="deflate", predictor=2, interleave="pixel", crs=CRS.from_epsg(32616),
-                   transform=Affine.translation(500000, 4500000) @ Affine.scale(20, -20))
+    profile = dict(
+        driver="GTiff",
+        height=height,
+        width=width,
+        count=200,
+        dtype="int16",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        predictor=2,
+        interleave="pixel",
+        crs=CRS.from_epsg(32616),
+        transform=Affine.translation(500000, 4500000) @ Affine.scale(20, -20),
+    )
     with rasterio.open(path, "w", **profile) as dst:
         for r0 in range(0, height, 256):
             for c0 in range(0, width, 256):
@@ -96,13 +108,35 @@ def main() -> None:
         scene = tmp / "big.tif"
         t = time.perf_counter()
         build_scene(scene, args.size)
-        print(f"scene {args.size}x{args.size}x200 written in {time.perf_counter() - t:.0f} s ({scene.stat().st_size / 2**20:.0f} MiB)", flush=True)
+        print(
+            f"scene {args.size}x{args.size}x200 written in {time.perf_counter() - t:.0f} s ({scene.stat().st_size / 2**20:.0f} MiB)",
+            flush=True,
+        )
         prep, model_path = tmp / "ip.h5", tmp / "m.pt"
-        preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep, PreprocessOptions(seed=0), overwrite=True)
+        preprocess(
+            DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep, PreprocessOptions(seed=0), overwrite=True
+        )
         train(prep, model_path, TrainOptions(epochs=2, patch_size=13, device="cpu"), overwrite=True)
         out = tmp / "map.tif"
-        cmd = [sys.executable, "-m", "hsicls", "-q", "predict-map", str(scene), "-m", str(model_path), "-o", str(out),
-               "--batch-size", str(args.batch), "--window", str(args.window), "--device", "cpu", "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hsicls",
+            "-q",
+            "predict-map",
+            str(scene),
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+            "--batch-size",
+            str(args.batch),
+            "--window",
+            str(args.window),
+            "--device",
+            "cpu",
+            "--json",
+        ]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -129,17 +163,36 @@ def main() -> None:
     mm = 2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9
     ours = px / wall
     achieved = 2 * macs * ours / 1e9
-    result = {"size": args.size, "pixels": px, "wall_s": wall, "pixels_per_s": ours, "peak_rss_mib": peak_rss_mib,
-              "naive_pixels_per_s": naive_px_s, "speedup": ours / naive_px_s, "macs_per_pixel": macs,
-              "achieved_gflops": achieved, "mm_gflops": mm, "fraction_of_mm": achieved / mm, "batch": args.batch,
-              "window": args.window, "summary_pixels_per_s": summary["pixels_per_second"], "threads": torch.get_num_threads()}
+    result = {
+        "size": args.size,
+        "pixels": px,
+        "wall_s": wall,
+        "pixels_per_s": ours,
+        "peak_rss_mib": peak_rss_mib,
+        "naive_pixels_per_s": naive_px_s,
+        "speedup": ours / naive_px_s,
+        "macs_per_pixel": macs,
+        "achieved_gflops": achieved,
+        "mm_gflops": mm,
+        "fraction_of_mm": achieved / mm,
+        "batch": args.batch,
+        "window": args.window,
+        "summary_pixels_per_s": summary["pixels_per_second"],
+        "threads": torch.get_num_threads(),
+    }
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "predict_map.json").write_text(json.dumps(result, indent=2))
-    print(f"md2f-mamba ({macs / 1e6:.2f}M MACs/px), {args.size}x{args.size} px x 200 bands, batch {args.batch}, window {args.window}, CPU {torch.get_num_threads()} threads")
+    print(
+        f"md2f-mamba ({macs / 1e6:.2f}M MACs/px), {args.size}x{args.size} px x 200 bands, batch {args.batch}, window {args.window}, CPU {torch.get_num_threads()} threads"
+    )
     print("| path | pixels/s | peak RSS | achieved GFLOP/s | share of torch.mm rate |")
     print("|---|---|---|---|---|")
-    print(f"| hsicls predict-map (end to end, I/O included) | {ours:,.0f} | {peak_rss_mib:,.0f} MiB | {achieved:.1f} | {100 * achieved / mm:.0f} % |")
-    print(f"| naive per-pixel Dataset/DataLoader (model only) | {naive_px_s:,.0f} | - | {2 * macs * naive_px_s / 1e9:.1f} | {100 * 2 * macs * naive_px_s / 1e9 / mm:.0f} % |")
+    print(
+        f"| hsicls predict-map (end to end, I/O included) | {ours:,.0f} | {peak_rss_mib:,.0f} MiB | {achieved:.1f} | {100 * achieved / mm:.0f} % |"
+    )
+    print(
+        f"| naive per-pixel Dataset/DataLoader (model only) | {naive_px_s:,.0f} | - | {2 * macs * naive_px_s / 1e9:.1f} | {100 * 2 * macs * naive_px_s / 1e9 / mm:.0f} % |"
+    )
     print(f"speed-up {ours / naive_px_s:.2f}x; torch.mm 2048^2: {mm:.1f} GFLOP/s")
 
 

@@ -21,8 +21,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from hsicls.evaluate import evaluate
 from hsicls.preprocess import PreprocessOptions, preprocess
 from hsicls.runs import summarize
@@ -36,9 +34,19 @@ def run(name: str, popts: dict, epochs: int, seeds: int, tmp: Path) -> list[dict
     reps = []
     for seed in range(seeds):
         prep, model = tmp / f"{name}{seed}.h5", tmp / f"{name}{seed}.pt"
-        preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep,
-                   PreprocessOptions(components=30, val_ratio=0.0, seed=seed, **popts), overwrite=True)
-        train(prep, model, TrainOptions(epochs=epochs, patch_size=13, batch_size=64, lr=0.002, seed=seed, device="cpu"), overwrite=True)
+        preprocess(
+            DATA / "Indian_pines_corrected.npy",
+            DATA / "Indian_pines_gt.mat",
+            prep,
+            PreprocessOptions(components=30, val_ratio=0.0, seed=seed, **popts),
+            overwrite=True,
+        )
+        train(
+            prep,
+            model,
+            TrainOptions(epochs=epochs, patch_size=13, batch_size=64, lr=0.002, seed=seed, device="cpu"),
+            overwrite=True,
+        )
         rep = evaluate(model, prep, device="cpu")
         rep.pop("split_masks")
         reps.append(rep)
@@ -65,18 +73,33 @@ def main() -> None:
         if reused:
             print("random: reused from bench/out/accuracy.json (same seeds, epochs and settings)")
         else:
-            rows["random 5 %, fit on all pixels"] = run("random", {"split": "random", "train_ratio": 0.05}, args.epochs, args.seeds, tmp)
-        rows["random 5 %, fit on training pixels"] = run("fittrain", {"split": "random", "train_ratio": 0.05, "fit_on": "train"},
-                                                          args.epochs, args.seeds, tmp)
+            rows["random 5 %, fit on all pixels"] = run(
+                "random", {"split": "random", "train_ratio": 0.05}, args.epochs, args.seeds, tmp
+            )
+        rows["random 5 %, fit on training pixels"] = run(
+            "fittrain", {"split": "random", "train_ratio": 0.05, "fit_on": "train"}, args.epochs, args.seeds, tmp
+        )
         rows["disjoint (shared mask), fit on all pixels"] = run(
-            "disjoint", {"split": "fixed", "train_mask": str(DATA / "indianpines_disjoint_dset.mat")}, args.disjoint_epochs, args.seeds, tmp)
-    out = {name: {k: v for k, v in summarize(reps).items()} | {"test_pixels": reps[0]["test_pixels"],
-                                                               "train_pixels": int(sum(reps[0]["train_pixels_per_class"]))}
-           for name, reps in rows.items()}
+            "disjoint",
+            {"split": "fixed", "train_mask": str(DATA / "indianpines_disjoint_dset.mat")},
+            args.disjoint_epochs,
+            args.seeds,
+            tmp,
+        )
+    out = {
+        name: {k: v for k, v in summarize(reps).items()}
+        | {"test_pixels": reps[0]["test_pixels"], "train_pixels": int(sum(reps[0]["train_pixels_per_class"]))}
+        for name, reps in rows.items()
+    }
     if reused:  # mean/std as stored by bench/accuracy.py (percent); split sizes equal the fit-on-train row's
         same = out["random 5 %, fit on training pixels"]
-        out = {"random 5 %, fit on all pixels": {k: {"mean": reused[k][0] / 100, "std": reused[k][1] / 100} for k in ("oa", "aa", "kappa")}
-               | {"test_pixels": same["test_pixels"], "train_pixels": same["train_pixels"]}, **out}
+        out = {
+            "random 5 %, fit on all pixels": {
+                k: {"mean": reused[k][0] / 100, "std": reused[k][1] / 100} for k in ("oa", "aa", "kappa")
+            }
+            | {"test_pixels": same["test_pixels"], "train_pixels": same["train_pixels"]},
+            **out,
+        }
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "protocol.json").write_text(json.dumps({"args": vars(args), "rows": out}, indent=2))
     print(f"Indian Pines, md2f-mamba, seeds 0-{args.seeds - 1}, final epoch, no selection")

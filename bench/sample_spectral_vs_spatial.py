@@ -51,8 +51,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             prep, model = Path(tmp) / f"p{seed}.h5", Path(tmp) / f"m{seed}.pt"
-            preprocess(ROOT / "sample_data/sample_scene.tif", ROOT / "sample_data/sample_labels.tif", prep,
-                       PreprocessOptions(seed=seed), overwrite=True)
+            preprocess(
+                ROOT / "sample_data/sample_scene.tif",
+                ROOT / "sample_data/sample_labels.tif",
+                prep,
+                PreprocessOptions(seed=seed),
+                overwrite=True,
+            )
             res["svm"].append(svm(prep))
             train(prep, model, TrainOptions(epochs=args.epochs, patch_size=args.patch, seed=seed, device="cpu"), overwrite=True)
             res["md2f-mamba"].append(evaluate(model, prep, device="cpu"))

@@ -94,8 +94,15 @@ def measure(name, cube, train_mask, labels, val_mask, args, device):
     epoch_naive(model, opt, loader)  # one epoch is enough for the slow path
     naive = time.perf_counter() - t
     n = len(rows)
-    return {"setting": name, "train_px": n, "val_px": len(vr), "ours_samples_per_s": n / ours, "naive_samples_per_s": n / naive,
-            "ours_epoch_s": ours + val_s, "naive_epoch_s": naive + val_s}
+    return {
+        "setting": name,
+        "train_px": n,
+        "val_px": len(vr),
+        "ours_samples_per_s": n / ours,
+        "naive_samples_per_s": n / naive,
+        "ours_epoch_s": ours + val_s,
+        "naive_epoch_s": naive + val_s,
+    }
 
 
 def main() -> None:
@@ -127,8 +134,10 @@ def main() -> None:
     print("| setting | train px | ours samples/s | naive samples/s | speed-up | ours s/epoch (train + val) | naive s/epoch |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['setting']} | {r['train_px']} | {r['ours_samples_per_s']:,.0f} | {r['naive_samples_per_s']:,.0f} | "
-              f"{r['ours_samples_per_s'] / r['naive_samples_per_s']:.2f}x | {r['ours_epoch_s']:.2f} | {r['naive_epoch_s']:.2f} |")
+        print(
+            f"| {r['setting']} | {r['train_px']} | {r['ours_samples_per_s']:,.0f} | {r['naive_samples_per_s']:,.0f} | "
+            f"{r['ours_samples_per_s'] / r['naive_samples_per_s']:.2f}x | {r['ours_epoch_s']:.2f} | {r['naive_epoch_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ def build_model(bundle: dict[str, Any]) -> torch.nn.Module:
         )
         model.load_state_dict(bundle["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
-        raise InputError(f"model bundle does not match this hsicls's '{bundle.get('model', {}).get('name')}' ({type(exc).__name__}: "
-                         f"{first_line(exc)[:120]})") from None
+        raise InputError(
+            f"model bundle does not match this hsicls's '{bundle.get('model', {}).get('name')}' ({type(exc).__name__}: "
+            f"{first_line(exc)[:120]})"
+        ) from None
     return model.eval()

@@ -10,7 +10,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -71,28 +70,67 @@ def root(
 @app.command()
 @handle_errors
 def preprocess(
-    scene: Optional[Path] = typer.Argument(None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."),
-    labels: List[Path] = typer.Option([], "--labels", "-l", help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file; repeat to fill unlabelled pixels from further files."),
+    scene: Path | None = typer.Argument(
+        None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."
+    ),
+    labels: list[Path] = typer.Option(
+        [],
+        "--labels",
+        "-l",
+        help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file; repeat to fill unlabelled pixels from further files.",
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered scene instead of SCENE/--labels (see 'hsicls datasets')."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls)."),
-    label_field: Optional[str] = typer.Option(None, "--label-field", help="Class attribute of vector labels."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="A registered scene instead of SCENE/--labels (see 'hsicls datasets')."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls)."
+    ),
+    label_field: str | None = typer.Option(None, "--label-field", help="Class attribute of vector labels."),
     components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
-    split: str = typer.Option("random", "--split", help="random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files)."),
-    train_ratio: float = typer.Option(0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training (random, disjoint)."),
-    train_count: Optional[int] = typer.Option(None, "--train-count", help="Training pixels per class (split count)."),
-    patch_size: int = typer.Option(13, "--patch-size", help="Split disjoint: the patch whose footprint is kept free of test pixels."),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="Split disjoint: block side in pixels (default: the patch size)."),
-    train_mask: Optional[Path] = typer.Option(None, "--train-mask", help="Split fixed: training pixels (non-zero)."),
-    test_mask: Optional[Path] = typer.Option(None, "--test-mask", help="Split fixed: test pixels (default: every other labelled pixel)."),
-    val_ratio: float = typer.Option(0.2, "--val-ratio", help="Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept."),
-    fit_on: str = typer.Option("all", "--fit-on", help="Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."),
-    whiten: bool = typer.Option(False, "--whiten/--no-whiten", help="Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT)."),
-    standardize: bool = typer.Option(True, "--standardize/--no-standardize", help="Standardise every band before PCA (default), or run PCA on the raw values (HybridSN's and SSFTT's code)."),
+    split: str = typer.Option(
+        "random",
+        "--split",
+        help="random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files).",
+    ),
+    train_ratio: float = typer.Option(
+        0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training (random, disjoint)."
+    ),
+    train_count: int | None = typer.Option(None, "--train-count", help="Training pixels per class (split count)."),
+    patch_size: int = typer.Option(
+        13, "--patch-size", help="Split disjoint: the patch whose footprint is kept free of test pixels."
+    ),
+    block_size: int | None = typer.Option(
+        None, "--block-size", help="Split disjoint: block side in pixels (default: the patch size)."
+    ),
+    train_mask: Path | None = typer.Option(None, "--train-mask", help="Split fixed: training pixels (non-zero)."),
+    test_mask: Path | None = typer.Option(
+        None, "--test-mask", help="Split fixed: test pixels (default: every other labelled pixel)."
+    ),
+    val_ratio: float = typer.Option(
+        0.2,
+        "--val-ratio",
+        help="Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept.",
+    ),
+    fit_on: str = typer.Option(
+        "all",
+        "--fit-on",
+        help="Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels.",
+    ),
+    whiten: bool = typer.Option(
+        False, "--whiten/--no-whiten", help="Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT)."
+    ),
+    standardize: bool = typer.Option(
+        True,
+        "--standardize/--no-standardize",
+        help="Standardise every band before PCA (default), or run PCA on the raw values (HybridSN's and SSFTT's code).",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
-    key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
-    labels_key: Optional[str] = typer.Option(None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."),
-    class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names, in label order."),
+    key: str | None = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
+    labels_key: str | None = typer.Option(
+        None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."
+    ),
+    class_names: str | None = typer.Option(None, "--class-names", help="Comma-separated class names, in label order."),
     overwrite: bool = Overwrite,
 ) -> None:
     """Standardise, reduce bands with PCA, split train/validation/test; write one HDF5 file."""
@@ -101,9 +139,24 @@ def preprocess(
 
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     opts = PreprocessOptions(
-        components, train_ratio, val_ratio, seed, key, labels_key, names, None, label_field, split, train_count,
-        patch_size, block_size, str(train_mask) if train_mask else None, str(test_mask) if test_mask else None, fit_on,
-        whiten, standardize,
+        components,
+        train_ratio,
+        val_ratio,
+        seed,
+        key,
+        labels_key,
+        names,
+        None,
+        label_field,
+        split,
+        train_count,
+        patch_size,
+        block_size,
+        str(train_mask) if train_mask else None,
+        str(test_mask) if test_mask else None,
+        fit_on,
+        whiten,
+        standardize,
     )
     scene_path, label_paths = _scene_inputs(scene, labels, dataset, data_dir, opts)
     run(scene_path, label_paths, output, opts, overwrite=overwrite)
@@ -130,7 +183,7 @@ def _scene_inputs(scene, labels, dataset, data_dir, opts):
     return scene, list(labels)
 
 
-def _prepared_for(dataset: str, data_dir: Optional[Path], seed: int) -> Path:
+def _prepared_for(dataset: str, data_dir: Path | None, seed: int) -> Path:
     """``<data-dir>/<name>/prepared_seed<seed>.h5``, made with the preprocess defaults if missing."""
     from .datasets import default_data_dir, get_dataset
     from .preprocess import PreprocessOptions
@@ -147,7 +200,7 @@ def _prepared_for(dataset: str, data_dir: Optional[Path], seed: int) -> Path:
     return path
 
 
-def _parse_model_opts(items: List[str]) -> dict[str, str]:
+def _parse_model_opts(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
@@ -160,24 +213,40 @@ def _parse_model_opts(items: List[str]) -> dict[str, str]:
 @app.command()
 @handle_errors
 def train(
-    prepared: Optional[Path] = typer.Argument(None, help="HDF5 file written by 'hsicls preprocess'."),
+    prepared: Path | None = typer.Argument(None, help="HDF5 file written by 'hsicls preprocess'."),
     output: Path = typer.Option(..., "--output", "-o", help="Output model bundle (.pt)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered scene; preprocessed with the defaults first if needed."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where registered scenes live."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="A registered scene; preprocessed with the defaults first if needed."
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where registered scenes live."),
     model: str = typer.Option("md2f-mamba", "--model", help="Registered model (see 'hsicls models')."),
-    model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
-    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Patch side in pixels, odd (default 13; with --dataset the paper's size for that scene)."),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
+    patch_size: int | None = typer.Option(
+        None, "--patch-size", help="Patch side in pixels, odd (default 13; with --dataset the paper's size for that scene)."
+    ),
     epochs: int = typer.Option(100, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default 0.002; the paper's 0.004 on WHU-Hi-HanChuan)."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Adam learning rate (default 0.002; the paper's 0.004 on WHU-Hi-HanChuan)."
+    ),
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
     lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, cosine, or step (x0.1 at 50 % and 75 %)."),
-    early_stopping: int = typer.Option(0, "--early-stopping", help="Stop after N epochs without a better validation OA (0 = off)."),
+    early_stopping: int = typer.Option(
+        0, "--early-stopping", help="Stop after N epochs without a better validation OA (0 = off)."
+    ),
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     augment: bool = typer.Option(False, "--augment", help="Random flips/transpositions of the training patches."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
-    ema: float = typer.Option(0.0, "--ema", help="Decay per step of an exponential moving average of the weights, e.g. 0.99 (0 = off); the average is validated and kept."),
-    padding: str = typer.Option("reflect", "--padding", help="Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle."),
+    ema: float = typer.Option(
+        0.0,
+        "--ema",
+        help="Decay per step of an exponential moving average of the weights, e.g. 0.99 (0 = off); the average is validated and kept.",
+    ),
+    padding: str = typer.Option(
+        "reflect",
+        "--padding",
+        help="Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle.",
+    ),
     seed: int = typer.Option(0, "--seed", min=0),
     runs: int = typer.Option(1, "--runs", help="Train K seeds, each with its own split, and report mean ± std."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
@@ -200,8 +269,24 @@ def train(
         prepared = _prepared_for(dataset, data_dir, seed)
     elif prepared is None:
         raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
-    opts = TrainOptions(model, _parse_model_opts(model_opt), patch_size if patch_size is not None else 13, epochs, batch_size, lr if lr is not None else 0.002,
-                        seed, device, weight_decay, lr_schedule, early_stopping, label_smoothing, augment, precision, padding, ema)
+    opts = TrainOptions(
+        model,
+        _parse_model_opts(model_opt),
+        patch_size if patch_size is not None else 13,
+        epochs,
+        batch_size,
+        lr if lr is not None else 0.002,
+        seed,
+        device,
+        weight_decay,
+        lr_schedule,
+        early_stopping,
+        label_smoothing,
+        augment,
+        precision,
+        padding,
+        ema,
+    )
     if runs != 1:
         from .runs import render_summary, train_runs
 
@@ -212,8 +297,16 @@ def train(
         return
     result = run(prepared, output, opts, overwrite=overwrite, resume=resume)
     if as_json:
-        _print_json({"model": str(output), "best_epoch": result.best_epoch, "val_oa": result.val_oa,
-                     "selection": result.selection, "seconds": result.seconds, "history": result.history})
+        _print_json(
+            {
+                "model": str(output),
+                "best_epoch": result.best_epoch,
+                "val_oa": result.val_oa,
+                "selection": result.selection,
+                "seconds": result.seconds,
+                "history": result.history,
+            }
+        )
 
 
 @app.command()
@@ -222,10 +315,14 @@ def evaluate(
     model: Path = typer.Argument(..., help="Model bundle written by 'hsicls train'."),
     prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
     device: str = Device,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]."),
-    report_prefix: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.json (with the split masks), PREFIX.csv and PREFIX.md."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]."
+    ),
+    report_prefix: Path | None = typer.Option(
+        None, "--report", help="Write PREFIX.json (with the split masks), PREFIX.csv and PREFIX.md."
+    ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, as predict-map), fp32 or bf16."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
@@ -254,18 +351,30 @@ def evaluate(
 @app.command("predict-map")
 @handle_errors
 def predict_map(
-    scene: Path = typer.Argument(..., help="Scene to classify (same bands as the training scene): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."),
+    scene: Path = typer.Argument(
+        ..., help="Scene to classify (same bands as the training scene): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."
+    ),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle written by 'hsicls train'."),
     output: Path = typer.Option(..., "--output", "-o", help="Output class-map GeoTIFF."),
-    key: Optional[str] = typer.Option(None, "--key", help="Variable of the cube inside a .mat file."),
-    window: int = typer.Option(256, "--window", help="Window side in pixels; peak memory grows with its square, the map does not change."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]; activations take about 0.9 MB each for md2f-mamba at 13x13."),
+    key: str | None = typer.Option(None, "--key", help="Variable of the cube inside a .mat file."),
+    window: int = typer.Option(
+        256, "--window", help="Window side in pixels; peak memory grows with its square, the map does not change."
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]; activations take about 0.9 MB each for md2f-mamba at 13x13.",
+    ),
     cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF with overviews (mode resampling)."),
-    confidence: Optional[Path] = typer.Option(None, "--confidence", help="Also write the maximum softmax probability per pixel."),
+    confidence: Path | None = typer.Option(None, "--confidence", help="Also write the maximum softmax probability per pixel."),
     confidence_dtype: str = typer.Option("float32", "--confidence-dtype", help="float32, or uint8 (1-255 for 0-1, 0 = nodata)."),
-    probabilities: Optional[Path] = typer.Option(None, "--probabilities", help="Also write one probability band per class (float32)."),
-    reject_below: Optional[float] = typer.Option(None, "--reject-below", help="Pixels whose confidence is below T get the class 'unknown'."),
-    preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG quicklook with a legend."),
+    probabilities: Path | None = typer.Option(
+        None, "--probabilities", help="Also write one probability band per class (float32)."
+    ),
+    reject_below: float | None = typer.Option(
+        None, "--reject-below", help="Pixels whose confidence is below T get the class 'unknown'."
+    ),
+    preview: Path | None = typer.Option(None, "--preview", help="Also write a PNG quicklook with a legend."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
     device: str = Device,
     as_json: bool = Json,
@@ -275,7 +384,9 @@ def predict_map(
     from .predict import MapOptions
     from .predict import predict_map as run
 
-    opts = MapOptions(device, batch_size, window, key, cog, confidence, confidence_dtype, probabilities, reject_below, preview, precision)
+    opts = MapOptions(
+        device, batch_size, window, key, cog, confidence, confidence_dtype, probabilities, reject_below, preview, precision
+    )
     summary = run(scene, model, output, opts, overwrite=overwrite)
     if as_json:
         _print_json(summary)
@@ -285,10 +396,10 @@ def predict_map(
 @handle_errors
 def download(
     name: str = typer.Argument(..., help="Dataset name (see 'hsicls datasets')."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
     retries: int = typer.Option(3, "--retries", help="Retries per source on transient failures (resuming each time)."),
-    from_: List[Path] = typer.Option([], "--from", help="Import a file obtained by hand (its sha256 is checked); repeatable."),
+    from_: list[Path] = typer.Option([], "--from", help="Import a file obtained by hand (its sha256 is checked); repeatable."),
 ) -> None:
     """Download a benchmark scene, verifying every file's sha256 (or import files with --from)."""
     from .datasets import default_data_dir, download_dataset, get_dataset, import_file
@@ -314,15 +425,32 @@ def datasets(as_json: bool = Json) -> None:
 
     rows = list_datasets()
     if as_json:
-        _print_json([
-            {"name": d.name, "title": d.title, "sensor": d.sensor, "shape": list(d.shape), "bands": d.shape[2],
-             "classes": len(d.class_names), "class_names": list(d.class_names), "palette": [list(c) for c in d.colours],
-             "wavelengths_nm": list(d.wavelengths_nm) if d.wavelengths_nm else None, "patch_size": d.patch_size,
-             "cube": d.cube, "labels": d.labels, "cube_key": d.cube_key, "labels_key": d.labels_key,
-             "train_mask": d.train_mask, "test_mask": d.test_mask, "verified": d.verified, "notes": d.notes,
-             "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size} for f in d.files]}
-            for d in rows
-        ])
+        _print_json(
+            [
+                {
+                    "name": d.name,
+                    "title": d.title,
+                    "sensor": d.sensor,
+                    "shape": list(d.shape),
+                    "bands": d.shape[2],
+                    "classes": len(d.class_names),
+                    "class_names": list(d.class_names),
+                    "palette": [list(c) for c in d.colours],
+                    "wavelengths_nm": list(d.wavelengths_nm) if d.wavelengths_nm else None,
+                    "patch_size": d.patch_size,
+                    "cube": d.cube,
+                    "labels": d.labels,
+                    "cube_key": d.cube_key,
+                    "labels_key": d.labels_key,
+                    "train_mask": d.train_mask,
+                    "test_mask": d.test_mask,
+                    "verified": d.verified,
+                    "notes": d.notes,
+                    "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size} for f in d.files],
+                }
+                for d in rows
+            ]
+        )
         return
     table = Table(title="hsicls datasets")
     for col in ("name", "scene", "sensor", "rows x cols x bands", "classes", "verified"):
@@ -350,7 +478,11 @@ def models(
     rows = []
     for name in list_models():
         entry = get_entry(name)
-        params = count_params(create_model(name, in_bands=bands, n_classes=classes, patch_size=patch)) if entry.kind == "deep" else None
+        params = (
+            count_params(create_model(name, in_bands=bands, n_classes=classes, patch_size=patch))
+            if entry.kind == "deep"
+            else None
+        )
         rows.append({"name": name, "kind": entry.kind, "params": params, "description": entry.description})
     if as_json:
         _print_json(rows)
@@ -370,7 +502,7 @@ def model_info(
     bands: int = typer.Option(30, "--bands", help="Bands the network sees (after PCA)."),
     patch: int = typer.Option(13, "--patch"),
     classes: int = typer.Option(9, "--classes"),
-    model_opt: List[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable)."),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable)."),
     as_json: bool = Json,
 ) -> None:
     """Parameters per component, MACs and FLOPs per sample (torch.utils.flop_counter)."""

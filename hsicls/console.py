@@ -6,8 +6,8 @@ Machine-readable results go to stdout (``--json``); everything meant for a perso
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.markup import escape

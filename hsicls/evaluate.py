@@ -15,9 +15,9 @@ from . import console
 from .bundle import build_model, bundle_padding, bundle_preprocessing, load_bundle
 from .errors import HsiclsError
 from .metrics import classification_report
-from .runtime import tune_allocator
 from .patches import inference_batch_size, pad_cube, predict_pixels, resolve_device, uses_bf16
 from .prepared import load_prepared
+from .runtime import tune_allocator
 
 
 def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
@@ -33,8 +33,15 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
             f"{model_path}: the model expects {mine.n_bands} bands reduced to {mine.n_components}, "
             f"but {prepared_path} has {theirs.n_bands} bands reduced to {theirs.n_components}"
         )
-    same = all(np.allclose(a, b) for a, b in [(mine.mean, theirs.mean), (mine.std, theirs.std),
-                                              (mine.components, theirs.components), (mine.pca_mean, theirs.pca_mean)])
+    same = all(
+        np.allclose(a, b)
+        for a, b in [
+            (mine.mean, theirs.mean),
+            (mine.std, theirs.std),
+            (mine.components, theirs.components),
+            (mine.pca_mean, theirs.pca_mean),
+        ]
+    )
     if not same:
         raise HsiclsError(f"{model_path}: {prepared_path} was preprocessed differently from the model's training data")
     masks = bundle.get("split_masks") or {}
@@ -50,8 +57,13 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
         )
 
 
-def evaluate(model_path: str | Path, prepared_path: str | Path, device: str = "auto", batch_size: int | None = None,
-             precision: str = "auto") -> dict:
+def evaluate(
+    model_path: str | Path,
+    prepared_path: str | Path,
+    device: str = "auto",
+    batch_size: int | None = None,
+    precision: str = "auto",
+) -> dict:
     """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts)."""
     tune_allocator()
     if batch_size is not None and batch_size < 1:
@@ -113,7 +125,9 @@ def report_markdown(report: dict) -> str:
         "| class | train px | test px | accuracy % |",
         "|---|---|---|---|",
     ]
-    for name, ntr, sup, acc in zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]):
+    for name, ntr, sup, acc in zip(
+        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
+    ):
         lines.append(f"| {name} | {ntr} | {sup} | {'-' if acc is None else f'{100 * acc:.2f}'} |")
     for k, label in (("oa", "OA"), ("aa", "AA"), ("kappa", "kappa")):
         lines.append(f"| **{label}** | | | {100 * report[k]:.2f} |")
@@ -128,7 +142,9 @@ def report_csv(report: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["class", "train_pixels", "test_pixels", "accuracy"])
-    for name, ntr, sup, acc in zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]):
+    for name, ntr, sup, acc in zip(
+        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
+    ):
         w.writerow([name, ntr, sup, "" if acc is None else f"{acc:.6f}"])
     for k in ("oa", "aa", "kappa"):
         w.writerow([k.upper() if k != "kappa" else "kappa", "", "", f"{report[k]:.6f}"])
@@ -146,7 +162,11 @@ def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path
     from .fileutil import atomic_output, json_safe
 
     out = []
-    for suffix, text in ((".json", json.dumps(json_safe(report), indent=2)), (".csv", report_csv(report)), (".md", report_markdown(report))):
+    for suffix, text in (
+        (".json", json.dumps(json_safe(report), indent=2)),
+        (".csv", report_csv(report)),
+        (".md", report_markdown(report)),
+    ):
         path = prefix.with_name(prefix.name + suffix)
         with atomic_output(path, overwrite) as tmp:
             tmp.write_text(text)
@@ -177,9 +197,19 @@ def plot_confusion(report: dict, path: Path, overwrite: bool) -> None:
         for i in range(k):
             for j in range(k):
                 if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(f"{report['model_name']}: OA {100 * report['oa']:.2f} %, kappa {100 * report['kappa']:.2f}\n{_split_line(report)}", fontsize=8)
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(cm[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
+    ax.set_title(
+        f"{report['model_name']}: OA {100 * report['oa']:.2f} %, kappa {100 * report['kappa']:.2f}\n{_split_line(report)}",
+        fontsize=8,
+    )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
@@ -191,13 +221,17 @@ def render_report(report: dict) -> None:
     """The metrics as a rich table on stderr."""
     from rich.table import Table
 
-    table = Table(title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {_split_line(report)}; "
-                        f"preprocessing fitted on {report.get('fit_on')} pixels; selection: {report.get('selection')})")
+    table = Table(
+        title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {_split_line(report)}; "
+        f"preprocessing fitted on {report.get('fit_on')} pixels; selection: {report.get('selection')})"
+    )
     table.add_column("class")
     table.add_column("train px", justify="right")
     table.add_column("test px", justify="right")
     table.add_column("accuracy", justify="right")
-    for name, ntr, sup, acc in zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]):
+    for name, ntr, sup, acc in zip(
+        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
+    ):
         table.add_row(name, str(ntr), str(sup), "-" if acc is None else f"{100 * acc:.2f}")
     table.add_section()
     table.add_row("OA", "", "", f"{100 * report['oa']:.2f}")

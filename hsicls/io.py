@@ -211,7 +211,9 @@ def _envi_data_file(path: Path) -> Path:
         candidate = path.with_suffix(suffix)
         if candidate != path and candidate.exists():
             return candidate
-    raise InputError(f"{path}: ENVI header without its data file (looked for {', '.join(s or 'no suffix' for s in ENVI_DATA_SUFFIXES)})")
+    raise InputError(
+        f"{path}: ENVI header without its data file (looked for {', '.join(s or 'no suffix' for s in ENVI_DATA_SUFFIXES)})"
+    )
 
 
 def read_cube(path: str | Path, key: str | None = None) -> Scene:
@@ -246,8 +248,9 @@ def read_cube(path: str | Path, key: str | None = None) -> Scene:
         wl = _wavelengths(ds, good)
         dropped = sorted(set(range(1, ds.count + 1)) - set(good))
     data = np.ascontiguousarray(bands.transpose(1, 2, 0))
-    return Scene(data=data, path=path, crs=crs, transform=transform, nodata=nodata, band_names=names, wavelengths=wl,
-                 dropped_bands=dropped)
+    return Scene(
+        data=data, path=path, crs=crs, transform=transform, nodata=nodata, band_names=names, wavelengths=wl, dropped_bands=dropped
+    )
 
 
 def read_labels(path: str | Path, key: str | None = None, like: Scene | None = None, field: str | None = None) -> np.ndarray:
@@ -296,7 +299,9 @@ def read_labels(path: str | Path, key: str | None = None, like: Scene | None = N
     if (arr < 0).any():
         raise InputError(f"{path}: labels must be >= 0 (0 = unlabelled)")
     if arr.size and arr.max() >= 65535:
-        raise InputError(f"{path}: label value {arr.max():.0f} is too large for a class code (a fill value without a nodata tag?)")
+        raise InputError(
+            f"{path}: label value {arr.max():.0f} is too large for a class code (a fill value without a nodata tag?)"
+        )
     labels = arr.astype(np.int32)
     if not (labels > 0).any():
         raise InputError(f"{path}: holds no labelled pixel (all values are 0)")

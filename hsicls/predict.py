@@ -162,8 +162,18 @@ def _prefetch(source: _Source, wins: list, halo: int):
 def _profile(h, w, dtype, count, crs, transform, nodata):
     from rasterio.transform import Affine
 
-    p = dict(driver="GTiff", height=h, width=w, count=count, dtype=dtype, compress="deflate", tiled=True,
-             blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+    p = dict(
+        driver="GTiff",
+        height=h,
+        width=w,
+        count=count,
+        dtype=dtype,
+        compress="deflate",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        BIGTIFF="IF_SAFER",
+    )
     if nodata is not None:
         p["nodata"] = nodata
     if crs is not None:
@@ -190,8 +200,13 @@ def _pixel_area(transform, crs) -> tuple[float, str]:
     return area, unit
 
 
-def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Path, options: MapOptions = MapOptions(),
-                overwrite: bool = False) -> dict:
+def predict_map(
+    scene_path: str | Path,
+    model_path: str | Path,
+    output: str | Path,
+    options: MapOptions = MapOptions(),
+    overwrite: bool = False,
+) -> dict:
     """Write the class map (and the optional confidence/probability rasters and preview)."""
     import rasterio
     from rasterio.windows import Window
@@ -248,8 +263,12 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
     classified = 0
     wins = list(_windows(h, w, options.window))
 
-    with atomic_output(output, overwrite) as tmp_map, _maybe_atomic(options.confidence, overwrite) as tmp_conf, \
-            _maybe_atomic(options.probabilities, overwrite) as tmp_prob, warnings.catch_warnings():
+    with (
+        atomic_output(output, overwrite) as tmp_map,
+        _maybe_atomic(options.confidence, overwrite) as tmp_conf,
+        _maybe_atomic(options.probabilities, overwrite) as tmp_prob,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid outputs
         map_path = tmp_map.with_name(tmp_map.name + ".gtiff") if options.cog else tmp_map
         dst = conf_dst = prob_dst = None
@@ -258,9 +277,13 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
             _finish_map(dst, names, palette, dtype)  # the colour table must precede the pixel data
             if tmp_conf is not None:
                 cd = options.confidence_dtype
-                conf_dst = rasterio.open(tmp_conf, "w", **_profile(h, w, cd, 1, source.crs, source.transform, 0 if cd == "uint8" else float("nan")))
+                conf_dst = rasterio.open(
+                    tmp_conf, "w", **_profile(h, w, cd, 1, source.crs, source.transform, 0 if cd == "uint8" else float("nan"))
+                )
             if tmp_prob is not None:
-                prob_dst = rasterio.open(tmp_prob, "w", **_profile(h, w, "float32", k, source.crs, source.transform, float("nan")))
+                prob_dst = rasterio.open(
+                    tmp_prob, "w", **_profile(h, w, "float32", k, source.crs, source.transform, float("nan"))
+                )
             with console.progress() as bar, torch.inference_mode():
                 task = bar.add_task("predict", total=h * w, status="") if bar else None
                 for (r0, r1, c0, c1), (R0, R1, C0, C1), raw in _prefetch(source, wins, halo):
@@ -294,7 +317,11 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
                     win = Window(c0, r0, c1 - c0, r1 - r0)
                     dst.write(cls.astype(dtype), 1, window=win)
                     if conf_dst is not None:
-                        out = conf if options.confidence_dtype == "float32" else np.where(np.isnan(conf), 0, np.clip(np.round(conf * 254) + 1, 1, 255)).astype(np.uint8)
+                        out = (
+                            conf
+                            if options.confidence_dtype == "float32"
+                            else np.where(np.isnan(conf), 0, np.clip(np.round(conf * 254) + 1, 1, 255)).astype(np.uint8)
+                        )
                         conf_dst.write(out, 1, window=win)
                     if prob_dst is not None:
                         prob_dst.write(probs, window=win)
@@ -303,7 +330,9 @@ def predict_map(scene_path: str | Path, model_path: str | Path, output: str | Pa
                     if bar:
                         bar.update(task, advance=(r1 - r0) * (c1 - c0))
             if conf_dst is not None:
-                conf_dst.set_band_description(1, "confidence (max softmax)" + (" x 254 + 1" if options.confidence_dtype == "uint8" else ""))
+                conf_dst.set_band_description(
+                    1, "confidence (max softmax)" + (" x 254 + 1" if options.confidence_dtype == "uint8" else "")
+                )
             if prob_dst is not None:
                 for i, n in enumerate(bundle["class_names"], start=1):
                     prob_dst.set_band_description(i, f"P({n})")
@@ -374,8 +403,9 @@ def _to_cog(src: Path, dst: Path) -> None:
     with rasterio.open(src, "r+") as ds:
         factors = [f for f in (2, 4, 8, 16, 32, 64) if min(ds.height, ds.width) // f >= 8] or [2]
         ds.build_overviews(factors, Resampling.mode)
-    rasterio.shutil.copy(src, dst, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEWS="FORCE_USE_EXISTING",
-                         BIGTIFF="IF_SAFER")
+    rasterio.shutil.copy(
+        src, dst, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER"
+    )
 
 
 def write_preview(map_path: Path, png: Path, names: list[str], palette: list[tuple[int, int, int]], overwrite: bool) -> None:
@@ -390,15 +420,22 @@ def write_preview(map_path: Path, png: Path, names: list[str], palette: list[tup
 
     with rasterio.open(map_path) as ds:
         step = max(1, max(ds.height, ds.width) // 2000)
-        data = ds.read(1, out_shape=(max(1, ds.height // step), max(1, ds.width // step)), resampling=rasterio.enums.Resampling.mode)
+        data = ds.read(
+            1, out_shape=(max(1, ds.height // step), max(1, ds.width // step)), resampling=rasterio.enums.Resampling.mode
+        )
     colours = [(0, 0, 0, 0)] + [(r / 255, g / 255, b / 255, 1) for r, g, b in palette]
     h, w = data.shape
     fig_w = 8.0
     fig, ax = plt.subplots(figsize=(fig_w + 3, max(3.0, fig_w * h / max(w, 1))))
     ax.imshow(data, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, interpolation="nearest")
     ax.set_axis_off()
-    ax.legend(handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names, start=1)], loc="center left",
-              bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.legend(
+        handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names, start=1)],
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_title(map_path.name, fontsize=9)
     fig.tight_layout()
     with atomic_output(png, overwrite) as tmp:

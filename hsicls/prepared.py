@@ -64,7 +64,7 @@ class Preprocessing:
         return {"mean": self.mean, "std": self.std, "pca_components": self.components, "pca_mean": self.pca_mean}
 
     @classmethod
-    def from_dict(cls, d) -> "Preprocessing":
+    def from_dict(cls, d) -> Preprocessing:
         return cls(
             mean=np.asarray(d["mean"], dtype=np.float64),
             std=np.asarray(d["std"], dtype=np.float64),
@@ -96,8 +96,11 @@ class Prepared:
     def preprocessing_record(self) -> dict:
         """How the features were made, for reports, bundles and run summaries (defaults for files
         written before an option existed)."""
-        return {"fit_on": self.meta.get("fit_on", "all"), "whiten": bool(self.meta.get("whiten", False)),
-                "standardize": bool(self.meta.get("standardize", True))}
+        return {
+            "fit_on": self.meta.get("fit_on", "all"),
+            "whiten": bool(self.meta.get("whiten", False)),
+            "standardize": bool(self.meta.get("standardize", True)),
+        }
 
 
 def save_prepared(path: Path, p: Prepared) -> None:

@@ -51,8 +51,9 @@ class PreprocessOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def fit_preprocessing(data: np.ndarray, valid: np.ndarray, components: int, seed: int, whiten: bool = False,
-                      standardize: bool = True) -> Preprocessing:
+def fit_preprocessing(
+    data: np.ndarray, valid: np.ndarray, components: int, seed: int, whiten: bool = False, standardize: bool = True
+) -> Preprocessing:
     """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube.
 
     ``whiten``: every kept component is divided by its standard deviation (unit variance), as
@@ -108,7 +109,9 @@ def _check_same_grid(labels_path: Path, scene) -> None:
     crs, transform = read_raster_georef(labels_path)
     if crs is None or scene.crs is None or transform is None or scene.transform is None:
         return
-    if CRS.from_wkt(crs) != CRS.from_wkt(scene.crs) or not np.allclose(transform, scene.transform, rtol=0, atol=1e-6 * max(1.0, abs(scene.transform[0]))):
+    if CRS.from_wkt(crs) != CRS.from_wkt(scene.crs) or not np.allclose(
+        transform, scene.transform, rtol=0, atol=1e-6 * max(1.0, abs(scene.transform[0]))
+    ):
         raise InputError(f"{labels_path}: not on the grid of {scene.path.name} (different CRS or geotransform)")
 
 
@@ -125,7 +128,9 @@ def read_label_files(paths: list[Path], key: str | None, scene, field: str | Non
                 first_names = {v: k for k, v in names.items()}
             else:
                 if set(names.values()) - set(first_names):
-                    raise InputError(f"{p}: ROI names {sorted(set(names.values()) - set(first_names))} are not in {paths[0].name}")
+                    raise InputError(
+                        f"{p}: ROI names {sorted(set(names.values()) - set(first_names))} are not in {paths[0].name}"
+                    )
                 lut = np.zeros(max(names) + 1, np.int32)
                 for k, n in names.items():
                     lut[k] = first_names[n]
@@ -197,8 +202,10 @@ def _read_mask(path: Path, scene, label_paths) -> np.ndarray:
     """A split mask: any label raster/ROI file on the scene grid; non-zero = selected."""
     mask = read_labels(path, like=scene)
     if mask.shape != scene.data.shape[:2]:
-        raise InputError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but the cube {scene.path.name} is "
-                         f"{scene.data.shape[0]}x{scene.data.shape[1]}")
+        raise InputError(
+            f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but the cube {scene.path.name} is "
+            f"{scene.data.shape[0]}x{scene.data.shape[1]}"
+        )
     return mask
 
 

@@ -87,8 +87,10 @@ def render_summary(s: dict) -> None:
     from rich.table import Table
 
     desc = s["split"].get("description", s["split"].get("protocol", "?"))
-    table = Table(title=f"{s['model']}: mean ± std over {s['runs']} runs (seeds {s['seeds'][0]}-{s['seeds'][-1]}, "
-                        f"own split each; {desc.split(', seed')[0]}; preprocessing fitted on {s['fit_on']})")
+    table = Table(
+        title=f"{s['model']}: mean ± std over {s['runs']} runs (seeds {s['seeds'][0]}-{s['seeds'][-1]}, "
+        f"own split each; {desc.split(', seed')[0]}; preprocessing fitted on {s['fit_on']})"
+    )
     table.add_column("")
     table.add_column("mean ± std %", justify="right")
     for name, m, sd in zip(s["class_names"], s["per_class"]["mean"], s["per_class"]["std"]):

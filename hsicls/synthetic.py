@@ -22,12 +22,28 @@ from dataclasses import dataclass
 import numpy as np
 
 CLASS_NAMES = [
-    "Water", "Asphalt road", "Bare soil", "Meadow", "Forest", "Crop rows", "Orchard", "Red-tile roofs", "Concrete",
+    "Water",
+    "Asphalt road",
+    "Bare soil",
+    "Meadow",
+    "Forest",
+    "Crop rows",
+    "Orchard",
+    "Red-tile roofs",
+    "Concrete",
     "Parking lot",
 ]
 PALETTE = [
-    (30, 90, 200), (60, 60, 60), (150, 100, 50), (140, 210, 90), (20, 110, 40),
-    (220, 210, 60), (110, 140, 40), (200, 60, 40), (190, 190, 190), (120, 60, 160),
+    (30, 90, 200),
+    (60, 60, 60),
+    (150, 100, 50),
+    (140, 210, 90),
+    (20, 110, 40),
+    (220, 210, 60),
+    (110, 140, 40),
+    (200, 60, 40),
+    (190, 190, 190),
+    (120, 60, 160),
 ]
 WATER, ASPHALT, SOIL, MEADOW, FOREST, CROP, ORCHARD, ROOF, CONCRETE, PARKING = range(1, 11)
 # materials (what a hi-res sub-pixel is made of): grass, tree, crop plants, soil, ...
@@ -66,7 +82,9 @@ def material_spectra(wl: np.ndarray) -> np.ndarray:
 
     water = np.clip(0.015 + 0.06 * _g(wl, 480, 90) + 0.012 * _g(wl, 800, 40) - 0.01 * x, 0.003, None)
     asphalt = 0.05 + 0.06 * x + 0.01 * _g(wl, 1700, 60) - 0.01 * _g(wl, 2300, 50)
-    soil = 0.07 + 0.3 * (1 - np.exp(-(wl - 400) / 700)) - 0.05 * _g(wl, 1410, 40) - 0.07 * _g(wl, 1920, 50) - 0.04 * _g(wl, 2200, 30)
+    soil = (
+        0.07 + 0.3 * (1 - np.exp(-(wl - 400) / 700)) - 0.05 * _g(wl, 1410, 40) - 0.07 * _g(wl, 1920, 50) - 0.04 * _g(wl, 2200, 30)
+    )
     grass = veg(0.42, 0.06, 712)
     tree = veg(0.33, 0.04, 722) * 0.85
     crop = veg(0.50, 0.075, 705)
@@ -113,7 +131,7 @@ def make_scene(size: int = 128, bands: int = 120, seed: int = 0, factor: int = 4
     for i in range(len(cuts_r) - 1):
         for j in range(len(cuts_c) - 1):
             r0, r1, c0, c1 = cuts_r[i], cuts_r[i + 1], cuts_c[j], cuts_c[j + 1]
-            for (pr0, pr1, pc0, pc1) in _parcels(rng, r0, r1, c0, c1):
+            for pr0, pr1, pc0, pc1 in _parcels(rng, r0, r1, c0, c1):
                 k = int(rng.choice(choices))
                 _paint(rng, k, cls, mat, scale, admix, pr0, pr1, pc0, pc1, factor)
 
@@ -128,12 +146,18 @@ def make_scene(size: int = 128, bands: int = 120, seed: int = 0, factor: int = 4
     # Roads on top (bridges over the river); main roads 2 px, minor roads 1 px.
     for n, p in enumerate(h_pos):
         w = 2 if n % 2 == 0 else 1
-        sl = slice(int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor, int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor)
+        sl = slice(
+            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
+            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
+        )
         cls[sl, :], mat[sl, :], admix[sl, :] = ASPHALT, M_ASPHALT, 0.0
         scale[sl, :] = 1.0
     for n, p in enumerate(v_pos):
         w = 2 if n % 2 == 1 else 1
-        sl = slice(int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor, int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor)
+        sl = slice(
+            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
+            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
+        )
         cls[:, sl], mat[:, sl], admix[:, sl] = ASPHALT, M_ASPHALT, 0.0
         scale[:, sl] = 1.0
 
@@ -255,7 +279,17 @@ def write_scene(scene: SyntheticScene, cube_path, labels_path) -> None:
     h, w, b = scene.cube.shape
     transform = Affine.translation(ORIGIN[0], ORIGIN[1]) @ Affine.scale(PIXEL, -PIXEL)
     crs = CRS.from_epsg(CRS_EPSG)
-    common = dict(driver="GTiff", height=h, width=w, crs=crs, transform=transform, compress="deflate", tiled=True, blockxsize=64, blockysize=64)
+    common = dict(
+        driver="GTiff",
+        height=h,
+        width=w,
+        crs=crs,
+        transform=transform,
+        compress="deflate",
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+    )
     data = np.round(scene.cube * 10000).astype(np.int16).transpose(2, 0, 1)
     with rasterio.open(cube_path, "w", count=b, dtype="int16", predictor=2, interleave="pixel", **common) as dst:
         dst.write(data)

@@ -12,9 +12,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ from .bundle import make_bundle, save_bundle
 from .errors import HsiclsError
 from .fileutil import atomic_output, check_output
 from .models import create_model, get_entry
-from .runtime import tune_allocator
 from .patches import (
     check_padding,
     check_patch_size,
@@ -38,6 +37,7 @@ from .patches import (
     uses_bf16,
 )
 from .prepared import load_prepared
+from .runtime import tune_allocator
 
 
 @dataclass
@@ -159,7 +159,9 @@ def _make_scheduler(opt, o: TrainOptions):
     if o.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs)
     if o.lr_schedule == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, o.epochs // 2), max(1, (3 * o.epochs) // 4)], gamma=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=[max(1, o.epochs // 2), max(1, (3 * o.epochs) // 4)], gamma=0.1
+        )
     return None
 
 
@@ -242,7 +244,9 @@ def train(
         saved = {k: v for k, v in {**asdict(TrainOptions()), **state.get("options", {})}.items() if k != "device"}
         mine = {k: v for k, v in asdict(options).items() if k != "device"}
         if saved != mine:
-            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))
+            diff = ", ".join(
+                f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)
+            )
             raise HsiclsError(f"{ckpt}: was written with other options ({diff}); resume with the same ones")
         model.load_state_dict(state["model"])  # copies onto the model's device
         if ema is not None:
@@ -256,8 +260,11 @@ def train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
         best_state = state.get("best_state")
-        best = {"oa": state["best_oa"], "epoch": state["best_epoch"],
-                "state": {k: v.to(device) for k, v in best_state.items()} if best_state else None}
+        best = {
+            "oa": state["best_oa"],
+            "epoch": state["best_epoch"],
+            "state": {k: v.to(device) for k, v in best_state.items()} if best_state else None,
+        }
         history, stale = list(state["history"]), int(state["stale"])
         start_epoch = int(state["epoch"]) + 1
         console.info(f"resuming from epoch {start_epoch - 1} of {options.epochs} ({ckpt})")
@@ -302,7 +309,11 @@ def train(
                         pred = predict_pixels(kept, padded, va_rows, va_cols, options.patch_size, batch_size=val_batch)
                     val_oa = float((pred == va_y).float().mean())
                     if val_oa > best["oa"]:
-                        best = {"oa": val_oa, "epoch": epoch, "state": {k: v.detach().clone() for k, v in kept.state_dict().items()}}
+                        best = {
+                            "oa": val_oa,
+                            "epoch": epoch,
+                            "state": {k: v.detach().clone() for k, v in kept.state_dict().items()},
+                        }
                         stale = 0
                     else:
                         stale += 1
@@ -334,12 +345,34 @@ def train(
         selection, best_epoch, val_oa, state = "final", history[-1]["epoch"], None, None
     else:
         selection, best_epoch, val_oa, state = "validation", best["epoch"], best["oa"], best["state"]
-    _write_bundle(kept, prep, prepared_path, output, options, dict(options.model_options), options.patch_size,
-                  {"device": device.type, "precision": "bf16" if use_bf16 else "fp32", "best_epoch": best_epoch,
-                   "selection": selection, "val_oa": val_oa, "seconds": seconds, "epochs_run": history[-1]["epoch"],
-                   "stopped_early": stopped_early, "history": history}, state, True)
+    _write_bundle(
+        kept,
+        prep,
+        prepared_path,
+        output,
+        options,
+        dict(options.model_options),
+        options.patch_size,
+        {
+            "device": device.type,
+            "precision": "bf16" if use_bf16 else "fp32",
+            "best_epoch": best_epoch,
+            "selection": selection,
+            "val_oa": val_oa,
+            "seconds": seconds,
+            "epochs_run": history[-1]["epoch"],
+            "stopped_early": stopped_early,
+            "history": history,
+        },
+        state,
+        True,
+    )
     ckpt.unlink(missing_ok=True)
-    picked = f"epoch {best_epoch} (best validation OA {val_oa:.4f})" if val_oa is not None else f"final epoch {best_epoch} (no validation split)"
+    picked = (
+        f"epoch {best_epoch} (best validation OA {val_oa:.4f})"
+        if val_oa is not None
+        else f"final epoch {best_epoch} (no validation split)"
+    )
     console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {log_path(output).name}")
     return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=selection, seconds=seconds, history=history)
 
@@ -372,8 +405,18 @@ def _save_checkpoint(path, model, ema, opt, sched, order_gen, aug_gen, best, his
         raise HsiclsError(f"{path}: cannot write the checkpoint ({exc})") from None
 
 
-def _write_bundle(model, prep, prepared_path, output, options: TrainOptions, model_options: dict, patch_size: int,
-                  record: dict, state, overwrite: bool) -> None:
+def _write_bundle(
+    model,
+    prep,
+    prepared_path,
+    output,
+    options: TrainOptions,
+    model_options: dict,
+    patch_size: int,
+    record: dict,
+    state,
+    overwrite: bool,
+) -> None:
     bundle = make_bundle(
         model,
         model_name=options.model,
@@ -421,8 +464,17 @@ def _train_classic(entry, prep, prepared_path, output, options: TrainOptions, ov
     seconds = time.perf_counter() - t0
     val_oa = fitted.pop("val_oa", None)
     selection = "validation" if options.model == "svm" else "final"
-    _write_bundle(model, prep, prepared_path, output, options, fitted, 1,
-                  {"device": "cpu", "best_epoch": None, "selection": selection, "val_oa": val_oa, "seconds": seconds},
-                  None, overwrite)
+    _write_bundle(
+        model,
+        prep,
+        prepared_path,
+        output,
+        options,
+        fitted,
+        1,
+        {"device": "cpu", "best_epoch": None, "selection": selection, "val_oa": val_oa, "seconds": seconds},
+        None,
+        overwrite,
+    )
     console.info(f"{seconds:.1f} s; wrote {output}")
     return TrainResult(best_epoch=0, val_oa=val_oa, selection=selection, seconds=seconds, history=[])

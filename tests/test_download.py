@@ -69,8 +69,9 @@ def _sha(b: bytes) -> str:
 
 
 def _register(monkeypatch, *files: RemoteFile, cube=None, labels=None):
-    info = DatasetInfo("fake-scene", "Fake", "none", (2, 2, 2), ("a",), tuple(files),
-                       cube or files[0].name, labels or files[-1].name)
+    info = DatasetInfo(
+        "fake-scene", "Fake", "none", (2, 2, 2), ("a",), tuple(files), cube or files[0].name, labels or files[-1].name
+    )
     monkeypatch.setitem(registry.DATASETS, "fake-scene", info)
     return info
 
@@ -78,9 +79,11 @@ def _register(monkeypatch, *files: RemoteFile, cube=None, labels=None):
 def test_good_download_and_mirror_fallback(server, tmp_path, monkeypatch):
     h, url = server
     h.files = {"/cube.mat": b"cube-bytes" * 1000, "/gt.mat": b"labels"}
-    _register(monkeypatch,
-              RemoteFile("cube.mat", (f"{url}/missing/cube.mat", f"{url}/cube.mat"), _sha(b"cube-bytes" * 1000)),
-              RemoteFile("gt.mat", (f"{url}/gt.mat",), _sha(b"labels")))
+    _register(
+        monkeypatch,
+        RemoteFile("cube.mat", (f"{url}/missing/cube.mat", f"{url}/cube.mat"), _sha(b"cube-bytes" * 1000)),
+        RemoteFile("gt.mat", (f"{url}/gt.mat",), _sha(b"labels")),
+    )
     data = tmp_path / "data"
     r = run_cli("download", "fake-scene", "--data-dir", data)
     assert r.exit_code == 0, r.stderr

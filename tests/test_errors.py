@@ -108,7 +108,9 @@ def test_mismatched_bundle_and_prepared(bundle, tiny_scene, tmp_path):
 
 def test_more_bad_input(bundle, prepared, tiny_scene, tmp_path):
     _one_error_line(run_cli("evaluate", bundle, prepared, "--batch-size", "0"), "--batch-size")
-    _one_error_line(run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--batch-size", "-3"), "--batch-size")
+    _one_error_line(
+        run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--batch-size", "-3"), "--batch-size"
+    )
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     _one_error_line(run_cli("evaluate", empty, prepared), "empty.pt")
@@ -141,8 +143,23 @@ def test_labels_out_of_range_or_all_nodata(tmp_path):
 
 def test_evaluate_refuses_a_split_that_overlaps_training(bundle, tiny_scene, tmp_path):
     other = tmp_path / "seed1.h5"
-    assert run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", other, "--components", "6",
-                   "--train-ratio", "0.3", "--seed", "1").exit_code == 0
+    assert (
+        run_cli(
+            "preprocess",
+            tiny_scene[0],
+            "--labels",
+            tiny_scene[1],
+            "-o",
+            other,
+            "--components",
+            "6",
+            "--train-ratio",
+            "0.3",
+            "--seed",
+            "1",
+        ).exit_code
+        == 0
+    )
     _one_error_line(run_cli("evaluate", bundle, other), "seed1.h5", "trained or selected on")
 
 

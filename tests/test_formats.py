@@ -45,9 +45,14 @@ def test_vector_labels_through_preprocess(tiny_scene, tmp_path):
     with rasterio.open(tiny_scene[0]) as ds:
         t, crs = ds.transform, ds.crs
     x0, y0 = t.c, t.f
+
     def box(c0, r0, c1, r1):
         xs, ys = [x0 + c * t.a for c in (c0, c1)], [y0 + r * t.e for r in (r0, r1)]
-        return {"type": "Polygon", "coordinates": [[(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1]), (xs[0], ys[0])]]}
+        return {
+            "type": "Polygon",
+            "coordinates": [[(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1]), (xs[0], ys[0])]],
+        }
+
     schema = {"geometry": "Polygon", "properties": {"cover": "str"}}
     gpkg = tmp_path / "labels.gpkg"
     with fiona.open(gpkg, "w", driver="GPKG", crs=crs.to_wkt(), schema=schema) as dst:
@@ -55,7 +60,20 @@ def test_vector_labels_through_preprocess(tiny_scene, tmp_path):
         dst.write({"geometry": box(20, 20, 30, 30), "properties": {"cover": "forest"}})
         dst.write({"geometry": box(0, 30, 8, 38), "properties": {"cover": "forest"}})
     out = tmp_path / "p.h5"
-    r = run_cli("preprocess", tiny_scene[0], "--labels", gpkg, "--label-field", "cover", "-o", out, "--components", "4", "--train-ratio", "0.2")
+    r = run_cli(
+        "preprocess",
+        tiny_scene[0],
+        "--labels",
+        gpkg,
+        "--label-field",
+        "cover",
+        "-o",
+        out,
+        "--components",
+        "4",
+        "--train-ratio",
+        "0.2",
+    )
     assert r.exit_code == 0, r.stderr
     with h5py.File(out, "r") as f:
         assert json.loads(f.attrs["class_names"]) == ["forest", "water"]
@@ -89,9 +107,17 @@ def test_dataset_name_instead_of_files(tiny_scene, tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
     names = tuple(f"cover {i}" for i in range(1, 11))
-    info = DatasetInfo("tiny", "Tiny", "synthetic", (40, 40, 24), names,
-                       (RemoteFile("cube.tif", (f"{url}/cube.tif",), sha(cube_b)), RemoteFile("gt.tif", (f"{url}/gt.tif",), sha(gt_b))),
-                       "cube.tif", "gt.tif", patch_size=5)
+    info = DatasetInfo(
+        "tiny",
+        "Tiny",
+        "synthetic",
+        (40, 40, 24),
+        names,
+        (RemoteFile("cube.tif", (f"{url}/cube.tif",), sha(cube_b)), RemoteFile("gt.tif", (f"{url}/gt.tif",), sha(gt_b))),
+        "cube.tif",
+        "gt.tif",
+        patch_size=5,
+    )
     monkeypatch.setitem(registry.DATASETS, "tiny", info)
     try:
         data = tmp_path / "data"

@@ -20,7 +20,9 @@ def test_window_size_does_not_change_the_map(bundle, tiny_scene, tmp_path):
     maps = []
     for window in (16, 23, 64):
         out = tmp_path / f"map{window}.tif"
-        r = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--window", window, "--batch-size", "97", "--device", "cpu")
+        r = run_cli(
+            "predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--window", window, "--batch-size", "97", "--device", "cpu"
+        )
         assert r.exit_code == 0, r.stderr
         maps.append(_read(out))
     assert np.array_equal(maps[0], maps[1]) and np.array_equal(maps[0], maps[2])
@@ -29,8 +31,25 @@ def test_window_size_does_not_change_the_map(bundle, tiny_scene, tmp_path):
 
 def test_confidence_probabilities_reject_preview(bundle, tiny_scene, tmp_path):
     out, conf, prob, png = tmp_path / "map.tif", tmp_path / "conf.tif", tmp_path / "prob.tif", tmp_path / "map.png"
-    r = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--confidence", conf, "--probabilities", prob,
-                "--reject-below", "0.6", "--preview", png, "--json", "--device", "cpu")
+    r = run_cli(
+        "predict-map",
+        tiny_scene[0],
+        "-m",
+        bundle,
+        "-o",
+        out,
+        "--confidence",
+        conf,
+        "--probabilities",
+        prob,
+        "--reject-below",
+        "0.6",
+        "--preview",
+        png,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.stderr
     summary = json.loads(r.stdout)
     with rasterio.open(out) as m, rasterio.open(conf) as c, rasterio.open(prob) as p:
@@ -52,8 +71,20 @@ def test_confidence_probabilities_reject_preview(bundle, tiny_scene, tmp_path):
 
 def test_uint8_confidence(bundle, tiny_scene, tmp_path):
     conf = tmp_path / "c.tif"
-    r = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--confidence", conf,
-                "--confidence-dtype", "uint8", "--device", "cpu")
+    r = run_cli(
+        "predict-map",
+        tiny_scene[0],
+        "-m",
+        bundle,
+        "-o",
+        tmp_path / "m.tif",
+        "--confidence",
+        conf,
+        "--confidence-dtype",
+        "uint8",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.stderr
     with rasterio.open(conf) as c:
         assert c.dtypes[0] == "uint8" and c.nodata == 0
@@ -83,8 +114,20 @@ def test_enmap_georeferencing_through_the_chain(shared_data, tmp_path):
     root = shared_data / "enmap_potsdam"
     tile = root / "images" / "enmap_potsdam_tile_96_32.tif"
     prep, model, out = tmp_path / "p.h5", tmp_path / "m.pt", tmp_path / "map.tif"
-    r = run_cli("preprocess", tile, "--labels", root / "labels" / tile.name, "-o", prep, "--components", "10",
-                "--train-ratio", "0.3", "--class-names", "roof,pavement,low vegetation,tree,soil,water")
+    r = run_cli(
+        "preprocess",
+        tile,
+        "--labels",
+        root / "labels" / tile.name,
+        "-o",
+        prep,
+        "--components",
+        "10",
+        "--train-ratio",
+        "0.3",
+        "--class-names",
+        "roof,pavement,low vegetation,tree,soil,water",
+    )
     assert r.exit_code == 0, r.stderr
     assert run_cli("train", prep, "-o", model, "--epochs", "2", "--patch-size", "5", "--device", "cpu").exit_code == 0
     other = root / "images" / "enmap_potsdam_tile_160_96.tif"
@@ -108,16 +151,42 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     from hsicls.prepared import load_prepared
 
     model_path = tmp_path / "zero.pt"
-    r = run_cli("train", prepared, "-o", model_path, "--epochs", "2", "--patch-size", "7", "--batch-size", "32",
-                "--device", "cpu", "--padding", "zero")
+    r = run_cli(
+        "train",
+        prepared,
+        "-o",
+        model_path,
+        "--epochs",
+        "2",
+        "--patch-size",
+        "7",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--padding",
+        "zero",
+    )
     assert r.exit_code == 0, r.stderr
     bundle = load_bundle(model_path)
     assert bundle_padding(bundle) == "zero" and bundle["training"]["padding"] == "zero"
     probs = {}
     for window in (16, 64):
         out, prob = tmp_path / f"map{window}.tif", tmp_path / f"prob{window}.tif"
-        r = run_cli("predict-map", tiny_scene[0], "-m", model_path, "-o", out, "--probabilities", prob,
-                    "--window", window, "--device", "cpu")
+        r = run_cli(
+            "predict-map",
+            tiny_scene[0],
+            "-m",
+            model_path,
+            "-o",
+            out,
+            "--probabilities",
+            prob,
+            "--window",
+            window,
+            "--device",
+            "cpu",
+        )
         assert r.exit_code == 0, r.stderr
         with rasterio.open(prob) as ds:
             probs[window] = ds.read()  # (K, H, W)
@@ -129,8 +198,10 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     rows, cols = (torch.as_tensor(a.ravel()) for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
     model = build_model(bundle)
     with torch.no_grad():
-        direct = {mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)), 1).numpy().T.reshape(-1, h, w)
-                  for mode in ("zero", "reflect")}
+        direct = {
+            mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)), 1).numpy().T.reshape(-1, h, w)
+            for mode in ("zero", "reflect")
+        }
     border = np.ones((h, w), bool)
     border[3:-3, 3:-3] = False
     assert np.allclose(probs[64], direct["zero"], atol=1e-4)

@@ -79,9 +79,17 @@ def test_gfe_is_linear_in_positions():
 @pytest.mark.parametrize(
     "opts",
     [
-        {"fusion": "add"}, {"fusion": "concat"}, {"fusion": "weighted"}, {"mdconv": "false"},
-        {"lfem": "false"}, {"gfe": "false"}, {"lfem": "false", "gfe": "false"}, {"directions": "square"},
-        {"directions": "none"}, {"pos_local": "horizontal", "pos_global": "vertical"}, {"pos_local": "none"},
+        {"fusion": "add"},
+        {"fusion": "concat"},
+        {"fusion": "weighted"},
+        {"mdconv": "false"},
+        {"lfem": "false"},
+        {"gfe": "false"},
+        {"lfem": "false", "gfe": "false"},
+        {"directions": "square"},
+        {"directions": "none"},
+        {"pos_local": "horizontal", "pos_global": "vertical"},
+        {"pos_local": "none"},
     ],
 )
 def test_ablation_switches_build_and_run(opts):
@@ -89,8 +97,16 @@ def test_ablation_switches_build_and_run(opts):
     assert m(torch.randn(2, 10, 9, 9)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("opts", [{}, {"directions": "horizontal"}, {"directions": "vertical,square"},
-                                  {"pos_local": "none"}, {"spectral_stride": "2", "c3": "4"}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"directions": "horizontal"},
+        {"directions": "vertical,square"},
+        {"pos_local": "none"},
+        {"spectral_stride": "2", "c3": "4"},
+    ],
+)
 def test_inference_path_equals_literal_modules(opts):
     """Eval mode merges MDConv's linear branches into one dense kernel and folds BatchNorm into the
     stem, MDConv and HSM-GFE; the logits must equal those of the literal modules in eval mode."""
@@ -141,9 +157,19 @@ def test_bundle_round_trip_identical_logits(name, tmp_path):
     m(torch.randn(8, 12, 9, 9))  # update BatchNorm running statistics
     m.eval()
     prep = Preprocessing(np.zeros(20), np.ones(20), np.zeros((12, 20)), np.zeros(20))
-    b = make_bundle(m, model_name=name, options={"fusion": "concat"} if name == "md2f-mamba" else {}, in_bands=12,
-                    n_classes=5, patch_size=9, preprocessing=prep, class_names=list("abcde"), class_values=[1, 2, 3, 4, 5],
-                    palette=[(0, 0, 0)] * 5, training={})
+    b = make_bundle(
+        m,
+        model_name=name,
+        options={"fusion": "concat"} if name == "md2f-mamba" else {},
+        in_bands=12,
+        n_classes=5,
+        patch_size=9,
+        preprocessing=prep,
+        class_names=list("abcde"),
+        class_values=[1, 2, 3, 4, 5],
+        palette=[(0, 0, 0)] * 5,
+        training={},
+    )
     save_bundle(tmp_path / "b.pt", b)
     x = torch.randn(4, 12, 9, 9)
     with torch.no_grad():

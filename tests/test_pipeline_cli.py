@@ -6,11 +6,10 @@ import json
 
 import h5py
 import numpy as np
-import pytest
 import rasterio
 import torch
 
-from hsicls.synthetic import CLASS_NAMES, PALETTE
+from hsicls.synthetic import CLASS_NAMES
 
 from .conftest import no_temp_files, run_cli
 
@@ -52,8 +51,21 @@ def test_train_bundle_loads_weights_only(bundle):
 
 def test_train_json_history(prepared, tmp_path):
     out = tmp_path / "m.pt"
-    r = run_cli("train", prepared, "-o", out, "--epochs", "2", "--patch-size", "3", "--json", "--device", "cpu",
-                "--model-opt", "fusion=add")
+    r = run_cli(
+        "train",
+        prepared,
+        "-o",
+        out,
+        "--epochs",
+        "2",
+        "--patch-size",
+        "3",
+        "--json",
+        "--device",
+        "cpu",
+        "--model-opt",
+        "fusion=add",
+    )
     assert r.exit_code == 0, r.stderr
     res = json.loads(r.stdout)
     assert [h["epoch"] for h in res["history"]] == [1, 2]

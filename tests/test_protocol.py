@@ -36,8 +36,11 @@ def test_disjoint_split_footprint_property(patch, seed):
 
 def test_splits_reproducible_by_seed():
     labels = _labels(3)
-    for fn in (lambda s: stratified_split(labels, 0.1, 0.2, s), lambda s: disjoint_split(labels, 0.1, 0.2, s, 7),
-               lambda s: count_split(labels, 10, 0.2, s)):
+    for fn in (
+        lambda s: stratified_split(labels, 0.1, 0.2, s),
+        lambda s: disjoint_split(labels, 0.1, 0.2, s, 7),
+        lambda s: count_split(labels, 10, 0.2, s),
+    ):
         a, b, c = fn(4), fn(4), fn(5)
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
         assert not np.array_equal(a[0], c[0])
@@ -147,8 +150,28 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(prepared, tmp_path / "cut.pt", opts, on_epoch_end=stop)
     assert (tmp_path / "cut.pt.ckpt").exists() and not (tmp_path / "cut.pt").exists()
-    r = run_cli("train", prepared, "-o", tmp_path / "cut.pt", "--epochs", "4", "--patch-size", "5", "--batch-size", "32",
-                "--seed", "1", "--device", "cpu", "--lr-schedule", "cosine", "--augment", "--ema", "0.9", "--resume")
+    r = run_cli(
+        "train",
+        prepared,
+        "-o",
+        tmp_path / "cut.pt",
+        "--epochs",
+        "4",
+        "--patch-size",
+        "5",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--lr-schedule",
+        "cosine",
+        "--augment",
+        "--ema",
+        "0.9",
+        "--resume",
+    )
     assert r.exit_code == 0, r.stderr
     a, b = _state(tmp_path / "full.pt"), _state(tmp_path / "cut.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -204,13 +227,32 @@ def test_selection_on_validation_only(prepared, tmp_path):
 
 def test_no_validation_keeps_final_epoch(tiny_scene, tmp_path):
     out = tmp_path / "p.h5"
-    assert run_cli("preprocess", *tiny_scene[:1], "--labels", tiny_scene[1], "-o", out, "--components", "5", "--val-ratio", "0").exit_code == 0
+    assert (
+        run_cli(
+            "preprocess", *tiny_scene[:1], "--labels", tiny_scene[1], "-o", out, "--components", "5", "--val-ratio", "0"
+        ).exit_code
+        == 0
+    )
     res = train(out, tmp_path / "m.pt", TrainOptions(epochs=3, patch_size=5, batch_size=32, device="cpu"))
     assert res.selection == "final" and res.best_epoch == 3
 
 
 def test_runs_mean_std(prepared, tmp_path):
-    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--epochs", "1", "--patch-size", "3", "--runs", "2", "--json", "--device", "cpu")
+    r = run_cli(
+        "train",
+        prepared,
+        "-o",
+        tmp_path / "m.pt",
+        "--epochs",
+        "1",
+        "--patch-size",
+        "3",
+        "--runs",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["seeds"] == [0, 1] and len(s["oa"]["runs"]) == 2

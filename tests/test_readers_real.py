@@ -3,8 +3,6 @@ counts listed in its README (skipped with a reason when that folder is absent)."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
@@ -22,8 +20,11 @@ COUNTS = {
     "pavia_centre/Pavia_gt.mat": [65971, 7598, 3090, 2685, 6584, 9248, 7287, 42826, 2863],
 }
 SHAPES = {
-    "indian_pines/Indian_pines_gt.mat": (145, 145), "pavia_university/PaviaU_gt.mat": (610, 340),
-    "salinas/Salinas_gt.mat": (512, 217), "ksc/KSC_gt.mat": (512, 614), "botswana/Botswana_gt.mat": (1476, 256),
+    "indian_pines/Indian_pines_gt.mat": (145, 145),
+    "pavia_university/PaviaU_gt.mat": (610, 340),
+    "salinas/Salinas_gt.mat": (512, 217),
+    "ksc/KSC_gt.mat": (512, 614),
+    "botswana/Botswana_gt.mat": (1476, 256),
     "pavia_centre/Pavia_gt.mat": (1096, 715),
 }
 HOUSTON_TR = [198, 190, 192, 188, 186, 182, 196, 191, 193, 191, 181, 192, 184, 181, 187]
@@ -85,7 +86,6 @@ def test_unmixing_scenes(shared_data):
     sm = read_cube(shared_data / "samson/Samson.mat")
     assert sm.data.shape == (95, 95, 156)
     assert read_labels(shared_data / "samson/_EndSamson.mat").shape == (95, 95)
-
 
 
 def test_enmap_tiles_georeferencing_and_labels(shared_data):

@@ -25,8 +25,18 @@ def test_indian_pines_readers(shared_data):
 def test_indian_pines_end_to_end(shared_data, tmp_path):
     d = shared_data / "indian_pines"
     prep, model = tmp_path / "ip.h5", tmp_path / "ip.pt"
-    r = run_cli("preprocess", d / "Indian_pines_corrected.npy", "--labels", d / "Indian_pines_gt.mat", "-o", prep,
-                "--train-ratio", "0.1", "--seed", "0")
+    r = run_cli(
+        "preprocess",
+        d / "Indian_pines_corrected.npy",
+        "--labels",
+        d / "Indian_pines_gt.mat",
+        "-o",
+        prep,
+        "--train-ratio",
+        "0.1",
+        "--seed",
+        "0",
+    )
     assert r.exit_code == 0, r.stderr
     r = run_cli("train", prep, "-o", model, "--epochs", "12", "--patch-size", "9", "--device", "cpu", "--seed", "0")
     assert r.exit_code == 0, r.stderr

@@ -1,10 +1,21 @@
 """Public benchmark scenes: a declarative registry and checksummed downloads."""
 
 from .download import default_data_dir, download_dataset, download_file, import_file, safe_extract, sha256_file
-from .resolve import ResolvedScene, resolve_dataset
 from .registry import DATASETS, DatasetInfo, RemoteFile, get_dataset, list_datasets
+from .resolve import ResolvedScene, resolve_dataset
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "RemoteFile", "ResolvedScene", "default_data_dir", "download_dataset", "download_file",
-    "get_dataset", "import_file", "list_datasets", "resolve_dataset", "safe_extract", "sha256_file",
+    "DATASETS",
+    "DatasetInfo",
+    "RemoteFile",
+    "ResolvedScene",
+    "default_data_dir",
+    "download_dataset",
+    "download_file",
+    "get_dataset",
+    "import_file",
+    "list_datasets",
+    "resolve_dataset",
+    "safe_extract",
+    "sha256_file",
 ]

@@ -69,7 +69,7 @@ def _fetch(url: str, part: Path, remote: RemoteFile, timeout: float) -> None:
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
         raise
-    except (socket.timeout, TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         raise _Transient(str(exc) or type(exc).__name__) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, (socket.timeout, TimeoutError, ConnectionError)):
@@ -93,7 +93,7 @@ def _fetch(url: str, part: Path, remote: RemoteFile, timeout: float) -> None:
                     got += len(block)
                     if bar:
                         bar.update(task, advance=len(block))
-            except (socket.timeout, TimeoutError, ConnectionError, http.client.IncompleteRead) as exc:
+            except (TimeoutError, ConnectionError, http.client.IncompleteRead) as exc:
                 raise _Transient(f"transfer interrupted after {got} bytes ({type(exc).__name__})") from None
         if expected is not None and got < expected:
             raise _Transient(f"transfer interrupted after {got} of {expected} bytes")

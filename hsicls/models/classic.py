@@ -63,8 +63,9 @@ class RandomForest(nn.Module):
     """A fitted scikit-learn forest as padded node tables ``(trees, nodes)``; output: class
     probabilities averaged over trees ``(B, classes)``, as ``predict_proba``."""
 
-    def __init__(self, in_bands: int, n_classes: int, patch_size: int = 1, n_trees: int = 1, n_nodes: int = 1,
-                 depth: int = 1, **_: Any):
+    def __init__(
+        self, in_bands: int, n_classes: int, patch_size: int = 1, n_trees: int = 1, n_nodes: int = 1, depth: int = 1, **_: Any
+    ):
         super().__init__()
         self.depth = int(depth)
         t, n = int(n_trees), int(n_nodes)

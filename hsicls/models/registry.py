@@ -8,8 +8,9 @@ Adding a model is adding one decorated function.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import HsiclsError
 
@@ -53,5 +54,6 @@ def create_model(name: str, *, in_bands: int, n_classes: int, patch_size: int, *
     try:
         return entry.factory(in_bands=in_bands, n_classes=n_classes, patch_size=patch_size, **options)
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
-        raise HsiclsError(f"model '{name}': invalid options {options or ''} for {in_bands} bands, "
-                          f"{patch_size}x{patch_size} patches ({exc})") from None
+        raise HsiclsError(
+            f"model '{name}': invalid options {options or ''} for {in_bands} bands, {patch_size}x{patch_size} patches ({exc})"
+        ) from None

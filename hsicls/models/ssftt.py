@@ -53,8 +53,18 @@ class _Attention(nn.Module):
 class SSFTT(nn.Module):
     """Input ``(B, bands, P, P)``, output logits ``(B, classes)``."""
 
-    def __init__(self, in_bands: int, n_classes: int, patch_size: int, tokens: int = 4, dim: int = 64,
-                 depth: int = 1, heads: int = 8, mlp_dim: int = 8, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_bands: int,
+        n_classes: int,
+        patch_size: int,
+        tokens: int = 4,
+        dim: int = 64,
+        depth: int = 1,
+        heads: int = 8,
+        mlp_dim: int = 8,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if in_bands < 3 or patch_size < 5:
             raise ValueError("SSFTT needs at least 3 bands and 5 x 5 patches (two unpadded 3x3 convolutions)")
@@ -71,8 +81,14 @@ class SSFTT(nn.Module):
         for _ in range(depth):
             layers += [
                 _Residual(_PreNorm(dim, _Attention(dim, heads, dropout))),
-                _Residual(_PreNorm(dim, nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
-                                                      nn.Linear(mlp_dim, dim), nn.Dropout(dropout)))),
+                _Residual(
+                    _PreNorm(
+                        dim,
+                        nn.Sequential(
+                            nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim), nn.Dropout(dropout)
+                        ),
+                    )
+                ),
             ]
         self.encoder = nn.Sequential(*layers)
         self.head = nn.Linear(dim, n_classes)

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights ``(out, ...)`` and bias ``(out,)`` of ``BN(layer(x))`` with BN's running statistics.
 
     With s = gamma / sqrt(running_var + eps): W' = s * W (per output channel) and
