@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--naive-pixels", type=int, default=20000)
     args = ap.parse_args()
-    from hsicls.bundle import build_model, bundle_preprocessing, load_bundle
+    from hsicls.bundle import load_bundle
     from hsicls.models.complexity import count_flops
     from hsicls.preprocess import PreprocessOptions, preprocess
     from hsicls.runtime import tune_allocator
@@ -145,7 +145,7 @@ def main() -> None:
         peak_rss_mib = usage.ru_maxrss / 1024
         px = args.size * args.size
         bundle = load_bundle(model_path)
-        model = build_model(bundle)
+        model = bundle.build_model()
         macs = count_flops(model, 30, 13)["macs"]
         # naive loop on the top rows of the same scene, preprocessed in memory
         import rasterio
@@ -153,7 +153,7 @@ def main() -> None:
         rows_needed = int(np.ceil(args.naive_pixels / args.size)) + 13
         with rasterio.open(scene) as ds:
             raw = ds.read(window=((0, rows_needed), (0, args.size)), out_dtype="float32").transpose(1, 2, 0)
-        feats = bundle_preprocessing(bundle).apply(raw)
+        feats = bundle.preprocessing.apply(raw)
         naive_px_s = naive(model, feats, 13, args.batch, args.naive_pixels)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     torch.mm(a, b)

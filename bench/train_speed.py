@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hsicls.inference import Runner
 from hsicls.models import create_model
-from hsicls.patches import gather_patches, pad_cube, predict_pixels, resolve_device
-from hsicls.runtime import tune_allocator
+from hsicls.patches import gather_patches, pad_cube
+from hsicls.runtime import resolve_device, tune_allocator
 from hsicls.train import batch_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def measure(name, cube, train_mask, labels, val_mask, args, device):
     ours = (time.perf_counter() - t) / args.epochs
     t = time.perf_counter()
     if len(vr):
-        predict_pixels(model, padded, vr, vc, p, batch_size=1024)
+        Runner(padded.device, False, 1024).classes(model, padded, vr, vc, p)
     val_s = time.perf_counter() - t
     ds = PatchDataset(padded.cpu().numpy(), rows.cpu().numpy(), cols.cpu().numpy(), y.cpu().numpy(), p)
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True)

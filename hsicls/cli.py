@@ -14,7 +14,9 @@ from pathlib import Path
 import typer
 
 from . import __version__, console
-from .errors import HsiclsError
+from .cliargs import options_command
+from .config import EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
+from .errors import HsiclsError, OptionError
 
 app = typer.Typer(
     name="hsicls",
@@ -24,9 +26,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Command-level flags shared by several commands, declared once (stage options: hsicls.config).
 Overwrite = typer.Option(False, "--overwrite", help="Replace the output file if it exists.")
-Device = typer.Option("auto", "--device", help="auto (GPU when present), cpu or cuda.")
 Json = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+DataDir = typer.Option(None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls).")
+Dataset = typer.Option(
+    None, "--dataset", help="A registered scene (see 'hsicls datasets'); fetched and preprocessed with the defaults if needed."
+)
+Output = typer.Option(..., "--output", "-o", help="Output HDF5 file.")
+Bundle = typer.Option(None, "--bundle", "-m", help="Model bundle written by 'hsicls train'.")
 
 
 def handle_errors(fn):
@@ -67,9 +75,11 @@ def root(
     console.set_verbosity(-1 if quiet else min(verbose, 1))
 
 
-@app.command()
-@handle_errors
+@options_command(app, "preprocess", PreprocessOptions, section="preprocess", wrap=handle_errors)
 def preprocess(
+    *,
+    opts,
+    given,
     scene: Path | None = typer.Argument(
         None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."
     ),
@@ -79,214 +89,52 @@ def preprocess(
         "-l",
         help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file; repeat to fill unlabelled pixels from further files.",
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
-    dataset: str | None = typer.Option(
-        None, "--dataset", help="A registered scene instead of SCENE/--labels (see 'hsicls datasets')."
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where registered scenes live (default $HSICLS_DATA or ~/.cache/hsicls)."
-    ),
-    label_field: str | None = typer.Option(None, "--label-field", help="Class attribute of vector labels."),
-    components: int = typer.Option(30, "--components", help="PCA components to keep (0 = no PCA)."),
-    split: str = typer.Option(
-        "random",
-        "--split",
-        help="random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files).",
-    ),
-    train_ratio: float = typer.Option(
-        0.05, "--train-ratio", help="Fraction of each class's labelled pixels used for training (random, disjoint)."
-    ),
-    train_count: int | None = typer.Option(None, "--train-count", help="Training pixels per class (split count)."),
-    patch_size: int = typer.Option(
-        13, "--patch-size", help="Split disjoint: the patch whose footprint is kept free of test pixels."
-    ),
-    block_size: int | None = typer.Option(
-        None, "--block-size", help="Split disjoint: block side in pixels (default: the patch size)."
-    ),
-    train_mask: Path | None = typer.Option(None, "--train-mask", help="Split fixed: training pixels (non-zero)."),
-    test_mask: Path | None = typer.Option(
-        None, "--test-mask", help="Split fixed: test pixels (default: every other labelled pixel)."
-    ),
-    val_ratio: float = typer.Option(
-        0.2,
-        "--val-ratio",
-        help="Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept.",
-    ),
-    fit_on: str = typer.Option(
-        "all",
-        "--fit-on",
-        help="Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels.",
-    ),
-    whiten: bool = typer.Option(
-        False, "--whiten/--no-whiten", help="Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT)."
-    ),
-    standardize: bool = typer.Option(
-        True,
-        "--standardize/--no-standardize",
-        help="Standardise every band before PCA (default), or run PCA on the raw values (HybridSN's and SSFTT's code).",
-    ),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
-    key: str | None = typer.Option(None, "--key", help="Variable of the cube inside a .mat file (auto-detected)."),
-    labels_key: str | None = typer.Option(
-        None, "--labels-key", help="Variable of the labels inside a .mat file (auto-detected)."
-    ),
-    class_names: str | None = typer.Option(None, "--class-names", help="Comma-separated class names, in label order."),
+    output: Path = Output,
+    dataset: str | None = Dataset,
+    data_dir: Path | None = DataDir,
     overwrite: bool = Overwrite,
 ) -> None:
     """Standardise, reduce bands with PCA, split train/validation/test; write one HDF5 file."""
-    from .preprocess import PreprocessOptions
     from .preprocess import preprocess as run
+    from .preprocess import scene_inputs
 
-    names = [n.strip() for n in class_names.split(",")] if class_names else None
-    opts = PreprocessOptions(
-        components,
-        train_ratio,
-        val_ratio,
-        seed,
-        key,
-        labels_key,
-        names,
-        None,
-        label_field,
-        split,
-        train_count,
-        patch_size,
-        block_size,
-        str(train_mask) if train_mask else None,
-        str(test_mask) if test_mask else None,
-        fit_on,
-        whiten,
-        standardize,
-    )
-    scene_path, label_paths = _scene_inputs(scene, labels, dataset, data_dir, opts)
+    scene_path, label_paths, opts = scene_inputs(scene, labels, dataset, data_dir, opts)
     run(scene_path, label_paths, output, opts, overwrite=overwrite)
 
 
-def _scene_inputs(scene, labels, dataset, data_dir, opts):
-    """SCENE + --labels, or --dataset NAME (files resolved, and fetched if missing)."""
-    if dataset is not None:
-        if scene is not None or labels:
-            raise HsiclsError("give either SCENE with --labels, or --dataset, not both")
-        from .datasets import resolve_dataset
+def _train_defaults(opts, given, own):
+    """With --dataset, the paper's patch size and learning rate for that scene unless given."""
+    if own.get("dataset") is None:
+        return opts
+    from .train import dataset_defaults
 
-        r = resolve_dataset(dataset, data_dir)
-        opts.key = opts.key or r.cube_key
-        opts.labels_key = opts.labels_key or r.labels_key
-        opts.class_names = opts.class_names or list(r.info.class_names)
-        opts.palette = r.info.colours
-        if opts.split == "fixed" and opts.train_mask is None and r.info.train_mask:
-            opts.train_mask = str(r.root / r.info.train_mask)
-            opts.test_mask = opts.test_mask or (str(r.root / r.info.test_mask) if r.info.test_mask else None)
-        return r.cube, r.labels
-    if scene is None or not labels:
-        raise HsiclsError("give SCENE and --labels, or --dataset NAME")
-    return scene, list(labels)
+    return dataset_defaults(opts, given, own["dataset"])
 
 
-def _prepared_for(dataset: str, data_dir: Path | None, seed: int) -> Path:
-    """``<data-dir>/<name>/prepared_seed<seed>.h5``, made with the preprocess defaults if missing."""
-    from .datasets import default_data_dir, get_dataset
-    from .preprocess import PreprocessOptions
-    from .preprocess import preprocess as run
-
-    info = get_dataset(dataset)
-    path = (data_dir or default_data_dir()) / info.name / f"prepared_seed{seed}.h5"
-    if not path.exists():
-        opts = PreprocessOptions(seed=seed)
-        scene, labels = _scene_inputs(None, None, dataset, data_dir, opts)
-        run(scene, labels, path, opts)
-    else:
-        console.info(f"using {path}")
-    return path
-
-
-def _parse_model_opts(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise HsiclsError(f"--model-opt expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
-@app.command()
-@handle_errors
+@options_command(app, "train", TrainOptions, section="train", resolve=_train_defaults, wrap=handle_errors)
 def train(
+    *,
+    opts,
+    given,
     prepared: Path | None = typer.Argument(None, help="HDF5 file written by 'hsicls preprocess'."),
     output: Path = typer.Option(..., "--output", "-o", help="Output model bundle (.pt)."),
-    dataset: str | None = typer.Option(
-        None, "--dataset", help="A registered scene; preprocessed with the defaults first if needed."
-    ),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where registered scenes live."),
-    model: str = typer.Option("md2f-mamba", "--model", help="Registered model (see 'hsicls models')."),
-    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE, e.g. fusion=add (repeatable)."),
-    patch_size: int | None = typer.Option(
-        None, "--patch-size", help="Patch side in pixels, odd (default 13; with --dataset the paper's size for that scene)."
-    ),
-    epochs: int = typer.Option(100, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Adam learning rate (default 0.002; the paper's 0.004 on WHU-Hi-HanChuan)."
-    ),
-    weight_decay: float = typer.Option(0.0, "--weight-decay"),
-    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, cosine, or step (x0.1 at 50 % and 75 %)."),
-    early_stopping: int = typer.Option(
-        0, "--early-stopping", help="Stop after N epochs without a better validation OA (0 = off)."
-    ),
-    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
-    augment: bool = typer.Option(False, "--augment", help="Random flips/transpositions of the training patches."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
-    ema: float = typer.Option(
-        0.0,
-        "--ema",
-        help="Decay per step of an exponential moving average of the weights, e.g. 0.99 (0 = off); the average is validated and kept.",
-    ),
-    padding: str = typer.Option(
-        "reflect",
-        "--padding",
-        help="Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle.",
-    ),
-    seed: int = typer.Option(0, "--seed", min=0),
+    dataset: str | None = Dataset,
+    data_dir: Path | None = DataDir,
     runs: int = typer.Option(1, "--runs", help="Train K seeds, each with its own split, and report mean ± std."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
-    device: str = Device,
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
     """Train a model; keep the epoch with the best validation OA; write one model bundle."""
-    from .train import TrainOptions
+    from .preprocess import prepared_for_dataset
     from .train import train as run
 
     if dataset is not None:
         if prepared is not None:
             raise HsiclsError("give either PREPARED or --dataset, not both")
-        from .datasets import get_dataset
-
-        info = get_dataset(dataset)
-        lr = lr if lr is not None else info.lr
-        patch_size = patch_size if patch_size is not None else info.patch_size
-        prepared = _prepared_for(dataset, data_dir, seed)
+        prepared = prepared_for_dataset(dataset, data_dir, opts.seed)
     elif prepared is None:
         raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
-    opts = TrainOptions(
-        model,
-        _parse_model_opts(model_opt),
-        patch_size if patch_size is not None else 13,
-        epochs,
-        batch_size,
-        lr if lr is not None else 0.002,
-        seed,
-        device,
-        weight_decay,
-        lr_schedule,
-        early_stopping,
-        label_smoothing,
-        augment,
-        precision,
-        padding,
-        ema,
-    )
     if runs != 1:
         from .runs import render_summary, train_runs
 
@@ -297,31 +145,19 @@ def train(
         return
     result = run(prepared, output, opts, overwrite=overwrite, resume=resume)
     if as_json:
-        _print_json(
-            {
-                "model": str(output),
-                "best_epoch": result.best_epoch,
-                "val_oa": result.val_oa,
-                "selection": result.selection,
-                "seconds": result.seconds,
-                "history": result.history,
-            }
-        )
+        _print_json(result.summary(output))
 
 
-@app.command()
-@handle_errors
+@options_command(app, "evaluate", EvaluateOptions, section="evaluate", wrap=handle_errors)
 def evaluate(
+    *,
+    opts,
+    given,
     model: Path = typer.Argument(..., help="Model bundle written by 'hsicls train'."),
     prepared: Path = typer.Argument(..., help="HDF5 file written by 'hsicls preprocess'."),
-    device: str = Device,
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]."
-    ),
     report_prefix: Path | None = typer.Option(
         None, "--report", help="Write PREFIX.json (with the split masks), PREFIX.csv and PREFIX.md."
     ),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, as predict-map), fp32 or bf16."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
@@ -336,7 +172,7 @@ def evaluate(
             check_output(report_prefix.with_name(report_prefix.name + suffix), overwrite)
     if plot is not None:
         check_output(plot, overwrite)
-    report = run(model, prepared, device=device, batch_size=batch_size, precision=precision)
+    report = run(model, prepared, opts)
     render_report(report)
     if report_prefix is not None:
         for p in write_report_files(report, report_prefix, overwrite):
@@ -348,46 +184,33 @@ def evaluate(
         _print_json({k: v for k, v in report.items() if k != "split_masks"})
 
 
-@app.command("predict-map")
-@handle_errors
+@options_command(app, "predict-map", MapOptions, section="predict-map", wrap=handle_errors)
 def predict_map(
+    *,
+    opts,
+    given,
     scene: Path = typer.Argument(
         ..., help="Scene to classify (same bands as the training scene): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."
     ),
-    model: Path = typer.Option(..., "--model", "-m", help="Model bundle written by 'hsicls train'."),
+    bundle: Path | None = Bundle,
+    bundle_alias: Path | None = typer.Option(None, "--model", hidden=True),
     output: Path = typer.Option(..., "--output", "-o", help="Output class-map GeoTIFF."),
-    key: str | None = typer.Option(None, "--key", help="Variable of the cube inside a .mat file."),
-    window: int = typer.Option(
-        256, "--window", help="Window side in pixels; peak memory grows with its square, the map does not change."
-    ),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        help="Patches per forward pass [default: 256 on the CPU, 4096 on a GPU]; activations take about 0.9 MB each for md2f-mamba at 13x13.",
-    ),
-    cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF with overviews (mode resampling)."),
     confidence: Path | None = typer.Option(None, "--confidence", help="Also write the maximum softmax probability per pixel."),
-    confidence_dtype: str = typer.Option("float32", "--confidence-dtype", help="float32, or uint8 (1-255 for 0-1, 0 = nodata)."),
     probabilities: Path | None = typer.Option(
         None, "--probabilities", help="Also write one probability band per class (float32)."
     ),
-    reject_below: float | None = typer.Option(
-        None, "--reject-below", help="Pixels whose confidence is below T get the class 'unknown'."
-    ),
     preview: Path | None = typer.Option(None, "--preview", help="Also write a PNG quicklook with a legend."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
-    device: str = Device,
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
     """Classify every pixel of a scene; write a georeferenced class-map GeoTIFF with a colour table."""
-    from .predict import MapOptions
+    from .predict import MapOutputs
     from .predict import predict_map as run
 
-    opts = MapOptions(
-        device, batch_size, window, key, cog, confidence, confidence_dtype, probabilities, reject_below, preview, precision
-    )
-    summary = run(scene, model, output, opts, overwrite=overwrite)
+    bundle = bundle or bundle_alias
+    if bundle is None:
+        raise OptionError("predict-map needs the model bundle: -m/--bundle FILE")
+    summary = run(scene, bundle, MapOutputs(output, confidence, probabilities, preview), opts, overwrite=overwrite)
     if as_json:
         _print_json(summary)
 
@@ -461,14 +284,8 @@ def datasets(as_json: bool = Json) -> None:
     console.err_console().print(table)
 
 
-@app.command()
-@handle_errors
-def models(
-    bands: int = typer.Option(30, "--bands", help="Input bands (after PCA) for the parameter count."),
-    classes: int = typer.Option(9, "--classes"),
-    patch: int = typer.Option(13, "--patch"),
-    as_json: bool = Json,
-) -> None:
+@options_command(app, "models", ModelInfoOptions, exclude=("model", "model_options"), wrap=handle_errors)
+def models(*, opts, given, as_json: bool = Json) -> None:
     """List the registered models with their parameter counts."""
     from rich.table import Table
 
@@ -478,16 +295,21 @@ def models(
     rows = []
     for name in list_models():
         entry = get_entry(name)
-        params = (
-            count_params(create_model(name, in_bands=bands, n_classes=classes, patch_size=patch))
-            if entry.kind == "deep"
-            else None
+        net = (
+            None if entry.fitted else create_model(name, in_bands=opts.bands, n_classes=opts.classes, patch_size=opts.patch_size)
         )
-        rows.append({"name": name, "kind": entry.kind, "params": params, "description": entry.description})
+        rows.append(
+            {
+                "name": name,
+                "kind": entry.kind,
+                "params": count_params(net) if net is not None else None,
+                "description": entry.description,
+            }
+        )
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"hsicls models ({bands} bands, {patch}x{patch} patch, {classes} classes)")
+    table = Table(title=f"hsicls models ({opts.bands} bands, {opts.patch_size}x{opts.patch_size} patch, {opts.classes} classes)")
     for col in ("name", "params", "description"):
         table.add_column(col)
     for r in rows:
@@ -495,29 +317,21 @@ def models(
     console.err_console().print(table)
 
 
-@app.command("model-info")
-@handle_errors
-def model_info(
-    model: str = typer.Option("md2f-mamba", "--model", help="Registered model."),
-    bands: int = typer.Option(30, "--bands", help="Bands the network sees (after PCA)."),
-    patch: int = typer.Option(13, "--patch"),
-    classes: int = typer.Option(9, "--classes"),
-    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable)."),
-    as_json: bool = Json,
-) -> None:
+@options_command(app, "model-info", ModelInfoOptions, wrap=handle_errors)
+def model_info(*, opts, given, as_json: bool = Json) -> None:
     """Parameters per component, MACs and FLOPs per sample (torch.utils.flop_counter)."""
     from rich.table import Table
 
     from .models.complexity import model_info as run
 
     try:
-        info = run(model, bands, patch, classes, _parse_model_opts(model_opt))
+        info = run(opts.model, opts.bands, opts.patch_size, opts.classes, opts.model_options)
     except ValueError as exc:
-        raise HsiclsError(f"model '{model}': {exc}") from None
+        raise HsiclsError(f"model '{opts.model}': {exc}") from None
     if as_json:
         _print_json(info)
         return
-    table = Table(title=f"{model}: {bands} bands, {patch}x{patch} patch, {classes} classes")
+    table = Table(title=f"{opts.model}: {opts.bands} bands, {opts.patch_size}x{opts.patch_size} patch, {opts.classes} classes")
     table.add_column("component")
     table.add_column("params", justify="right")
     for k, v in info["components"].items():
@@ -532,24 +346,30 @@ def model_info(
     console.err_console().print(table)
 
 
-def main() -> None:
-    """Console entry point: usage errors become one ``error:`` line too (exit code 2)."""
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return the exit code: usage errors
+    become one ``error:`` line too (exit code 2), Ctrl-C exit code 130."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
     except typer.Abort:
         console.error("interrupted")
-        sys.exit(130)
+        return 130
     except Exception as exc:  # click/typer usage errors (typer vendors its own click)
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'hsicls': the help was printed
-            sys.exit(0)
+            return 0
         ctx = getattr(exc, "ctx", None)
         name = getattr(ctx, "info_name", None)
         hint = f" (see 'hsicls {name} --help')" if name and name != "hsicls" and ctx.parent is not None else ""
         console.error(exc.format_message() + hint)
-        sys.exit(exc.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        return exc.exit_code
+    return rc if isinstance(rc, int) else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ class HsiclsError(Exception):
     exit_code = 1
 
 
+class OptionError(HsiclsError, ValueError):
+    """An option value is invalid (out of range, not finite, not one of the choices): a usage error."""
+
+    exit_code = 2
+
+
 class InputError(HsiclsError):
     """A file could not be read or holds something unexpected."""
 

@@ -12,43 +12,40 @@ import numpy as np
 import torch
 
 from . import console
-from .bundle import build_model, bundle_padding, bundle_preprocessing, load_bundle
+from .bundle import Bundle, load_bundle
+from .config import EvaluateOptions
 from .errors import HsiclsError
+from .inference import Runner
 from .metrics import classification_report
-from .patches import inference_batch_size, pad_cube, predict_pixels, resolve_device, uses_bf16
+from .patches import pad_cube
 from .prepared import load_prepared
 from .runtime import tune_allocator
 
 
-def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
-    if list(bundle["class_names"]) != list(prep.class_names):
+def check_compatible(bundle: Bundle, prep, model_path, prepared_path) -> None:
+    if list(bundle.class_names) != list(prep.class_names):
         raise HsiclsError(
-            f"{model_path}: the model's classes ({len(bundle['class_names'])}: {', '.join(bundle['class_names'][:4])}...) "
+            f"{model_path}: the model's classes ({len(bundle.class_names)}: {', '.join(bundle.class_names[:4])}...) "
             f"differ from those of {prepared_path} ({len(prep.class_names)})"
         )
-    mine = bundle_preprocessing(bundle)
-    theirs = prep.preprocessing
+    mine, theirs = bundle.preprocessing, prep.preprocessing
     if mine.n_bands != theirs.n_bands or mine.components.shape != theirs.components.shape:
         raise HsiclsError(
             f"{model_path}: the model expects {mine.n_bands} bands reduced to {mine.n_components}, "
             f"but {prepared_path} has {theirs.n_bands} bands reduced to {theirs.n_components}"
         )
-    same = all(
-        np.allclose(a, b)
-        for a, b in [
-            (mine.mean, theirs.mean),
-            (mine.std, theirs.std),
-            (mine.components, theirs.components),
-            (mine.pca_mean, theirs.pca_mean),
-        ]
-    )
-    if not same:
+    pairs = [
+        (mine.mean, theirs.mean),
+        (mine.std, theirs.std),
+        (mine.components, theirs.components),
+        (mine.pca_mean, theirs.pca_mean),
+    ]
+    if not all(np.allclose(a, b) for a, b in pairs):
         raise HsiclsError(f"{model_path}: {prepared_path} was preprocessed differently from the model's training data")
-    masks = bundle.get("split_masks") or {}
     seen = None
     for k in ("train", "val"):
-        if k in masks and tuple(masks[k].shape) == prep.test.shape:
-            m = masks[k].numpy()
+        m = bundle.split_masks.get(k)
+        if m is not None and m.shape == prep.test.shape:
             seen = m if seen is None else (seen | m)
     if seen is not None and (seen & prep.test).any():
         raise HsiclsError(
@@ -57,56 +54,51 @@ def check_compatible(bundle: dict, prep, model_path, prepared_path) -> None:
         )
 
 
-def evaluate(
-    model_path: str | Path,
-    prepared_path: str | Path,
-    device: str = "auto",
-    batch_size: int | None = None,
-    precision: str = "auto",
-) -> dict:
-    """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts)."""
+def evaluate(model_path: str | Path, prepared_path: str | Path, options: EvaluateOptions | None = None, **overrides) -> dict:
+    """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts).
+    ``overrides`` replace single options (``evaluate(m, p, device="cpu")``)."""
+    options = (options or EvaluateOptions()).replace(**overrides).validate()
     tune_allocator()
-    if batch_size is not None and batch_size < 1:
-        raise HsiclsError(f"--batch-size must be >= 1, got {batch_size}")
     bundle = load_bundle(model_path)
     prep = load_prepared(prepared_path)
     check_compatible(bundle, prep, model_path, prepared_path)
-    dev = resolve_device(device)
-    batch_size = inference_batch_size(batch_size, dev)
-    model = build_model(bundle).to(dev)
-    patch, padding = bundle["model"]["patch_size"], bundle_padding(bundle)
-    cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(dev)
-    padded = pad_cube(cube, patch, padding)
+    runner = Runner.resolve(options.device, options.precision, options.batch_size)
+    model = bundle.build_model().to(runner.device)
+    patch = bundle.model.patch_size
+    cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(runner.device)
+    padded = pad_cube(cube, patch, bundle.model.padding)
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
-    y_true = prep.labels[rows, cols] - 1
-    as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=dev)  # noqa: E731
-    use_bf16 = uses_bf16(precision, dev)  # as predict-map does
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-        pred = predict_pixels(model, padded, as_t(rows), as_t(cols), patch, batch_size=batch_size).cpu().numpy()
-    report = classification_report(y_true, pred, prep.n_classes)
-    training = bundle.get("training", {})
-    report.update(
-        {
-            "model": str(model_path),
-            "model_name": bundle["model"]["name"],
-            "prepared": str(prepared_path),
-            "class_names": list(prep.class_names),
-            "test_pixels": int(rows.size),
-            "train_pixels_per_class": np.bincount(prep.labels[prep.train], minlength=prep.n_classes + 1)[1:].astype(int).tolist(),
-            "split": prep.meta.get("split", {}),
-            **prep.preprocessing_record(),
-            "selection": training.get("selection"),
-            "best_epoch": training.get("best_epoch"),
-            "model_seed": training.get("seed"),
-            "ema": training.get("ema", 0.0),  # the kept weights are an average over training steps when > 0
-            "padding": padding,
-            "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
-            "grid": list(prep.labels.shape),
-        }
-    )
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=runner.device)
+    pred = runner.classes(model, padded, as_t(rows), as_t(cols), patch).cpu().numpy()
+    report = classification_report(prep.labels[rows, cols] - 1, pred, prep.n_classes)
+    report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report
+
+
+def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: EvaluateOptions, n_test: int) -> dict:
+    """What produced the numbers: model, split protocol, preprocessing, selection, configurations."""
+    training = bundle.training
+    return {
+        "model": str(model_path),
+        "model_name": bundle.model.name,
+        "prepared": str(prepared_path),
+        "class_names": list(prep.class_names),
+        "test_pixels": n_test,
+        "train_pixels_per_class": np.bincount(prep.labels[prep.train], minlength=prep.n_classes + 1)[1:].astype(int).tolist(),
+        "split": prep.meta.get("split", {}),
+        **prep.preprocessing_record(),
+        "selection": training.get("selection"),
+        "best_epoch": training.get("best_epoch"),
+        "model_seed": training.get("seed"),
+        "ema": training.get("ema", 0.0),  # the kept weights are an average over training steps when > 0
+        "padding": bundle.model.padding,
+        "config": options.to_record(),
+        "training_config": training.get("config"),
+        "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
+        "grid": list(prep.labels.shape),
+    }
 
 
 def _split_line(report: dict) -> str:

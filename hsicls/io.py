@@ -216,13 +216,70 @@ def _envi_data_file(path: Path) -> Path:
     )
 
 
-def read_cube(path: str | Path, key: str | None = None) -> Scene:
-    """Read a hyperspectral cube as ``(H, W, B)`` float32.
+@dataclass
+class CubeSource:
+    """An opened cube: its shape and georeferencing, read whole (:meth:`read`) or window by window
+    (:meth:`reader`). GDAL rasters are read on demand; .mat/.npy arrays are held in memory."""
 
-    ``.mat`` (key auto-detected: the only 3-D variable, or ``key``), ``.npy`` (``(H, W, B)``),
-    or any GDAL raster (bands become the last axis; CRS, transform, nodata, band descriptions
-    and wavelengths are kept).
-    """
+    path: Path
+    height: int
+    width: int
+    bands: int  # bands read (those not flagged bad)
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    nodata: float | None = None
+    good: list[int] | None = None  # 1-based bands read, for GDAL rasters
+    raster_path: Path | None = None
+    array: np.ndarray | None = None  # (H, W, B) float32 for .mat/.npy
+    band_names: list[str] = field(default_factory=list)
+    wavelengths: list[float] | None = None
+    dropped_bands: list[int] = field(default_factory=list)
+
+    def reader(self):
+        """A function ``(r0, r1, c0, c1) -> (rows, cols, B) float32``; one per thread (``.close()`` when done)."""
+        if self.array is not None:
+            arr = self.array
+            return lambda r0, r1, c0, c1: arr[r0:r1, c0:c1]
+        from rasterio.windows import Window
+
+        ds = _open_raster(self.raster_path)
+
+        def read(r0, r1, c0, c1):
+            try:
+                data = ds.read(self.good, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")
+            except Exception as exc:
+                raise InputError(f"{self.path}: could not read pixels {r0}:{r1}, {c0}:{c1} ({first_line(exc)})") from None
+            return data.transpose(1, 2, 0)
+
+        read.close = ds.close  # type: ignore[attr-defined]
+        return read
+
+    def read(self) -> Scene:
+        """The whole cube as a :class:`Scene` ``(H, W, B)`` float32."""
+        if self.array is not None:
+            data = self.array
+        else:
+            read = self.reader()
+            try:
+                data = np.ascontiguousarray(read(0, self.height, 0, self.width))
+            finally:
+                read.close()
+        return Scene(
+            data=data,
+            path=self.path,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=self.nodata,
+            band_names=self.band_names,
+            wavelengths=self.wavelengths,
+            dropped_bands=self.dropped_bands,
+        )
+
+
+def open_cube(path: str | Path, key: str | None = None) -> CubeSource:
+    """Open a hyperspectral cube: ``.mat`` (key auto-detected: the only 3-D variable, or ``key``),
+    ``.npy`` ``(H, W, B)``, or any GDAL raster (bands become the last axis; CRS, transform,
+    nodata, band descriptions and wavelengths are kept; bands flagged ``bbl = 0`` are skipped)."""
     path = Path(path)
     _require_file(path)
     if _is_array_file(path):
@@ -230,27 +287,35 @@ def read_cube(path: str | Path, key: str | None = None) -> Scene:
         if arr.ndim != 3:
             raise InputError(f"{path}: expected a 3-D (rows, cols, bands) cube, got shape {arr.shape}")
         data = np.ascontiguousarray(arr, dtype=np.float32)
-        return Scene(data=data, path=path)
+        h, w, b = data.shape
+        return CubeSource(path, h, w, b, array=data)
     if key is not None:
         raise InputError(f"{path}: --key applies only to .mat files")
-    ds = _open_raster(_envi_data_file(path) if path.suffix.lower() == ".hdr" else path)
-    with ds:
+    raster = _envi_data_file(path) if path.suffix.lower() == ".hdr" else path
+    with _open_raster(raster) as ds:
         if ds.count < 2:
             raise InputError(f"{path}: has {ds.count} band; a hyperspectral cube needs several")
         good = _good_bands(ds)
-        try:
-            bands = ds.read(good, out_dtype="float32")  # (B, H, W)
-        except Exception as exc:
-            raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
         crs, transform = _georef(ds)
-        nodata = ds.nodata
-        names = [ds.descriptions[i - 1] or f"band {i}" for i in good]
-        wl = _wavelengths(ds, good)
-        dropped = sorted(set(range(1, ds.count + 1)) - set(good))
-    data = np.ascontiguousarray(bands.transpose(1, 2, 0))
-    return Scene(
-        data=data, path=path, crs=crs, transform=transform, nodata=nodata, band_names=names, wavelengths=wl, dropped_bands=dropped
-    )
+        return CubeSource(
+            path,
+            ds.height,
+            ds.width,
+            len(good),
+            crs,
+            transform,
+            ds.nodata,
+            good,
+            raster,
+            band_names=[ds.descriptions[i - 1] or f"band {i}" for i in good],
+            wavelengths=_wavelengths(ds, good),
+            dropped_bands=sorted(set(range(1, ds.count + 1)) - set(good)),
+        )
+
+
+def read_cube(path: str | Path, key: str | None = None) -> Scene:
+    """Read a whole hyperspectral cube as ``(H, W, B)`` float32 (see :func:`open_cube`)."""
+    return open_cube(path, key).read()
 
 
 def read_labels(path: str | Path, key: str | None = None, like: Scene | None = None, field: str | None = None) -> np.ndarray:

@@ -7,12 +7,13 @@ zero); per-band standardisation (mean/std over valid pixels); PCA to ``component
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import console
+from .config import PreprocessOptions
 from .errors import HsiclsError, InputError
 from .fileutil import atomic_output, check_output
 from .io import ROI_SUFFIXES, VECTOR_SUFFIXES, rasterize_vector_labels, read_cube, read_label_metadata, read_labels
@@ -20,35 +21,7 @@ from .palette import default_palette
 from .prepared import Prepared, Preprocessing, save_prepared
 from .splits import count_split, disjoint_split, fixed_split, stratified_split
 
-SPLITS = ("random", "count", "disjoint", "fixed")
-
 PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
-
-
-@dataclass
-class PreprocessOptions:
-    components: int = 30
-    train_ratio: float = 0.05
-    val_ratio: float = 0.2
-    seed: int = 0
-    key: str | None = None
-    labels_key: str | None = None
-    class_names: list[str] | None = None
-    palette: list[tuple[int, int, int]] | None = None
-    label_field: str | None = None  # class attribute of vector labels
-    split: str = "random"  # random | count | disjoint | fixed
-    train_count: int | None = None  # split "count": training pixels per class
-    patch_size: int = 13  # split "disjoint": footprint guarded around training pixels
-    block_size: int | None = None  # split "disjoint": block side (default: patch_size)
-    train_mask: str | None = None  # split "fixed"
-    test_mask: str | None = None  # split "fixed" (default: every other labelled pixel)
-    fit_on: str = "all"  # fit standardisation + PCA on "all" valid pixels or only "train" (train + validation)
-    whiten: bool = False  # scale each PCA component to unit variance (HybridSN/SSFTT's PCA(whiten=True))
-    standardize: bool = True  # per-band standardisation before PCA (False: PCA of the raw values, as SSFTT's code)
-
-    def to_record(self) -> dict:
-        """Everything needed to redo this preprocessing (e.g. with another seed for --runs)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 def fit_preprocessing(
@@ -178,21 +151,12 @@ def split_record(o: PreprocessOptions) -> dict:
 
 
 def make_split(labels: np.ndarray, o: PreprocessOptions, scene, label_paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if o.split not in SPLITS:
-        raise HsiclsError(f"--split must be one of {', '.join(SPLITS)}, got {o.split!r}")
     if o.split == "random":
         return stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
     if o.split == "count":
-        if o.train_count is None:
-            raise HsiclsError("--split count needs --train-count N")
         return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=console.warn)
     if o.split == "disjoint":
-        from .patches import check_patch_size
-
-        check_patch_size(o.patch_size)
         return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
-    if o.train_mask is None:
-        raise HsiclsError("--split fixed needs --train-mask FILE")
     train_mask = _read_mask(Path(o.train_mask), scene, label_paths)
     test_mask = _read_mask(Path(o.test_mask), scene, label_paths) if o.test_mask else None
     return fixed_split(labels, train_mask, test_mask, o.val_ratio, o.seed)
@@ -218,8 +182,7 @@ def preprocess(
 ) -> Prepared:
     """Run the whole stage and write ``output``; returns what was written."""
     check_output(output, overwrite)
-    if options.components < 0:
-        raise HsiclsError(f"--components must be >= 0, got {options.components}")
+    options.validate()
     scene = read_cube(scene_path, key=options.key)
     label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
     labels_raw = read_label_files(label_paths, options.labels_key, scene, options.label_field)
@@ -263,8 +226,6 @@ def preprocess(
         palette = default_palette(len(values))
 
     train, val, test = make_split(labels, options, scene, label_paths)
-    if options.fit_on not in ("all", "train"):
-        raise HsiclsError(f"--fit-on must be all or train, got {options.fit_on!r}")
     fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
     if options.whiten and not 0 < options.components < scene.data.shape[2]:
         console.warn("--whiten applies to PCA components; without PCA it is ignored")
@@ -306,3 +267,42 @@ def preprocess(
         save_prepared(tmp, prepared)
     console.info(f"wrote {output}")
     return prepared
+
+
+def scene_inputs(scene, labels, dataset, data_dir, opts: PreprocessOptions):
+    """``(scene, label files, options)`` from SCENE + --labels, or from --dataset NAME (files resolved
+    and fetched if missing; the dataset's keys, class names, colours and official masks fill the
+    options the user left unset)."""
+    if dataset is None:
+        if scene is None or not labels:
+            raise HsiclsError("give SCENE and --labels, or --dataset NAME")
+        return scene, list(labels), opts
+    if scene is not None or labels:
+        raise HsiclsError("give either SCENE with --labels, or --dataset, not both")
+    from .datasets import resolve_dataset
+
+    r = resolve_dataset(dataset, data_dir)
+    changes = dict(
+        key=opts.key or r.cube_key,
+        labels_key=opts.labels_key or r.labels_key,
+        class_names=opts.class_names or list(r.info.class_names),
+        palette=r.info.colours,
+    )
+    if opts.split == "fixed" and opts.train_mask is None and r.info.train_mask:
+        changes["train_mask"] = str(r.root / r.info.train_mask)
+        changes["test_mask"] = opts.test_mask or (str(r.root / r.info.test_mask) if r.info.test_mask else None)
+    return r.cube, r.labels, opts.replace(**changes)
+
+
+def prepared_for_dataset(dataset: str, data_dir: Path | None, seed: int) -> Path:
+    """``<data-dir>/<name>/prepared_seed<seed>.h5``, made with the preprocess defaults if missing."""
+    from .datasets import default_data_dir, get_dataset
+
+    info = get_dataset(dataset)
+    path = (data_dir or default_data_dir()) / info.name / f"prepared_seed{seed}.h5"
+    if path.exists():
+        console.info(f"using {path}")
+        return path
+    scene, labels, opts = scene_inputs(None, None, dataset, data_dir, PreprocessOptions(seed=seed))
+    preprocess(scene, labels, path, opts)
+    return path

@@ -28,3 +28,44 @@ def tune_allocator(threshold: int = 1 << 30) -> bool:
         ok = False
     _done["malloc"] = ok
     return ok
+
+
+# --------------------------------------------------------------------------- device and precision policy
+def resolve_device(name: str):
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
+    import torch
+
+    from .errors import HsiclsError, OptionError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise OptionError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HsiclsError("--device cuda was requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def uses_bf16(precision: str, device) -> bool:
+    """``auto`` means bf16 autocast on a GPU and full fp32 on the CPU; ``bf16`` forces autocast."""
+    from .errors import OptionError
+
+    if precision not in ("auto", "fp32", "bf16"):
+        raise OptionError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def inference_batch_size(batch_size: int | None, device) -> int:
+    """Patches per forward pass for inference: the user's choice, else 256 on the CPU (smaller
+    activations; predict-map measured about 1.07x faster than with 1,024 and with a lower memory
+    peak) and 4,096 on a GPU."""
+    if batch_size is None:
+        return 4096 if device.type == "cuda" else 256
+    return batch_size
+
+
+def autocast(device, use_bf16: bool):
+    """bf16 autocast on ``device`` when ``use_bf16``, else a no-op context."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from hsicls.cli import app
+from hsicls.cli import run
 from hsicls.synthetic import make_scene, write_scene
 
 SHARED_DATA = Path(os.environ.get("HSICLS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 class Result:
-    def __init__(self, r):
-        self.exit_code = r.exit_code
-        self.stdout = r.stdout
-        self.stderr = r.stderr
-        self.exception = r.exception
+    def __init__(self, exit_code: int, stdout: str, stderr: str):
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
 
 
 def run_cli(*args: str) -> Result:
-    """Run ``hsicls ARGS`` in-process; stdout and stderr are kept apart."""
-    runner = CliRunner()
-    r = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return Result(r)
+    """Run ``hsicls ARGS`` in-process as the console entry point does (usage errors included);
+    stdout and stderr are kept apart; a bug's exception propagates."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run([str(a) for a in args])
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

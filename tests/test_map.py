@@ -145,7 +145,7 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     (equal to patches cut from the zero-padded prepared cube, not the reflected one), for any window."""
     import torch
 
-    from hsicls.bundle import build_model, bundle_padding, load_bundle
+    from hsicls.bundle import load_bundle
     from hsicls.evaluate import evaluate
     from hsicls.patches import gather_patches, pad_cube
     from hsicls.prepared import load_prepared
@@ -169,7 +169,7 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     )
     assert r.exit_code == 0, r.stderr
     bundle = load_bundle(model_path)
-    assert bundle_padding(bundle) == "zero" and bundle["training"]["padding"] == "zero"
+    assert bundle.model.padding == "zero" and bundle.training["config"]["padding"] == "zero"
     probs = {}
     for window in (16, 64):
         out, prob = tmp_path / f"map{window}.tif", tmp_path / f"prob{window}.tif"
@@ -196,7 +196,7 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1)))
     h, w = prep.labels.shape
     rows, cols = (torch.as_tensor(a.ravel()) for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
-    model = build_model(bundle)
+    model = bundle.build_model()
     with torch.no_grad():
         direct = {
             mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)), 1).numpy().T.reshape(-1, h, w)

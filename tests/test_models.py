@@ -148,7 +148,7 @@ def test_ssftt_size_matches_paper():
 
 @pytest.mark.parametrize("name", list_models(kind="deep"))
 def test_bundle_round_trip_identical_logits(name, tmp_path):
-    from hsicls.bundle import build_model, load_bundle, make_bundle, save_bundle
+    from hsicls.bundle import Bundle, ModelSpec, load_bundle, save_bundle
     from hsicls.prepared import Preprocessing
 
     torch.manual_seed(3)
@@ -157,13 +157,9 @@ def test_bundle_round_trip_identical_logits(name, tmp_path):
     m(torch.randn(8, 12, 9, 9))  # update BatchNorm running statistics
     m.eval()
     prep = Preprocessing(np.zeros(20), np.ones(20), np.zeros((12, 20)), np.zeros(20))
-    b = make_bundle(
-        m,
-        model_name=name,
-        options={"fusion": "concat"} if name == "md2f-mamba" else {},
-        in_bands=12,
-        n_classes=5,
-        patch_size=9,
+    b = Bundle(
+        model=ModelSpec(name, {"fusion": "concat"} if name == "md2f-mamba" else {}, 12, 5, 9),
+        state_dict=m.state_dict(),
         preprocessing=prep,
         class_names=list("abcde"),
         class_values=[1, 2, 3, 4, 5],
@@ -173,7 +169,7 @@ def test_bundle_round_trip_identical_logits(name, tmp_path):
     save_bundle(tmp_path / "b.pt", b)
     x = torch.randn(4, 12, 9, 9)
     with torch.no_grad():
-        assert torch.equal(m(x), build_model(load_bundle(tmp_path / "b.pt"))(x))
+        assert torch.equal(m(x), load_bundle(tmp_path / "b.pt").build_model()(x))
 
 
 def _blobs(n_classes=4, n=60, f=6, seed=0):

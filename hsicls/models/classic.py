@@ -161,13 +161,21 @@ def fit_rf(x_tr, y_tr, x_val, y_val, n_classes: int, seed: int, log=print, n_tre
     return m, {"n_trees": len(trees), "n_nodes": int(n_nodes), "depth": int(depth), "val_oa": score}
 
 
-@register_model("svm", "RBF SVM on the centre pixel's spectrum (C, gamma picked on validation)", kind="classic", fit=fit_svm)
+@register_model(
+    "svm",
+    "RBF SVM on the centre pixel's spectrum (C, gamma picked on validation)",
+    kind="classic",
+    fit=fit_svm,
+    probabilistic=False,
+)
 def svm(in_bands: int, n_classes: int, patch_size: int, **opts) -> RBFSVM:
     """RBF SVM baseline (spectral only)."""
     return RBFSVM(in_bands, n_classes, patch_size, **opts)
 
 
-@register_model("rf", "Random forest (200 trees) on the centre pixel's spectrum", kind="classic", fit=fit_rf)
+@register_model(
+    "rf", "Random forest (200 trees) on the centre pixel's spectrum", kind="classic", fit=fit_rf, selects_on_validation=False
+)
 def rf(in_bands: int, n_classes: int, patch_size: int, **opts) -> RandomForest:
     """Random-forest baseline (spectral only)."""
     return RandomForest(in_bands, n_classes, patch_size, **opts)

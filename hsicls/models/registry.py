@@ -22,17 +22,24 @@ class ModelEntry:
     description: str
     kind: str = "deep"  # "deep": trained by gradient descent; "classic": fitted by ``fit``
     fit: Callable[..., Any] | None = None  # classic: (x_tr, y_tr, x_val, y_val, n_classes, seed, log) -> (module, options)
+    selects_on_validation: bool = True  # a fitted model picks its settings on the validation split
+    probabilistic: bool = True  # its outputs are logits/probabilities (False: e.g. one-vs-one votes)
+
+    @property
+    def fitted(self) -> bool:
+        """Fitted in one call on the centre pixels (patch size 1), not trained by epochs."""
+        return self.fit is not None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str = "", kind: str = "deep", fit: Callable | None = None) -> Callable:
+def register_model(name: str, description: str = "", kind: str = "deep", fit: Callable | None = None, **flags: bool) -> Callable:
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         doc = description or (fn.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = ModelEntry(name, fn, doc, kind, fit)
+        _REGISTRY[name] = ModelEntry(name, fn, doc, kind, fit, **flags)
         return fn
 
     return deco

@@ -1,0 +1,134 @@
+"""The options of every stage, each declared once (see :mod:`hsicls.options`).
+
+The CLI flags, ``--help``, ``--config`` files, ``--print-config`` and the records kept in the
+prepared file, the bundle and the reports all come from these classes. Values are plain Python
+(strings for choices), so records stay JSON and TOML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import OptionError
+from .options import Device, Options, Precision, opt, shared
+
+Split = Literal["random", "count", "disjoint", "fixed"]
+FitOn = Literal["all", "train"]
+Schedule = Literal["constant", "cosine", "step"]
+Padding = Literal["reflect", "zero"]
+ConfidenceDtype = Literal["float32", "uint8"]
+
+
+@dataclass
+class PreprocessOptions(Options):
+    """``hsicls preprocess``: standardisation, PCA and the train/validation/test split."""
+
+    components: int = opt(30, "PCA components to keep (0 = no PCA).", min=0)
+    split: Split = opt(
+        "random",
+        "random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files).",
+    )
+    train_ratio: float = opt(
+        0.05,
+        "Fraction of each class's labelled pixels used for training (random, disjoint).",
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+    )
+    train_count: int | None = opt(None, "Training pixels per class (split count).", min=1)
+    patch_size: int = shared("patch_size", help="Split disjoint: the patch whose footprint is kept free of test pixels.")
+    block_size: int | None = opt(None, "Split disjoint: block side in pixels (default: the patch size).", min=1)
+    train_mask: str | None = opt(None, "Split fixed: training pixels (non-zero).")
+    test_mask: str | None = opt(None, "Split fixed: test pixels (default: every other labelled pixel).")
+    val_ratio: float = opt(
+        0.2,
+        "Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept.",
+        min=0,
+        max=1,
+        max_open=True,
+    )
+    fit_on: FitOn = opt(
+        "all", "Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."
+    )
+    whiten: bool = opt(False, "Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT).")
+    standardize: bool = opt(
+        True, "Standardise every band before PCA (default), or run PCA on the raw values (HybridSN's and SSFTT's code)."
+    )
+    seed: int = shared("seed", help="Seed of the split.")
+    key: str | None = shared("key")
+    labels_key: str | None = opt(None, "Variable of the labels inside a .mat file (auto-detected).")
+    label_field: str | None = opt(None, "Class attribute of vector labels.")
+    class_names: list[str] | None = opt(None, "Comma-separated class names, in label order.", comma_list=True)
+    palette: list[tuple[int, int, int]] | None = opt(None, "Class colours (set from a registered dataset).", cli=False)
+
+    def _check(self) -> None:
+        if self.split == "count" and self.train_count is None:
+            raise OptionError("--split count needs --train-count N")
+        if self.split == "fixed" and self.train_mask is None:
+            raise OptionError("--split fixed needs --train-mask FILE")
+
+
+@dataclass
+class TrainOptions(Options):
+    """``hsicls train``: the model, the optimiser and the training protocol."""
+
+    model: str = shared("model")
+    model_options: dict[str, str] = shared("model_options")
+    patch_size: int = shared("patch_size", help="Patch side in pixels, odd (with --dataset: the paper's size for that scene).")
+    epochs: int = opt(100, "Training epochs.", min=1)
+    batch_size: int = shared("batch_size", default=64, min=2)
+    lr: float = opt(0.002, "Adam learning rate (with --dataset: the paper's rate for that scene).", min=0, min_open=True)
+    seed: int = shared("seed")
+    device: Device = shared("device")
+    weight_decay: float = opt(0.0, "Adam weight decay.", min=0)
+    lr_schedule: Schedule = opt("constant", "Learning-rate schedule (step: x0.1 at 50 % and 75 % of the epochs).")
+    early_stopping: int = opt(0, "Stop after N epochs without a better validation OA (0 = off).", min=0)
+    label_smoothing: float = opt(0.0, "Label smoothing of the cross-entropy.", min=0, max=1, max_open=True)
+    augment: bool = opt(False, "Random flips/transpositions of the training patches.")
+    precision: Precision = shared("precision")
+    padding: Padding = opt(
+        "reflect", "Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle."
+    )
+    ema: float = opt(
+        0.0,
+        "Decay per step of an exponential moving average of the weights, e.g. 0.99 (0 = off); the average is validated and kept.",
+        min=0,
+        max=1,
+        max_open=True,
+    )
+
+
+@dataclass
+class EvaluateOptions(Options):
+    """``hsicls evaluate``: how the test split is run through the model."""
+
+    device: Device = shared("device")
+    batch_size: int | None = shared("batch_size")
+    precision: Precision = shared("precision")
+
+
+@dataclass
+class MapOptions(Options):
+    """``hsicls predict-map``: windowing, batching and what is written beside the class map."""
+
+    device: Device = shared("device")
+    batch_size: int | None = shared("batch_size")
+    precision: Precision = shared("precision")
+    window: int = opt(256, "Window side in pixels; peak memory grows with its square, the map does not change.", min=16)
+    key: str | None = shared("key")
+    cog: bool = opt(False, "Write Cloud-Optimized GeoTIFFs with overviews (mode resampling for the class map).")
+    confidence_dtype: ConfidenceDtype = opt("float32", "Confidence raster: float32, or uint8 (1-255 for 0-1, 0 = nodata).")
+    reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)
+
+
+@dataclass
+class ModelInfoOptions(Options):
+    """``hsicls models`` / ``model-info``: the input a model is sized for."""
+
+    model: str = shared("model")
+    bands: int = opt(30, "Bands the network sees (after PCA).", min=1)
+    patch_size: int = shared("patch_size", aliases=("--patch",))
+    classes: int = opt(9, "Number of classes.", min=2)
+    model_options: dict[str, str] = shared("model_options")

@@ -1,0 +1,238 @@
+"""Writing class maps: GeoTIFF profiles, colour tables and class names, COGs, previews, areas.
+
+:class:`MapWriter` opens the class map and the optional confidence and probability rasters
+under temporary names, takes them window by window, and on success turns them into COGs when
+asked and moves them under their final names (:func:`hsicls.fileutil.atomic_output`); on any
+failure no file is left under a final name.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fileutil import atomic_output
+
+UNKNOWN = "unknown"
+UNKNOWN_COLOUR = (128, 128, 128)
+
+
+@dataclass
+class MapOutputs:
+    """The files one predict-map run writes."""
+
+    map: Path
+    confidence: Path | None = None
+    probabilities: Path | None = None
+    preview: Path | None = None
+
+    def all(self) -> list[Path]:
+        return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
+
+
+def profile(h, w, dtype, count, crs, transform, nodata) -> dict:
+    from rasterio.transform import Affine
+
+    p = dict(
+        driver="GTiff",
+        height=h,
+        width=w,
+        count=count,
+        dtype=dtype,
+        compress="deflate",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        BIGTIFF="IF_SAFER",
+    )
+    if nodata is not None:
+        p["nodata"] = nodata
+    if crs is not None:
+        p["crs"] = crs
+    if transform is not None:
+        p["transform"] = Affine(*transform)
+    return p
+
+
+def pixel_area(transform, crs) -> tuple[float, str]:
+    """Area of one pixel and its unit (``pixels`` on a pixel grid)."""
+    if transform is None:
+        return 1.0, "pixels"
+    a, b, _, d, e, _ = transform
+    area = abs(a * e - b * d)
+    unit = "map units²"
+    if crs is not None:
+        from rasterio.crs import CRS
+
+        c = CRS.from_wkt(crs)
+        if c.is_projected:
+            unit = f"{(c.linear_units or 'unit')}²".replace("metre²", "m²").replace("meter²", "m²")
+        elif c.is_geographic:
+            unit = "deg²"
+    return area, unit
+
+
+def write_class_metadata(dst, names, palette, dtype) -> None:
+    """Colour table (uint8 maps; it must precede the pixel data), class names as band tags."""
+    if dtype == "uint8":
+        cmap = {0: (0, 0, 0, 0)}
+        for i, rgb in enumerate(palette, start=1):
+            cmap[i] = (int(rgb[0]), int(rgb[1]), int(rgb[2]), 255)
+        dst.write_colormap(1, cmap)
+    dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(names, start=1)})
+    dst.update_tags(CLASS_NAMES=";".join(names), SOFTWARE="hsicls")
+    dst.set_band_description(1, "class")
+
+
+def to_cog(src: Path, dst: Path, resampling: str = "mode") -> None:
+    """Cloud-Optimized GeoTIFF (GDAL's COG driver) with overviews; ``mode`` resampling for class
+    maps (no invented classes at coarse zoom), ``average`` for confidences and probabilities."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.enums import Resampling
+
+    with rasterio.open(src, "r+") as ds:
+        factors = [f for f in (2, 4, 8, 16, 32, 64) if min(ds.height, ds.width) // f >= 8] or [2]
+        ds.build_overviews(factors, Resampling[resampling])
+    rasterio.shutil.copy(
+        src, dst, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER"
+    )
+
+
+class MapWriter:
+    """Context manager: ``write(window, classes, confidence, probabilities)`` per window."""
+
+    def __init__(
+        self,
+        outputs: MapOutputs,
+        h: int,
+        w: int,
+        crs,
+        transform,
+        names: list[str],
+        palette,
+        n_classes: int,
+        confidence_dtype: str = "float32",
+        cog: bool = False,
+        overwrite: bool = False,
+    ):
+        self.outputs, self.h, self.w, self.crs, self.transform = outputs, h, w, crs, transform
+        self.names, self.palette, self.k = names, palette, n_classes
+        self.dtype = "uint8" if len(names) <= 255 else "uint16"
+        self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
+        self.files: list[tuple[object, Path, Path, str]] = []  # (dataset, written, final tmp, resampling)
+
+    def _open(self, final_tmp: Path, resampling: str, **prof):
+        import rasterio
+
+        path = final_tmp.with_name(final_tmp.name + ".gtiff") if self.cog else final_tmp
+        ds = rasterio.open(path, "w", **profile(self.h, self.w, crs=self.crs, transform=self.transform, **prof))
+        self.files.append((ds, path, final_tmp, resampling))
+        return ds
+
+    def __enter__(self) -> MapWriter:
+        self.stack = ExitStack()
+        self.stack.__enter__()
+        self.stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid outputs
+        o = self.outputs
+        try:
+            self.map = self._open(
+                self.stack.enter_context(atomic_output(o.map, self.overwrite)), "mode", dtype=self.dtype, count=1, nodata=0
+            )
+            write_class_metadata(self.map, self.names, self.palette, self.dtype)
+            self.conf = self.prob = None
+            if o.confidence is not None:
+                cd = self.confidence_dtype
+                self.conf = self._open(
+                    self.stack.enter_context(atomic_output(o.confidence, self.overwrite)),
+                    "average",
+                    dtype=cd,
+                    count=1,
+                    nodata=0 if cd == "uint8" else float("nan"),
+                )
+                self.conf.set_band_description(1, "confidence (max softmax)" + (" x 254 + 1" if cd == "uint8" else ""))
+            if o.probabilities is not None:
+                self.prob = self._open(
+                    self.stack.enter_context(atomic_output(o.probabilities, self.overwrite)),
+                    "average",
+                    dtype="float32",
+                    count=self.k,
+                    nodata=float("nan"),
+                )
+                for i, n in enumerate(self.names[: self.k], start=1):
+                    self.prob.set_band_description(i, f"P({n})")
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def write(self, window, classes: np.ndarray, confidence: np.ndarray | None, probabilities: np.ndarray | None) -> None:
+        """``classes`` ``(h, w)`` (0 = nodata), ``confidence`` ``(h, w)`` in [0, 1] or NaN, ``probabilities`` ``(K, h, w)``."""
+        self.map.write(classes.astype(self.dtype), 1, window=window)
+        if self.conf is not None:
+            c = confidence
+            if self.confidence_dtype == "uint8":
+                c = np.where(np.isnan(c), 0, np.clip(np.round(c * 254) + 1, 1, 255)).astype(np.uint8)
+            self.conf.write(c, 1, window=window)
+        if self.prob is not None:
+            self.prob.write(probabilities, window=window)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            for ds, _, _, _ in self.files:
+                ds.close()
+            if exc_type is None and self.cog:
+                for _, path, final_tmp, resampling in self.files:
+                    to_cog(path, final_tmp, resampling)
+        except BaseException:
+            self._cleanup()
+            self.stack.__exit__(*sys.exc_info())  # removes the temporary files; may raise a clearer error
+            raise
+        self._cleanup()
+        return bool(self.stack.__exit__(exc_type, exc, tb))
+
+    def _cleanup(self) -> None:
+        if self.cog:
+            for _, path, _, _ in self.files:
+                path.unlink(missing_ok=True)
+
+
+def write_preview(map_path: Path, png: Path, names: list[str], palette: list[tuple[int, int, int]], overwrite: bool) -> None:
+    """A quicklook PNG of the map with a legend of class names and colours (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    with rasterio.open(map_path) as ds:
+        step = max(1, max(ds.height, ds.width) // 2000)
+        data = ds.read(
+            1, out_shape=(max(1, ds.height // step), max(1, ds.width // step)), resampling=rasterio.enums.Resampling.mode
+        )
+    colours = [(0, 0, 0, 0)] + [(r / 255, g / 255, b / 255, 1) for r, g, b in palette]
+    h, w = data.shape
+    fig_w = 8.0
+    fig, ax = plt.subplots(figsize=(fig_w + 3, max(3.0, fig_w * h / max(w, 1))))
+    ax.imshow(data, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.legend(
+        handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names, start=1)],
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(map_path.name, fontsize=9)
+    fig.tight_layout()
+    with atomic_output(png, overwrite) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
