@@ -56,7 +56,9 @@ def _field_param(f, spec: Spec, tp: Any) -> inspect.Parameter:
     elif spec.comma_list:
         default = ",".join(default) if default else None
     show = default not in (None, [], {})
-    info = typer.Option(default, *decls, help=spec.help, show_default=show, metavar=spec.metavar)
+    choices = choices_of(tp)
+    metavar = spec.metavar or ("[" + "|".join(choices) + "]" if choices else None)
+    info = typer.Option(default, *decls, help=spec.help, show_default=show, metavar=metavar)
     return inspect.Parameter(f.name, KW, default=info, annotation=annotation)
 
 

@@ -65,7 +65,7 @@ SHARED: dict[str, dict[str, Any]] = {
     "batch_size": dict(
         default=None,
         help="Patches per batch: per optimiser step in train, per forward pass in evaluate and predict-map "
-        "[inference default: 256 on the CPU, 4096 on a GPU].",
+        "(inference default: 256 on the CPU, 4096 on a GPU).",
         min=1,
     ),
     "model": dict(default="md2f-mamba", help="Registered model name (see 'hsicls models')."),
@@ -233,6 +233,12 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
+def _toml_key(k: str) -> str:
+    import re
+
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
+
 def to_toml(section: str, record: dict[str, Any], header: str = "") -> str:
     """``record`` as the ``[section]`` table (``None`` values are left out: they mean the default)."""
     lines = [f"# {header}"] if header else []
@@ -246,7 +252,7 @@ def to_toml(section: str, record: dict[str, Any], header: str = "") -> str:
             continue
         lines.append(f"{k} = {_toml_value(v)}")
     for k, v in tables:
-        lines += ["", f"[{section}.{k}]"] + [f"{_toml_value(str(kk))} = {_toml_value(vv)}" for kk, vv in v.items()]
+        lines += ["", f"[{section}.{k}]"] + [f"{_toml_key(str(kk))} = {_toml_value(vv)}" for kk, vv in v.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -173,24 +173,8 @@ def _read_mask(path: Path, scene, label_paths) -> np.ndarray:
     return mask
 
 
-def preprocess(
-    scene_path: str | Path,
-    labels_path: str | Path | list[Path],
-    output: str | Path,
-    options: PreprocessOptions = PreprocessOptions(),
-    overwrite: bool = False,
-) -> Prepared:
-    """Run the whole stage and write ``output``; returns what was written."""
-    check_output(output, overwrite)
-    options.validate()
-    scene = read_cube(scene_path, key=options.key)
-    label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
-    labels_raw = read_label_files(label_paths, options.labels_key, scene, options.label_field)
-    if scene.dropped_bands:
-        console.info(f"{scene.path.name}: skipped {len(scene.dropped_bands)} bands flagged bad (bbl = 0)")
-    h, w, b = scene.data.shape
-    console.info(f"read {scene.path.name}: {h}x{w} px, {b} bands")
-    valid = scene.valid_mask()
+def _labels_on_valid(labels_raw: np.ndarray, valid: np.ndarray, scene, label_paths) -> tuple[np.ndarray, list[int]]:
+    """Labels 1..K on valid pixels only (labelled nodata pixels are dropped with a warning) and the codes."""
     if not valid.any():
         raise InputError(f"{scene.path}: every pixel is nodata/NaN")
     lost = int(((labels_raw > 0) & ~valid).sum())
@@ -199,8 +183,11 @@ def preprocess(
     labels_raw = np.where(valid, labels_raw, 0)
     if not (labels_raw > 0).any():
         raise InputError(f"{label_paths[0]}: no labelled pixel falls on valid data of {scene.path.name}")
-    labels, values = _relabel(labels_raw)
+    return _relabel(labels_raw)
 
+
+def _names_and_palette(options: PreprocessOptions, label_paths, scene, values: list[int]):
+    """Class names and colours: --class-names / a dataset's palette, else the label file's, else defaults."""
     names_meta, palette_meta = read_label_metadata(label_paths[0])
     if label_paths[0].suffix.lower() in VECTOR_SUFFIXES:
         _, vector_names = rasterize_vector_labels(label_paths[0], scene, options.label_field)
@@ -224,7 +211,29 @@ def preprocess(
         palette = [palette_meta[v] for v in values]
     else:
         palette = default_palette(len(values))
+    return class_names, palette
 
+
+def preprocess(
+    scene_path: str | Path,
+    labels_path: str | Path | list[Path],
+    output: str | Path,
+    options: PreprocessOptions = PreprocessOptions(),
+    overwrite: bool = False,
+) -> Prepared:
+    """Run the whole stage and write ``output``; returns what was written."""
+    check_output(output, overwrite)
+    options.validate()
+    scene = read_cube(scene_path, key=options.key)
+    label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
+    labels_raw = read_label_files(label_paths, options.labels_key, scene, options.label_field)
+    if scene.dropped_bands:
+        console.info(f"{scene.path.name}: skipped {len(scene.dropped_bands)} bands flagged bad (bbl = 0)")
+    h, w, b = scene.data.shape
+    console.info(f"read {scene.path.name}: {h}x{w} px, {b} bands")
+    valid = scene.valid_mask()
+    labels, values = _labels_on_valid(labels_raw, valid, scene, label_paths)
+    class_names, palette = _names_and_palette(options, label_paths, scene, values)
     train, val, test = make_split(labels, options, scene, label_paths)
     fit_mask = valid if options.fit_on == "all" else (valid & (train | val))
     if options.whiten and not 0 < options.components < scene.data.shape[2]:

@@ -107,6 +107,26 @@ def _smooth_noise(rng, shape, scale):
     return f[: shape[0], : shape[1]]
 
 
+def _draw_roads(cls, mat, scale, admix, h_pos, v_pos, factor: int) -> None:
+    """Horizontal roads at ``h_pos``, vertical at ``v_pos`` (output rows/cols); main roads 2 px, minor 1 px."""
+    for n, p in enumerate(h_pos):
+        w = 2 if n % 2 == 0 else 1
+        sl = slice(
+            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
+            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
+        )
+        cls[sl, :], mat[sl, :], admix[sl, :] = ASPHALT, M_ASPHALT, 0.0
+        scale[sl, :] = 1.0
+    for n, p in enumerate(v_pos):
+        w = 2 if n % 2 == 1 else 1
+        sl = slice(
+            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
+            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
+        )
+        cls[:, sl], mat[:, sl], admix[:, sl] = ASPHALT, M_ASPHALT, 0.0
+        scale[:, sl] = 1.0
+
+
 def make_scene(size: int = 128, bands: int = 120, seed: int = 0, factor: int = 4) -> SyntheticScene:
     """Render a ``size x size x bands`` scene deterministically from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -143,23 +163,7 @@ def make_scene(size: int = 128, bands: int = 120, seed: int = 0, factor: int = 4
     river = np.abs(cc - centre[:, None]) < half
     cls[river], mat[river], scale[river], admix[river] = WATER, M_WATER, 1.0, 0.0
 
-    # Roads on top (bridges over the river); main roads 2 px, minor roads 1 px.
-    for n, p in enumerate(h_pos):
-        w = 2 if n % 2 == 0 else 1
-        sl = slice(
-            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
-            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
-        )
-        cls[sl, :], mat[sl, :], admix[sl, :] = ASPHALT, M_ASPHALT, 0.0
-        scale[sl, :] = 1.0
-    for n, p in enumerate(v_pos):
-        w = 2 if n % 2 == 1 else 1
-        sl = slice(
-            int(p) * factor - w * factor // 2 if w == 2 else int(p) * factor,
-            int(p) * factor + (w * factor + 1) // 2 if w == 2 else int(p) * factor + factor,
-        )
-        cls[:, sl], mat[:, sl], admix[:, sl] = ASPHALT, M_ASPHALT, 0.0
-        scale[:, sl] = 1.0
+    _draw_roads(cls, mat, scale, admix, h_pos, v_pos, factor)  # on top: bridges over the river
 
     scale *= 1 + 0.04 * _smooth_noise(rng, (S, S), 64)  # gentle illumination variation
 
