@@ -17,7 +17,6 @@ from .config import EvaluateOptions
 from .errors import HsiclsError
 from .inference import Runner
 from .metrics import classification_report
-from .patches import pad_cube
 from .prepared import load_prepared
 from .runtime import tune_allocator
 
@@ -65,13 +64,12 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     runner = Runner.resolve(options.device, options.precision, options.batch_size)
     model = bundle.build_model().to(runner.device)
     patch = bundle.model.patch_size
-    cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(runner.device)
-    padded = pad_cube(cube, patch, bundle.model.padding)
+    padded = prep.padded(patch, bundle.model.padding).to(runner.device)  # every scene padded on its own
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=runner.device)
-    pred = runner.classes(model, padded, as_t(rows), as_t(cols), patch).cpu().numpy()
+    pred = runner.classes(model, padded, as_t(prep.padded_rows(rows, patch)), as_t(cols), patch).cpu().numpy()
     report = classification_report(prep.labels[rows, cols] - 1, pred, prep.n_classes)
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report

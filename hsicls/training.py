@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 from .config import TrainOptions
 from .inference import Runner
 from .models import create_model
-from .patches import gather_patches, pad_cube
+from .patches import gather_patches
 from .runtime import autocast, inference_batch_size
 
 
@@ -49,12 +49,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pixels(mask: np.ndarray, labels: np.ndarray, device: torch.device):
-    """``(rows, cols, y)`` long tensors of the pixels of ``mask``; ``y`` is the 0-based class."""
+def pixels(prep, mask: np.ndarray, patch_size: int, device: torch.device):
+    """``(rows, cols, y)`` long tensors of the pixels of canvas ``mask``: rows and columns in the
+    coordinates of ``prep.padded(patch_size)`` (so each patch comes from its own scene), ``y`` the
+    0-based class."""
     rows, cols = np.nonzero(mask)
-    y = labels[rows, cols] - 1
+    y = prep.labels[rows, cols] - 1
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)
-    return as_t(rows), as_t(cols), as_t(y)
+    return as_t(prep.padded_rows(rows, patch_size)), as_t(cols), as_t(y)
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -103,10 +105,9 @@ class TrainingRun:
     def __init__(self, prep, options: TrainOptions, device: torch.device, use_bf16: bool):
         o = self.options = options
         self.device, self.use_bf16 = device, use_bf16
-        cube = torch.from_numpy(np.ascontiguousarray(prep.cube.transpose(2, 0, 1))).to(device)  # (C, H, W)
-        self.padded = pad_cube(cube, o.patch_size, o.padding)
-        self.tr = pixels(prep.train, prep.labels, device)
-        self.va = pixels(prep.val, prep.labels, device)
+        self.padded = prep.padded(o.patch_size, o.padding).to(device)  # (C, H + P - 1, W + P - 1), scenes padded apart
+        self.tr = pixels(prep, prep.train, o.patch_size, device)
+        self.va = pixels(prep, prep.val, o.patch_size, device)
         self.n_classes, self.in_bands = prep.n_classes, prep.cube.shape[2]
         self.model = create_model(
             o.model, in_bands=self.in_bands, n_classes=self.n_classes, patch_size=o.patch_size, **o.model_options

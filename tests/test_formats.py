@@ -77,7 +77,7 @@ def test_vector_labels_through_preprocess(tiny_scene, tmp_path):
     assert r.exit_code == 0, r.stderr
     with h5py.File(out, "r") as f:
         assert json.loads(f.attrs["class_names"]) == ["forest", "water"]
-        counts = np.bincount(f["labels"][...].ravel())
+        counts = np.bincount(f["scenes/0/labels"][...].ravel())
     assert counts[1:].tolist() == [164, 100]
 
 

@@ -18,9 +18,11 @@ def test_preprocess_writes_complete_h5(prepared, tiny_scene):
     with rasterio.open(tiny_scene[1]) as ds:
         labels = ds.read(1)
     with h5py.File(prepared, "r") as f:
-        assert f["cube"].shape == (40, 40, 6)
-        assert f["cube"].dtype == np.float32
-        train, val, test = (f[f"split/{k}"][...] for k in ("train", "val", "test"))
+        assert f.attrs["format_version"] == 2 and len(f["scenes"]) == 1
+        g = f["scenes/0"]
+        assert g["cube"].shape == (40, 40, 6)
+        assert g["cube"].dtype == np.float32
+        train, val, test = (g[f"split/{k}"][...] for k in ("train", "val", "test"))
         assert not (train & val).any() and not (train & test).any() and not (val & test).any()
         assert ((train | val | test) == (labels > 0)).all()
         assert f["preprocess/pca_components"].shape == (6, 24)
@@ -29,10 +31,10 @@ def test_preprocess_writes_complete_h5(prepared, tiny_scene):
         present = [CLASS_NAMES[v - 1] for v in np.unique(labels) if v > 0]
         assert names == present  # names read from the label GeoTIFF's tags
         assert json.loads(f.attrs["split"])["protocol"] == "random"
-        assert "32632" in f.attrs["crs"] or "UTM zone 32N" in f.attrs["crs"]
-        assert len(f.attrs["transform"]) == 6
+        assert "32632" in g.attrs["crs"] or "UTM zone 32N" in g.attrs["crs"]
+        assert len(g.attrs["transform"]) == 6 and g.attrs["name"] == "scene"
         # every class has training pixels: stratified
-        lab = f["labels"][...]
+        lab = g["labels"][...]
         assert set(np.unique(lab[train | val])) == set(np.unique(lab[lab > 0]))
 
 
@@ -78,7 +80,7 @@ def test_evaluate_json_and_table(bundle, prepared):
     assert r.exit_code == 0, r.stderr
     rep = json.loads(r.stdout)
     with h5py.File(prepared, "r") as f:
-        n_test = int(f["split/test"][...].sum())
+        n_test = int(f["scenes/0/split/test"][...].sum())
         k = len(json.loads(f.attrs["class_names"]))
     cm = np.array(rep["confusion_matrix"])
     assert cm.shape == (k, k) and cm.sum() == n_test == rep["test_pixels"]
@@ -133,8 +135,8 @@ def test_predict_matches_evaluate_at_test_pixels(bundle, prepared, tiny_scene, t
     assert run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--device", "cpu").exit_code == 0
     rep = json.loads(run_cli("evaluate", bundle, prepared, "--json", "--device", "cpu").stdout)
     with h5py.File(prepared, "r") as f:
-        test = f["split/test"][...]
-        lab = f["labels"][...]
+        test = f["scenes/0/split/test"][...]
+        lab = f["scenes/0/labels"][...]
     with rasterio.open(out) as m:
         pred = m.read(1)
     cm = np.zeros_like(np.array(rep["confusion_matrix"]))

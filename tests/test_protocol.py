@@ -76,7 +76,7 @@ def test_split_modes_through_cli(tiny_scene, tmp_path):
         assert r.exit_code == 0, r.stderr
         with h5py.File(out, "r") as f:
             split = json.loads(f.attrs["split"])
-            tr, va, te = (f[f"split/{k}"][...] for k in ("train", "val", "test"))
+            tr, va, te = (f[f"scenes/0/split/{k}"][...] for k in ("train", "val", "test"))
         assert split["protocol"] == name
         assert not ((tr | va) & te).any()
         if name == "fixed":
@@ -93,8 +93,8 @@ def test_fit_on_train_recorded(tiny_scene, tmp_path):
     assert run_cli("preprocess", cube, "--labels", labels, "-o", out, "--components", "5", "--fit-on", "train").exit_code == 0
     with h5py.File(out, "r") as f:
         assert f.attrs["fit_on"] == "train"
-        tr = f["split/train"][...] | f["split/val"][...]
-        z = f["cube"][...][tr]
+        tr = f["scenes/0/split/train"][...] | f["scenes/0/split/val"][...]
+        z = f["scenes/0/cube"][...][tr]
     assert np.allclose(z.mean(axis=0), 0, atol=1e-4)  # PCA centred on the training pixels, not the scene
 
 
@@ -105,7 +105,7 @@ def test_whiten_gives_unit_variance_components(tiny_scene, tmp_path):
     assert run_cli("preprocess", cube, "--labels", labels, "-o", white, "--components", "5", "--whiten").exit_code == 0
     with h5py.File(plain, "r") as f, h5py.File(white, "r") as g:
         assert json.loads(f.attrs["whiten"]) is False and json.loads(g.attrs["whiten"]) is True
-        zp, zw = f["cube"][...].reshape(-1, 5), g["cube"][...].reshape(-1, 5)
+        zp, zw = f["scenes/0/cube"][...].reshape(-1, 5), g["scenes/0/cube"][...].reshape(-1, 5)
     assert np.allclose(zw.std(axis=0), 1, atol=1e-3)  # every component at unit variance
     assert zp.std(axis=0)[0] > 2 * zp.std(axis=0)[-1]  # without whitening the variances fall off
     assert np.allclose(zw * zp.std(axis=0) / zw.std(axis=0), zp, atol=1e-3)  # same axes, rescaled
@@ -121,7 +121,7 @@ def test_no_standardize_is_pca_of_raw_values(tiny_scene, tmp_path):
     assert run_cli("preprocess", cube, "--labels", labels, "-o", out, "--components", "3", "--no-standardize").exit_code == 0
     with h5py.File(out, "r") as f:
         assert json.loads(f.attrs["standardize"]) is False
-        z = f["cube"][...].reshape(-1, 3)
+        z = f["scenes/0/cube"][...].reshape(-1, 3)
     raw = read_cube(cube).data.reshape(z.shape[0], -1)
     ref = PCA(n_components=3).fit_transform(raw.astype(np.float64))
     np.testing.assert_allclose(np.abs(z), np.abs(ref), rtol=1e-3, atol=1e-3 * np.abs(ref).max())
@@ -210,7 +210,7 @@ def test_selection_on_validation_only(prepared, tmp_path):
     # the bundle's weights are those of the selected epoch, chosen without the test split:
     # scrambling every test label cannot change what was selected
     with h5py.File(prepared, "r") as f:
-        labels, test = f["labels"][...], f["split/test"][...]
+        labels, test = f["scenes/0/labels"][...], f["scenes/0/split/test"][...]
     scrambled = tmp_path / "scrambled.h5"
     import shutil
 
@@ -218,7 +218,7 @@ def test_selection_on_validation_only(prepared, tmp_path):
     with h5py.File(scrambled, "r+") as f:
         lab = labels.copy()
         lab[test] = (lab[test] % lab.max()) + 1
-        f["labels"][...] = lab
+        f["scenes/0/labels"][...] = lab
     res2 = train(scrambled, tmp_path / "m2.pt", TrainOptions(epochs=4, patch_size=5, batch_size=32, device="cpu"))
     assert res2.best_epoch == res.best_epoch
     a, b2 = _state(tmp_path / "m.pt"), _state(tmp_path / "m2.pt")
@@ -258,7 +258,7 @@ def test_runs_mean_std(prepared, tmp_path):
     assert s["seeds"] == [0, 1] and len(s["oa"]["runs"]) == 2
     assert s["oa"]["std"] == pytest.approx(float(np.std(s["oa"]["runs"])))
     assert "±" in r.stderr
-    masks = [h5py.File(tmp_path / f"m_run{i}.h5", "r")["split/train"][...] for i in range(2)]
+    masks = [h5py.File(tmp_path / f"m_run{i}.h5", "r")["scenes/0/split/train"][...] for i in range(2)]
     assert not np.array_equal(masks[0], masks[1])  # each run has its own split
     assert (tmp_path / "m_runs.json").exists()
 

@@ -54,4 +54,4 @@ def _val(prep) -> int:
     import h5py
 
     with h5py.File(prep, "r") as f:
-        return int(f["split/val"][...].sum())
+        return int(f["scenes/0/split/val"][...].sum())
