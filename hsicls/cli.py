@@ -80,14 +80,17 @@ def preprocess(
     *,
     opts,
     given,
-    scene: Path | None = typer.Argument(
-        None, help="Hyperspectral cube: GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands)."
+    scene: list[Path] | None = typer.Argument(
+        None,
+        help="Hyperspectral cube(s): GeoTIFF/ENVI/any GDAL raster, .mat or .npy (rows, cols, bands); several scenes "
+        "(shell globs work) go into one prepared file, each on its own grid.",
     ),
     labels: list[Path] = typer.Option(
         [],
         "--labels",
         "-l",
-        help="Labels (0 = unlabelled): raster, .mat, .npy, ENVI ROI .txt or vector file; repeat to fill unlabelled pixels from further files.",
+        help="Labels (0 = unlabelled): raster on any grid (warped nearest-neighbour), vector points/polygons in any CRS, "
+        ".mat, .npy or ENVI ROI .txt; repeat to fill unlabelled pixels from further files (non-georeferenced scenes: one per scene, in order).",
     ),
     output: Path = Output,
     dataset: str | None = Dataset,

@@ -13,7 +13,8 @@ from typing import Literal
 from .errors import OptionError
 from .options import Device, Options, Precision, opt, shared
 
-Split = Literal["random", "count", "disjoint", "fixed"]
+Split = Literal["random", "count", "disjoint", "fixed", "group"]
+GroupBy = Literal["scene", "polygon", "block"]
 FitOn = Literal["all", "train"]
 Schedule = Literal["constant", "cosine", "step"]
 Padding = Literal["reflect", "zero"]
@@ -27,8 +28,27 @@ class PreprocessOptions(Options):
     components: int = opt(30, "PCA components to keep (0 = no PCA).", min=0)
     split: Split = opt(
         "random",
-        "random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files).",
+        "random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files), "
+        "group (whole scenes, polygons or blocks held out; see --group-by).",
     )
+    group_by: GroupBy = opt(
+        "scene", "Split group: the unit held out: a scene (file stem), a polygon (a connected region of one class), or a block."
+    )
+    test_groups: list[str] | None = opt(
+        None,
+        "Split group: comma-separated test groups (scene stems, or group numbers); default: drawn by --test-fraction.",
+        comma_list=True,
+    )
+    test_fraction: float = opt(
+        0.25,
+        "Split group: share of the groups held out for testing (sets the folds: 1 / F).",
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+    )
+    folds: int | None = opt(None, "Split group: K-fold cross-validation by group (train --runs K runs the K folds).", min=2)
+    fold: int = opt(0, "Split group: which fold (0..K-1) is the test fold.", min=0)
     train_ratio: float = opt(
         0.05,
         "Fraction of each class's labelled pixels used for training (random, disjoint).",
@@ -60,6 +80,7 @@ class PreprocessOptions(Options):
     key: str | None = shared("key")
     labels_key: str | None = opt(None, "Variable of the labels inside a .mat file (auto-detected).")
     label_field: str | None = opt(None, "Class attribute of vector labels.")
+    label_layer: str | None = opt(None, "Layer of a vector label file with several (GeoPackage).")
     class_names: list[str] | None = opt(None, "Comma-separated class names, in label order.", comma_list=True)
     palette: list[tuple[int, int, int]] | None = opt(None, "Class colours (set from a registered dataset).", cli=False)
 
@@ -68,6 +89,8 @@ class PreprocessOptions(Options):
             raise OptionError("--split count needs --train-count N")
         if self.split == "fixed" and self.train_mask is None:
             raise OptionError("--split fixed needs --train-mask FILE")
+        if self.folds is not None and self.fold >= self.folds:
+            raise OptionError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
 
 
 @dataclass
@@ -121,6 +144,7 @@ class MapOptions(Options):
     cog: bool = opt(False, "Write Cloud-Optimized GeoTIFFs with overviews (mode resampling for the class map).")
     confidence_dtype: ConfidenceDtype = opt("float32", "Confidence raster: float32, or uint8 (1-255 for 0-1, 0 = nodata).")
     reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)
+    palette: str | None = opt(None, "Class colours and names: JSON {code: {color, name}}, a GDAL .clr or a QGIS .qml file.")
 
 
 @dataclass

@@ -45,6 +45,14 @@ class Scene:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.data.shape)  # type: ignore[return-value]
 
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[1])
+
     def valid_mask(self) -> np.ndarray:
         """``(H, W)`` bool: False where any band is NaN/inf, equals nodata, or all bands are 0."""
         return valid_mask(self.data, self.nodata)
@@ -177,12 +185,12 @@ def _georef(ds) -> tuple[str | None, tuple[float, ...] | None]:
     return crs, transform
 
 
-def _wavelengths(ds, bands: list[int]) -> list[float] | None:
-    """Band centre wavelengths in nm from GDAL/ENVI metadata, when every band has one."""
+def _wavelengths(ds, bands: list[int], key: str = "wavelength") -> list[float] | None:
+    """Band centre wavelengths (or ``key="fwhm"`` widths) in nm from GDAL/ENVI metadata, when every band has one."""
     values = []
     for i in bands:
         tags = {k.lower(): v for k, v in ds.tags(i).items()}
-        w = tags.get("wavelength")
+        w = tags.get(key)
         if w is None:
             return None
         try:
@@ -234,6 +242,7 @@ class CubeSource:
     band_names: list[str] = field(default_factory=list)
     wavelengths: list[float] | None = None
     dropped_bands: list[int] = field(default_factory=list)
+    fwhm: list[float] | None = None
 
     def reader(self):
         """A function ``(r0, r1, c0, c1) -> (rows, cols, B) float32``; one per thread (``.close()`` when done)."""
@@ -310,6 +319,7 @@ def open_cube(path: str | Path, key: str | None = None) -> CubeSource:
             band_names=[ds.descriptions[i - 1] or f"band {i}" for i in good],
             wavelengths=_wavelengths(ds, good),
             dropped_bands=sorted(set(range(1, ds.count + 1)) - set(good)),
+            fwhm=_wavelengths(ds, good, "fwhm"),
         )
 
 
@@ -472,7 +482,9 @@ def read_envi_roi(path: str | Path) -> tuple[np.ndarray, list[str], list[tuple[i
     return labels, names, colours
 
 
-def rasterize_vector_labels(path: str | Path, like: Scene, field: str | None = None) -> tuple[np.ndarray, list[str]]:
+def rasterize_vector_labels(
+    path: str | Path, like, field: str | None = None, layer: str | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Burn points/polygons of a vector file onto the grid of ``like`` (reprojected if needed).
 
     ``field`` is the class attribute: whole numbers are used as class codes; text values
@@ -480,18 +492,48 @@ def rasterize_vector_labels(path: str | Path, like: Scene, field: str | None = N
     (``pip install hsicls[vector]``).
     """
     path = Path(path)
-    try:
-        import fiona
-    except ImportError:
-        raise InputError(f"{path}: reading vector labels needs fiona (pip install 'hsicls[vector]')") from None
     from rasterio.features import rasterize
     from rasterio.transform import Affine
     from rasterio.warp import transform_geom
 
     if like.transform is None:
         raise InputError(f"{path}: vector labels need a georeferenced scene; {like.path.name} has no transform")
+    feats, names, src_crs = read_vector_features(path, field, layer)
+    codes = [c for _, c in feats]
+    geoms = [g for g, _ in feats]
+    if src_crs and like.crs and src_crs != like.crs:
+        geoms = [transform_geom(src_crs, like.crs, g) for g in geoms]
+    h, w = like.height, like.width
+    labels = rasterize(list(zip(geoms, codes)), out_shape=(h, w), transform=Affine(*like.transform), fill=0, dtype="int32")
+    return labels, names
+
+
+def _has_geometry(fiona, path: Path, layer: str) -> bool:
+    with fiona.open(path, layer=layer) as src:
+        return src.schema.get("geometry") not in (None, "None")
+
+
+def read_vector_features(path: str | Path, field: str | None = None, layer: str | None = None):
+    """``([(geometry dict, class code)], names, crs WKT)`` of a vector file's features with a value in
+    ``field`` (whole numbers are codes; text values become codes 1..K in sorted order, ``names``)."""
+    path = Path(path)
     try:
-        with fiona.open(path) as src:
+        import fiona
+    except ImportError:
+        raise InputError(f"{path}: reading vector labels needs fiona (pip install 'hsicls[vector]')") from None
+    try:
+        layers = fiona.listlayers(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable vector file ({first_line(exc)})") from None
+    if layer is not None and layer not in layers:
+        raise InputError(f"{path}: no layer '{layer}' (layers: {', '.join(layers)})")
+    if layer is None and len(layers) > 1:
+        spatial = [n for n in layers if n != "layer_styles" and _has_geometry(fiona, path, n)]  # QGIS keeps styles in a table
+        if len(spatial) != 1:
+            raise InputError(f"{path}: has {len(spatial)} feature layers ({', '.join(spatial)}); choose one with --label-layer")
+        layer = spatial[0]
+    try:
+        with fiona.open(path, layer=layer) as src:
             props = list(src.schema["properties"])
             if field is None:
                 if len(props) != 1:
@@ -513,8 +555,4 @@ def rasterize_vector_labels(path: str | Path, like: Scene, field: str | None = N
         names = sorted({str(v) for v in values})
         codes = [names.index(str(v)) + 1 for v in values]
     geoms = [dict(g.__geo_interface__) if hasattr(g, "__geo_interface__") else g for g, _ in feats]
-    if src_crs and like.crs and src_crs != like.crs:
-        geoms = [transform_geom(src_crs, like.crs, g) for g in geoms]
-    h, w = like.data.shape[:2]
-    labels = rasterize(list(zip(geoms, codes)), out_shape=(h, w), transform=Affine(*like.transform), fill=0, dtype="int32")
-    return labels, names
+    return list(zip(geoms, codes)), names, src_crs

@@ -158,3 +158,77 @@ def fixed_split(labels: np.ndarray, train_mask: np.ndarray, test_mask: np.ndarra
         test = (labels > 0) & ~train
     train, val = carve_validation(train, labels, val_ratio, seed)
     return train, val, test
+
+
+def group_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    val_ratio: float,
+    seed: int,
+    folds: int,
+    fold: int = 0,
+    test_groups: set[int] | None = None,
+    guard: int = 0,
+    warn=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole groups (scenes, polygons, blocks: ``groups`` ``(H, W)`` int, 0 = none) go to training or test.
+
+    The test groups are ``test_groups`` when given, else fold ``fold`` of a ``folds``-fold
+    :class:`sklearn.model_selection.StratifiedGroupKFold` over the labelled pixels (stratified by
+    class, so every class keeps training pixels where the groups allow it). Validation is carved
+    by group from the training groups in the same way (``round(1 / val_ratio)`` folds, the first
+    one), falling back to random pixels when fewer than two training groups hold labels.
+    ``guard > 0`` drops test pixels within ``guard`` pixels of a training or validation pixel
+    (groups that touch, e.g. blocks), as ``disjoint_split`` does.
+    """
+    lab = labels > 0
+    y, g = labels[lab], groups[lab]
+    if test_groups is None:
+        test_pix = _group_fold(y, g, folds, fold, seed)
+    else:
+        test_pix = np.isin(g, list(test_groups))
+    if test_pix.all() or not test_pix.any():
+        raise HsiclsError(f"the group split leaves {'no training' if test_pix.all() else 'no test'} pixels")
+    train_pix = ~test_pix
+    val_pix = np.zeros_like(train_pix)
+    if val_ratio > 0:
+        tr_idx = np.flatnonzero(train_pix)
+        if len(np.unique(g[tr_idx])) >= 2:
+            k = max(2, int(round(1 / val_ratio)))
+            sub = _group_fold(y[tr_idx], g[tr_idx], min(k, len(np.unique(g[tr_idx]))), 0, seed + 1)
+            val_pix[tr_idx[sub]] = True
+        else:
+            if warn:
+                warn("only one training group: validation pixels are drawn at random inside it")
+            rng = np.random.default_rng(seed + 1)
+            val_pix[rng.choice(tr_idx, max(1, int(round(val_ratio * tr_idx.size))), replace=False)] = True
+        train_pix &= ~val_pix
+    out = []
+    for m in (train_pix, val_pix, test_pix):
+        full = np.zeros(labels.shape, bool)
+        full[lab] = m
+        out.append(full)
+    train, val, test = out
+    if guard > 0:
+        test &= ~footprint(train | val, 2 * guard + 1)
+    return train, val, test
+
+
+def _group_fold(y: np.ndarray, g: np.ndarray, folds: int, fold: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(g))
+    if n_groups < 2:
+        raise HsiclsError(f"a group split needs at least 2 groups holding labels, found {n_groups}")
+    folds = min(folds, n_groups)
+    if not 0 <= fold < folds:
+        raise HsiclsError(f"--fold must be in 0..{folds - 1}, got {fold}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class ... fewer than n_splits"
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        _, test_idx = list(splitter.split(np.zeros(len(y)), y, g))[fold]
+    mask = np.zeros(len(y), bool)
+    mask[test_idx] = True
+    return mask

@@ -1,0 +1,139 @@
+"""The scenes of one preprocess run and their labels: band agreement, label pairing, per-scene labels.
+
+Georeferenced scenes take every label file, each put on the scene's own grid (rasters warped,
+vectors rasterised; :mod:`hsicls.labels`), later files filling pixels earlier ones left
+unlabelled. Non-georeferenced scenes (.mat/.npy) pair with label files by position (one scene:
+all label files, as before). Scenes must agree on their bands: by wavelength where every scene has
+them (within half the FWHM, or 1 nm without FWHM), else by count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import console
+from .errors import InputError
+from .io import ROI_SUFFIXES, CubeSource, open_cube, read_label_metadata
+from .labels import count_outside, is_georeferenced, labels_on_grid
+
+RAW_IN_MEMORY_BYTES = 1 << 30  # scenes whose raw bands sum to less than this are held in memory while fitting
+
+
+@dataclass
+class BandInfo:
+    """What identifies the bands of a scene (stored in the prepared file and the bundle)."""
+
+    count: int
+    wavelengths: list[float] | None = None  # nm
+    fwhm: list[float] | None = None  # nm
+    bad_bands: list[int] | None = None  # 1-based bands flagged bbl = 0, not read
+
+    def to_dict(self) -> dict:
+        return {"count": self.count, "wavelengths": self.wavelengths, "fwhm": self.fwhm, "bad_bands": self.bad_bands}
+
+    @classmethod
+    def from_dict(cls, d: dict | None, count: int) -> BandInfo:
+        d = d or {}
+        return cls(int(d.get("count", count)), d.get("wavelengths"), d.get("fwhm"), d.get("bad_bands"))
+
+
+def band_info(src: CubeSource) -> BandInfo:
+    return BandInfo(src.bands, src.wavelengths, getattr(src, "fwhm", None), list(src.dropped_bands) or None)
+
+
+def tolerance(a: BandInfo, b: BandInfo) -> np.ndarray:
+    """Per-band wavelength tolerance: half the FWHM where known (the larger side), else 1 nm."""
+    fw = [np.asarray(x.fwhm, float) for x in (a, b) if x.fwhm is not None and len(x.fwhm) == x.count]
+    return 0.5 * np.maximum.reduce(fw) if fw else np.full(a.count, 1.0)
+
+
+def check_bands_agree(sources: list[CubeSource]) -> BandInfo:
+    """The bands of the first scene; every other scene must have the same ones (one error naming it)."""
+    first = band_info(sources[0])
+    for s in sources[1:]:
+        other = band_info(s)
+        if other.count != first.count:
+            raise InputError(f"{s.path}: has {other.count} bands but {sources[0].path.name} has {first.count}")
+        if first.wavelengths is not None and other.wavelengths is not None:
+            diff = np.abs(np.asarray(other.wavelengths) - np.asarray(first.wavelengths))
+            bad = np.flatnonzero(diff > tolerance(first, other))
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"{s.path}: band {i + 1} is at {other.wavelengths[i]:g} nm but at {first.wavelengths[i]:g} nm in "
+                    f"{sources[0].path.name} ({bad.size} bands differ)"
+                )
+    return first
+
+
+def pair_labels(sources: list[CubeSource], label_paths: list[Path]) -> list[list[Path]]:
+    """The label files of every scene."""
+    geo = [is_georeferenced(s) for s in sources]
+    if len(sources) == 1 or all(geo):
+        return [list(label_paths) for _ in sources]
+    if any(geo):
+        raise InputError("mix of georeferenced and non-georeferenced scenes: give only one kind per run")
+    if len(label_paths) != len(sources):
+        raise InputError(
+            f"{len(sources)} scenes without georeferencing need one label file each, in order (got {len(label_paths)})"
+        )
+    return [[p] for p in label_paths]
+
+
+def merge_labels(paths: list[Path], grid, key, field, layer) -> np.ndarray:
+    """Labels of several files on one grid; later files fill unlabelled pixels (e.g. Houston 2013's
+    training and test ROIs). Overlapping, disagreeing labels are an error. ENVI ROI files are matched
+    by ROI name, not position."""
+    merged, first_names = None, None
+    for p in paths:
+        lab = labels_on_grid(p, grid, key=key, field=field, layer=layer)
+        if p.suffix.lower() in ROI_SUFFIXES:
+            names = read_label_metadata(p)[0]
+            if first_names is None:
+                first_names = {v: k for k, v in names.items()}
+            else:
+                unknown = set(names.values()) - set(first_names)
+                if unknown:
+                    raise InputError(f"{p}: ROI names {sorted(unknown)} are not in {paths[0].name}")
+                lut = np.zeros(max(names) + 1, np.int32)
+                for k, n in names.items():
+                    lut[k] = first_names[n]
+                lab = lut[lab]
+        if merged is None:
+            merged = lab
+            continue
+        clash = (merged > 0) & (lab > 0) & (merged != lab)
+        if clash.any():
+            raise InputError(f"{p}: {int(clash.sum())} pixels carry a different label in {paths[0].name}")
+        merged = np.where(merged > 0, merged, lab)
+    return merged
+
+
+def open_scenes(paths: list[Path], key: str | None) -> list[CubeSource]:
+    sources = [open_cube(p, key) for p in paths]
+    names = [s.path.stem for s in sources]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"scenes need distinct file names (stems) to be told apart: {', '.join(dup)} given twice")
+    for s in sources:
+        if s.dropped_bands:
+            console.info(f"{s.path.name}: skipped {len(s.dropped_bands)} bands flagged bad (bbl = 0)")
+    return sources
+
+
+def warn_outside(label_paths: list[Path], sources: list[CubeSource], field, layer) -> None:
+    """Say how many labels of every georeferenced label file fall on no scene."""
+    if not all(is_georeferenced(s) for s in sources):
+        return
+    for p in dict.fromkeys(label_paths):
+        total, outside = count_outside(p, sources, field, layer)
+        if outside:
+            what = "features" if p.suffix.lower() in (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml") else "labelled pixels"
+            console.warn(f"{p.name}: {outside} of {total} {what} fall on no scene and are not used")
+
+
+def raw_bytes(sources: list[CubeSource]) -> int:
+    return sum(s.height * s.width * s.bands * 4 for s in sources)
