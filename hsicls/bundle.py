@@ -13,6 +13,7 @@ typed :class:`Bundle` (and its :class:`ModelSpec`), which checks every part on l
     training      {config (the effective train options), best_epoch, selection, val_oa, split, ...}
     split_masks   {train, val, test}: (H, W) bool tensors of the training scene
     temperature   confidence calibration (softmax(logits / T)); absent or None = not calibrated
+    bands         {count, wavelengths, fwhm, bad_bands} of the training scenes; absent = unknown
 
 Version 1 (before 2026-12) kept ``patch_size`` and ``padding`` in ``training`` too; they are
 read from ``model`` (a missing ``padding`` means reflect) and dropped from the training record.
@@ -66,6 +67,7 @@ class Bundle:
     training: dict[str, Any] = field(default_factory=dict)
     split_masks: dict[str, np.ndarray] = field(default_factory=dict)
     temperature: float | None = None
+    bands: dict | None = None  # {count, wavelengths, fwhm, bad_bands} of the training scenes (None: unknown)
     hsicls_version: str = __version__
     path: Path | None = None  # where it was loaded from (not stored)
 
@@ -102,6 +104,7 @@ class Bundle:
             "training": self.training,
             "split_masks": {k: torch.from_numpy(np.asarray(v, dtype=bool)) for k, v in self.split_masks.items()},
             "temperature": None if self.temperature is None else float(self.temperature),
+            "bands": self.bands,
         }
 
     def build_model(self) -> torch.nn.Module:
@@ -195,6 +198,7 @@ def _from_dict(raw: dict, path: Path) -> Bundle:
         training=training,
         split_masks=masks,
         temperature=None if temp is None else float(temp),
+        bands=raw.get("bands") if isinstance(raw.get("bands"), dict) else None,
         hsicls_version=str(raw.get("hsicls_version", "")),
         path=path,
     )

@@ -263,6 +263,28 @@ class CubeSource:
         read.close = ds.close  # type: ignore[attr-defined]
         return read
 
+    def select_bands(self, order: list[int]) -> CubeSource:
+        """The same cube with its bands taken in ``order`` (0-based indices of the bands read)."""
+        import dataclasses
+
+        pick = lambda xs: [xs[i] for i in order] if xs else xs
+        if self.array is not None:
+            return dataclasses.replace(
+                self,
+                array=np.ascontiguousarray(self.array[:, :, order]),
+                bands=len(order),
+                wavelengths=pick(self.wavelengths),
+                fwhm=pick(self.fwhm),
+            )
+        return dataclasses.replace(
+            self,
+            good=pick(self.good),
+            bands=len(order),
+            band_names=pick(self.band_names),
+            wavelengths=pick(self.wavelengths),
+            fwhm=pick(self.fwhm),
+        )
+
     def read(self) -> Scene:
         """The whole cube as a :class:`Scene` ``(H, W, B)`` float32."""
         if self.array is not None:

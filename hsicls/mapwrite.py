@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classtable import ClassTable, pam_xml, qgis_style
 from .fileutil import atomic_output
 
 UNKNOWN = "unknown"
@@ -77,16 +78,31 @@ def pixel_area(transform, crs) -> tuple[float, str]:
     return area, unit
 
 
-def write_class_metadata(dst, names, palette, dtype) -> None:
-    """Colour table (uint8 maps; it must precede the pixel data), class names as band tags."""
+def write_class_metadata(dst, table: ClassTable, dtype) -> None:
+    """Colour table keyed by class code (uint8 maps; it must precede the pixel data), class names as
+    band tags ``CLASS_<code>``; category names go to the ``.aux.xml`` (:func:`write_sidecars`)."""
     if dtype == "uint8":
         cmap = {0: (0, 0, 0, 0)}
-        for i, rgb in enumerate(palette, start=1):
-            cmap[i] = (int(rgb[0]), int(rgb[1]), int(rgb[2]), 255)
+        for c, rgb in zip(table.codes, table.colours):
+            cmap[int(c)] = (int(rgb[0]), int(rgb[1]), int(rgb[2]), 255)
         dst.write_colormap(1, cmap)
-    dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(names, start=1)})
-    dst.update_tags(CLASS_NAMES=";".join(names), SOFTWARE="hsicls")
+    dst.update_tags(1, **{f"CLASS_{c}": n for c, n in zip(table.codes, table.names)})
+    dst.update_tags(CLASS_NAMES=";".join(table.names), CLASS_CODES=";".join(map(str, table.codes)), SOFTWARE="hsicls")
     dst.set_band_description(1, "class")
+
+
+def sidecar_paths(map_path: Path) -> tuple[Path, Path]:
+    """``(<map>.aux.xml, <map stem>.qml)``: GDAL's category names and QGIS's style."""
+    map_path = Path(map_path)
+    return map_path.with_name(map_path.name + ".aux.xml"), map_path.with_suffix(".qml")
+
+
+def write_sidecars(map_path: Path, table: ClassTable) -> None:
+    """Category names for GDAL (``gdalinfo`` lists ``Categories:``) and a QGIS paletted style, next to the map."""
+    aux, qml = sidecar_paths(map_path)
+    for path, text in ((aux, pam_xml(table)), (qml, qgis_style(table))):
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 def to_cog(src: Path, dst: Path, resampling: str = "mode") -> None:
@@ -114,16 +130,15 @@ class MapWriter:
         w: int,
         crs,
         transform,
-        names: list[str],
-        palette,
+        table: ClassTable,
         n_classes: int,
         confidence_dtype: str = "float32",
         cog: bool = False,
         overwrite: bool = False,
     ):
         self.outputs, self.h, self.w, self.crs, self.transform = outputs, h, w, crs, transform
-        self.names, self.palette, self.k = names, palette, n_classes
-        self.dtype = "uint8" if len(names) <= 255 else "uint16"
+        self.table, self.names, self.k = table, table.names, n_classes
+        self.dtype = "uint8" if max(table.codes) <= 255 else "uint16"
         self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
         self.files: list[tuple[object, Path, Path, str]] = []  # (dataset, written, final tmp, resampling)
 
@@ -145,7 +160,7 @@ class MapWriter:
             self.map = self._open(
                 self.stack.enter_context(atomic_output(o.map, self.overwrite)), "mode", dtype=self.dtype, count=1, nodata=0
             )
-            write_class_metadata(self.map, self.names, self.palette, self.dtype)
+            write_class_metadata(self.map, self.table, self.dtype)
             self.conf = self.prob = None
             if o.confidence is not None:
                 cd = self.confidence_dtype
@@ -173,7 +188,7 @@ class MapWriter:
         return self
 
     def write(self, window, classes: np.ndarray, confidence: np.ndarray | None, probabilities: np.ndarray | None) -> None:
-        """``classes`` ``(h, w)`` (0 = nodata), ``confidence`` ``(h, w)`` in [0, 1] or NaN, ``probabilities`` ``(K, h, w)``."""
+        """``classes`` ``(h, w)`` class codes (0 = nodata), ``confidence`` ``(h, w)`` in [0, 1] or NaN, ``probabilities`` ``(K, h, w)``."""
         self.map.write(classes.astype(self.dtype), 1, window=window)
         if self.conf is not None:
             c = confidence
@@ -203,7 +218,7 @@ class MapWriter:
                 path.unlink(missing_ok=True)
 
 
-def write_preview(map_path: Path, png: Path, names: list[str], palette: list[tuple[int, int, int]], overwrite: bool) -> None:
+def write_preview(map_path: Path, png: Path, table: ClassTable, overwrite: bool) -> None:
     """A quicklook PNG of the map with a legend of class names and colours (matplotlib)."""
     import matplotlib
 
@@ -218,19 +233,17 @@ def write_preview(map_path: Path, png: Path, names: list[str], palette: list[tup
         data = ds.read(
             1, out_shape=(max(1, ds.height // step), max(1, ds.width // step)), resampling=rasterio.enums.Resampling.mode
         )
-    colours = [(0, 0, 0, 0)] + [(r / 255, g / 255, b / 255, 1) for r, g, b in palette]
+    top = max(table.codes)
+    colours = [(0, 0, 0, 0)] * (top + 1)
+    for c, (r, g, b) in zip(table.codes, table.colours):
+        colours[c] = (r / 255, g / 255, b / 255, 1)
     h, w = data.shape
     fig_w = 8.0
     fig, ax = plt.subplots(figsize=(fig_w + 3, max(3.0, fig_w * h / max(w, 1))))
-    ax.imshow(data, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, interpolation="nearest")
+    ax.imshow(data, cmap=ListedColormap(colours), vmin=0, vmax=top, interpolation="nearest")
     ax.set_axis_off()
-    ax.legend(
-        handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names, start=1)],
-        loc="center left",
-        bbox_to_anchor=(1.01, 0.5),
-        fontsize=8,
-        frameon=False,
-    )
+    handles = [Patch(color=colours[c], label=f"{c} {n}") for c, n in zip(table.codes, table.names)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_title(map_path.name, fontsize=9)
     fig.tight_layout()
     with atomic_output(png, overwrite) as tmp:

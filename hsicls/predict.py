@@ -31,15 +31,17 @@ import torch
 
 from . import console
 from .bundle import Bundle, load_bundle
+from .classtable import ClassTable, read_palette_file
 from .config import MapOptions
 from .errors import HsiclsError, InputError
 from .fileutil import check_output
 from .inference import Runner
 from .io import CubeSource, open_cube, valid_mask
-from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_preview
+from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_preview, write_sidecars
 from .models import get_entry
 from .patches import pad_sides
 from .runtime import tune_allocator
+from .scenesets import BandInfo, band_info, match_bands
 
 __all__ = ["MapOptions", "MapOutputs", "predict_map"]
 
@@ -112,8 +114,10 @@ def _check_inputs(scene_path: Path, model_path: Path, outputs: MapOutputs, overw
 
 def _open_scene(scene_path: Path, bundle: Bundle, key: str | None) -> CubeSource:
     source = open_cube(scene_path, key)
-    if source.bands != bundle.n_bands:
-        raise InputError(f"{scene_path}: has {source.bands} bands but the model {bundle.path.name} expects {bundle.n_bands}")
+    model_bands = BandInfo.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandInfo(bundle.n_bands)
+    order = match_bands(model_bands, band_info(source), scene_path, bundle.path)
+    if order is not None:
+        source = source.select_bands(order)
     patch = bundle.model.patch_size
     if source.height < patch or source.width < patch:
         raise InputError(f"{scene_path}: the scene is {source.height}x{source.width} px, smaller than one {patch}x{patch} patch")
@@ -181,25 +185,39 @@ def predict_map(
         console.warn(
             f"the {bundle.model.name} baseline outputs one-vs-one votes, not probabilities: its confidence is a softmax of votes"
         )
-    names, palette = list(bundle.class_names), [tuple(c) for c in bundle.palette]
-    if options.reject_below is not None:
-        names, palette = names + [UNKNOWN], palette + [UNKNOWN_COLOUR]
+    table = class_table(bundle, options)
     classify = _Classifier(bundle, runner, options, need_probs, outputs.probabilities is not None)
-    counts, classified = _run_windows(source, classify, outputs, names, palette, options, overwrite)
+    counts, classified = _run_windows(source, classify, outputs, table, options, overwrite)
+    write_sidecars(outputs.map, table)
     seconds = time.perf_counter() - t0
     if outputs.preview is not None:
-        write_preview(outputs.map, outputs.preview, names, palette, overwrite)
-    summary = _summary(source, outputs, names, counts, classified, seconds, runner, options)
+        write_preview(outputs.map, outputs.preview, table, overwrite)
+    summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
     return summary
 
 
-def _run_windows(source: CubeSource, classify: _Classifier, outputs: MapOutputs, names, palette, options: MapOptions, overwrite):
+def class_table(bundle: Bundle, options: MapOptions) -> ClassTable:
+    """The map's classes in the labels' own codes (``--palette`` may rename and recolour them); with
+    ``--reject-below`` an ``unknown`` class one code above the largest."""
+    table = ClassTable(list(bundle.class_values), list(bundle.class_names), [tuple(c) for c in bundle.palette])
+    if options.palette is not None:
+        table = table.override(read_palette_file(options.palette))
+    if options.reject_below is not None:
+        table = ClassTable(table.codes + [max(table.codes) + 1], table.names + [UNKNOWN], table.colours + [UNKNOWN_COLOUR])
+    return table
+
+
+def _run_windows(
+    source: CubeSource, classify: _Classifier, outputs: MapOutputs, table: ClassTable, options: MapOptions, overwrite
+):
     h, w = source.height, source.width
+    names = table.names
+    lut = np.array([0] + table.codes, np.uint16)  # class index (0 = nodata, 1..K, K+1 unknown) -> code
     counts = np.zeros(len(names) + 1, np.int64)
     classified = 0
     writer = MapWriter(
-        outputs, h, w, source.crs, source.transform, names, palette, classify.k, options.confidence_dtype, options.cog, overwrite
+        outputs, h, w, source.crs, source.transform, table, classify.k, options.confidence_dtype, options.cog, overwrite
     )
     from rasterio.windows import Window
 
@@ -208,7 +226,7 @@ def _run_windows(source: CubeSource, classify: _Classifier, outputs: MapOutputs,
         for inner, outer, raw in _prefetch(source, list(_windows(h, w, options.window)), classify.halo):
             cls, conf, probs, n = classify(raw, source.nodata, inner, outer)
             r0, r1, c0, c1 = inner
-            writer.write(Window(c0, r0, c1 - c0, r1 - r0), cls, conf, probs)
+            writer.write(Window(c0, r0, c1 - c0, r1 - r0), lut[cls], conf, probs)
             counts += np.bincount(cls.ravel(), minlength=len(names) + 1)[: len(names) + 1]
             classified += n
             if bar:
@@ -217,11 +235,17 @@ def _run_windows(source: CubeSource, classify: _Classifier, outputs: MapOutputs,
 
 
 def _summary(
-    source: CubeSource, outputs: MapOutputs, names, counts, classified, seconds, runner: Runner, options: MapOptions
+    source: CubeSource, outputs: MapOutputs, table: ClassTable, counts, classified, seconds, runner: Runner, options: MapOptions
 ) -> dict:
     h, w = source.height, source.width
+    names = table.names
     area, unit = pixel_area(source.transform, source.crs)
     summary = {
+        "scene": str(source.path),
+        "classes": {
+            str(c): {"name": n, "pixels": int(counts[i]), "area": float(counts[i] * area)}
+            for i, (c, n) in enumerate(zip(table.codes, names), start=1)
+        },
         "map": str(outputs.map),
         "pixels": int(h * w),
         "classified": int(classified),

@@ -137,3 +137,36 @@ def warn_outside(label_paths: list[Path], sources: list[CubeSource], field, laye
 
 def raw_bytes(sources: list[CubeSource]) -> int:
     return sum(s.height * s.width * s.bands * 4 for s in sources)
+
+
+def match_bands(model: BandInfo | None, scene: BandInfo, scene_path: Path, model_path: Path) -> list[int] | None:
+    """The scene's band order that gives the model's bands (None: already in order).
+
+    By wavelength when both sides have them: every model band takes the scene band nearest in
+    wavelength, within half the FWHM (1 nm without FWHM), and a permutation of the scene's bands
+    is applied; any model band without a partner is an error. Without wavelengths on one side the
+    band counts must agree, with a warning that the bands could not be checked."""
+    expected = model.count if model is not None else None
+    if model is None or model.wavelengths is None or scene.wavelengths is None:
+        if expected is not None and scene.count != expected:
+            raise InputError(f"{scene_path}: has {scene.count} bands but the model {model_path.name} expects {expected}")
+        if model is not None:
+            side = "the model" if model.wavelengths is None else f"{scene_path.name}"
+            console.warn(
+                f"{side} records no band wavelengths: {scene_path.name}'s bands are matched by count only ({scene.count})"
+            )
+        return None
+    mw, sw = np.asarray(model.wavelengths, float), np.asarray(scene.wavelengths, float)
+    tol = tolerance(model, BandInfo(model.count, None, scene.fwhm if scene.fwhm and len(scene.fwhm) == scene.count else None))
+    order = np.abs(sw[None, :] - mw[:, None]).argmin(axis=1)
+    miss = np.flatnonzero(np.abs(sw[order] - mw) > tol)
+    if miss.size or len(set(order.tolist())) != len(order):
+        i = int(miss[0]) if miss.size else 0
+        raise InputError(
+            f"{scene_path}: its bands do not match the model {model_path.name}'s: no band at {mw[i]:g} nm "
+            f"(nearest {sw[order[i]]:g} nm; {max(miss.size, 1)} of {model.count} bands unmatched)"
+        )
+    if np.array_equal(order, np.arange(len(order))) and scene.count == model.count:
+        return None
+    console.info(f"{scene_path.name}: bands reordered by wavelength to the model's order")
+    return order.tolist()

@@ -248,6 +248,7 @@ def _write_bundle(
         **prep.preprocessing_record(),
         "source": prep.meta.get("source", ""),
         "prepared": str(prepared_path),
+        "scenes": [{"name": sc.name, "height": sc.height, "width": sc.width} for sc in prep.scenes],
         "train_pixels": int(prep.train.sum()),
         "val_pixels": int(prep.val.sum()),
     }
@@ -260,6 +261,7 @@ def _write_bundle(
         palette=prep.palette,
         training=training,
         split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
+        bands=prep.meta.get("bands"),
     )
     with atomic_output(output, overwrite) as tmp:
         save_bundle(tmp, bundle)

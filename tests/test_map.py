@@ -55,7 +55,9 @@ def test_confidence_probabilities_reject_preview(bundle, tiny_scene, tmp_path):
     with rasterio.open(out) as m, rasterio.open(conf) as c, rasterio.open(prob) as p:
         classes, confidence, probs = m.read(1), c.read(1), p.read()
         names = m.tags()["CLASS_NAMES"].split(";")
-        unknown = names.index("unknown") + 1
+        codes = [int(c) for c in m.tags()["CLASS_CODES"].split(";")]
+        unknown = codes[names.index("unknown")]
+        assert unknown == max(codes[:-1]) + 1
         assert m.tags(1)[f"CLASS_{unknown}"] == "unknown"
         assert tuple(m.colormap(1)[unknown][:3]) == (128, 128, 128)
         assert c.crs == m.crs and p.count == len(names) - 1
