@@ -192,30 +192,45 @@ def predict_map(
     *,
     opts,
     given,
-    scene: Path = typer.Argument(
-        ..., help="Scene to classify (same bands as the training scene): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."
+    scene: list[Path] = typer.Argument(
+        ..., help="Scene(s) to classify (same bands as the training scenes): GeoTIFF/ENVI/any GDAL raster, .mat, .npy."
     ),
     bundle: Path | None = Bundle,
     bundle_alias: Path | None = typer.Option(None, "--model", hidden=True),
-    output: Path = typer.Option(..., "--output", "-o", help="Output class-map GeoTIFF."),
-    confidence: Path | None = typer.Option(None, "--confidence", help="Also write the maximum softmax probability per pixel."),
-    probabilities: Path | None = typer.Option(
-        None, "--probabilities", help="Also write one probability band per class (float32)."
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output class-map GeoTIFF (one scene; '{stem}' is replaced by the scene's file stem)."
     ),
-    preview: Path | None = typer.Option(None, "--preview", help="Also write a PNG quicklook with a legend."),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out-dir",
+        help="Write one map per scene, DIR/<stem>_map.tif (scenes whose map exists are skipped unless --overwrite).",
+    ),
+    confidence: Path | None = typer.Option(
+        None, "--confidence", help="Also write the maximum softmax probability per pixel (several scenes: a name with '{stem}')."
+    ),
+    probabilities: Path | None = typer.Option(
+        None, "--probabilities", help="Also write one probability band per class, float32 (several scenes: a name with '{stem}')."
+    ),
+    preview: Path | None = typer.Option(
+        None, "--preview", help="Also write a PNG quicklook with a legend (several scenes: a name with '{stem}')."
+    ),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
-    """Classify every pixel of a scene; write a georeferenced class-map GeoTIFF with a colour table."""
-    from .predict import MapOutputs
-    from .predict import predict_map as run
+    """Classify every pixel of one or several scenes; write georeferenced class-map GeoTIFFs in the labels' own codes."""
+    from .predict import MapOutputs, predict_maps
 
     bundle = bundle or bundle_alias
     if bundle is None:
         raise OptionError("predict-map needs the model bundle: -m/--bundle FILE")
-    summary = run(scene, bundle, MapOutputs(output, confidence, probabilities, preview), opts, overwrite=overwrite)
+    if (output is None) == (out_dir is None):
+        raise OptionError("give the map's name with -o/--output, or --out-dir DIR (one map per scene)")
+    template = MapOutputs(output if output is not None else out_dir / "{stem}_map.tif", confidence, probabilities, preview)
+    summary = predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=out_dir is not None or len(scene) > 1)
     if as_json:
         _print_json(summary)
+    if isinstance(summary, dict) and summary.get("failed"):
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -83,6 +83,8 @@ def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: Evalua
         "model_name": bundle.model.name,
         "prepared": str(prepared_path),
         "class_names": list(prep.class_names),
+        "class_values": [int(v) for v in prep.class_values],  # the labels' own codes of classes 1..K
+        "scenes": [sc.name for sc in prep.scenes],
         "test_pixels": n_test,
         "train_pixels_per_class": np.bincount(prep.labels[prep.train], minlength=prep.n_classes + 1)[1:].astype(int).tolist(),
         "split": prep.meta.get("split", {}),

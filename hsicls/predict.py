@@ -43,7 +43,7 @@ from .patches import pad_sides
 from .runtime import tune_allocator
 from .scenesets import BandInfo, band_info, match_bands
 
-__all__ = ["MapOptions", "MapOutputs", "predict_map"]
+__all__ = ["MapOptions", "MapOutputs", "predict_map", "predict_maps"]
 
 
 def _windows(h: int, w: int, size: int):
@@ -264,3 +264,50 @@ def _summary(
     if options.reject_below is not None:
         summary["rejected"] = int(counts[len(names)])
     return summary
+
+
+def _outputs_for(template: MapOutputs, stem: str, many: bool) -> MapOutputs:
+    def one(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        if many and "{stem}" not in str(p):
+            raise HsiclsError(f"{p}: with several scenes every output name needs '{{stem}}' (e.g. maps/{{stem}}_conf.tif)")
+        return Path(str(p).replace("{stem}", stem))
+
+    return MapOutputs(one(template.map), one(template.confidence), one(template.probabilities), one(template.preview))
+
+
+def predict_maps(
+    scenes: list,
+    model_path,
+    template: MapOutputs,
+    options: MapOptions = MapOptions(),
+    overwrite: bool = False,
+    many: bool = False,
+):
+    """One map per scene (``{stem}`` in the output names is the scene's file stem). With one scene and
+    ``many`` False this is :func:`predict_map`. Otherwise a scene whose map exists is skipped unless
+    ``overwrite``, a failing scene is reported and the others go on; returns ``{"maps", "skipped", "failed"}``."""
+    scenes = [Path(p) for p in scenes]
+    if not many:
+        return predict_map(scenes[0], model_path, _outputs_for(template, scenes[0].stem, False), options, overwrite)
+    options.validate()
+    stems = [p.stem for p in scenes]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise HsiclsError(f"scenes need distinct file stems for their map names: {', '.join(dup)} given twice")
+    out = {"maps": [], "skipped": [], "failed": []}
+    for p in scenes:
+        outputs = _outputs_for(template, p.stem, True)
+        if outputs.map.exists() and not overwrite:
+            console.info(f"{p.name}: {outputs.map} exists; skipped (--overwrite to redo)")
+            out["skipped"].append(str(p))
+            continue
+        try:
+            out["maps"].append(predict_map(p, model_path, outputs, options, overwrite))
+        except HsiclsError as exc:
+            console.error(f"{p.name}: {exc}")
+            out["failed"].append({"scene": str(p), "error": str(exc)})
+    done = len(out["maps"])
+    console.info(f"{done} maps written, {len(out['skipped'])} skipped, {len(out['failed'])} failed")
+    return out

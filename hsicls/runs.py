@@ -9,7 +9,6 @@ the output; the summary goes to ``<stem>_runs.json``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from . import console
 from .errors import HsiclsError
 from .evaluate import evaluate
+from .fileutil import atomic_output, json_safe
 from .prepared import load_prepared
 from .preprocess import PreprocessOptions, preprocess
 from .train import TrainOptions, train
@@ -56,12 +56,15 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
     for p in [summary_path, *(f for pair in files for f in pair)]:
         check_output(p, overwrite)
     reports = []
+    sources = base.meta.get("sources") or [base.meta["source"]]
+    by_group = rec.get("split") == "group"
     for i in range(runs):
         seed = options.seed + i
         prep_i, model_i = files[i]
-        popts = PreprocessOptions(**{**rec, "seed": seed})
-        console.info(f"run {i + 1}/{runs}: seed {seed}")
-        preprocess(base.meta["source"], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
+        # a group split runs its K folds (same grouping, fold i held out); other splits draw their own split per seed
+        popts = PreprocessOptions(**{**rec, "fold": i, "folds": runs}) if by_group else PreprocessOptions(**{**rec, "seed": seed})
+        console.info(f"run {i + 1}/{runs}: " + (f"fold {i} of {runs}, seed {seed}" if by_group else f"seed {seed}"))
+        preprocess([Path(p) for p in sources], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
         train(prep_i, model_i, replace(options, seed=seed), overwrite=overwrite)
         rep = evaluate(model_i, prep_i, device=options.device)
         rep.pop("split_masks", None)
@@ -70,16 +73,15 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
         "model": options.model,
         "runs": runs,
         "seeds": [options.seed + i for i in range(runs)],
+        "protocol": f"{runs}-fold cross-validation by {rec.get('group_by')}" if by_group else f"{runs} seeds, own split each",
         "split": {k: v for k, v in base.meta.get("split", {}).items() if k != "seed"},
         **base.preprocessing_record(),
         "class_names": base.class_names,
         **summarize(reports),
         "reports": reports,
     }
-    path = summary_path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    with atomic_output(summary_path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(json_safe(summary), indent=2))
     return summary
 
 
@@ -89,7 +91,7 @@ def render_summary(s: dict) -> None:
     desc = s["split"].get("description", s["split"].get("protocol", "?"))
     table = Table(
         title=f"{s['model']}: mean ± std over {s['runs']} runs (seeds {s['seeds'][0]}-{s['seeds'][-1]}, "
-        f"own split each; {desc.split(', seed')[0]}; preprocessing fitted on {s['fit_on']})"
+        f"{s.get('protocol', 'own split each')}; {desc.split(', seed')[0]}; preprocessing fitted on {s['fit_on']})"
     )
     table.add_column("")
     table.add_column("mean ± std %", justify="right")
