@@ -59,7 +59,7 @@ def model_info(name: str, bands: int, patch: int, classes: int, options: dict | 
         "params": count_params(model),
         "components": params_per_child(model),
     }
-    if entry.kind == "deep":
+    if not entry.fitted:
         info.update(count_flops(model, bands, patch))
         if any(hasattr(m, "reparameterize") for m in model.modules()):
             info["inference_macs"] = count_flops(model, bands, patch, reparameterized=True)["macs"]
