@@ -66,15 +66,25 @@ def indian_runs(args, tmp: Path) -> dict:
 
 
 def one_run(args, prep: Path, tmp: Path, model: str, patch: int, seed: int) -> dict:
-    opts = TrainOptions(model=model, epochs=args.epochs, patch_size=patch, seed=seed, device=args.device,
-                        augment=args.augment, ema=args.ema)
+    opts = TrainOptions(
+        model=model, epochs=args.epochs, patch_size=patch, seed=seed, device=args.device, augment=args.augment, ema=args.ema
+    )
     bundle = tmp / f"{prep.stem}_{model}.pt"
     t0 = time.perf_counter()
     res = train(prep, bundle, opts, overwrite=True)
     rep = evaluate(bundle, prep, device=args.device)
-    row = {"oa": rep["oa"], "aa": rep["aa"], "kappa": rep["kappa"], "best_epoch": res.best_epoch, "val_oa": res.val_oa,
-           "seconds": time.perf_counter() - t0, "split": rep["split"]["description"]}
-    print(f"{prep.stem} {model}: OA {rep['oa']:.4f} AA {rep['aa']:.4f} kappa {rep['kappa']:.4f} (val OA {res.val_oa})", flush=True)
+    row = {
+        "oa": rep["oa"],
+        "aa": rep["aa"],
+        "kappa": rep["kappa"],
+        "best_epoch": res.best_epoch,
+        "val_oa": res.val_oa,
+        "seconds": time.perf_counter() - t0,
+        "split": rep["split"]["description"],
+    }
+    print(
+        f"{prep.stem} {model}: OA {rep['oa']:.4f} AA {rep['aa']:.4f} kappa {rep['kappa']:.4f} (val OA {res.val_oa})", flush=True
+    )
     return row
 
 
@@ -112,7 +122,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     if "enmap" in results:
-        print(table(f"EnMAP Potsdam, {args.folds}-fold hold-out by tile, {args.patch}x{args.patch} patches, {args.epochs} epochs", results["enmap"]))
+        print(
+            table(
+                f"EnMAP Potsdam, {args.folds}-fold hold-out by tile, {args.patch}x{args.patch} patches, {args.epochs} epochs",
+                results["enmap"],
+            )
+        )
     if "indian" in results:
         print(table(f"Indian Pines, disjoint split, seeds 0-{args.folds - 1}, {args.epochs} epochs", results["indian"]))
     print(f"wrote {out}")

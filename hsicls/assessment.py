@@ -95,6 +95,8 @@ def assess(
     names = [str(c) for c in codes] if names is None else [str(s) for s in names]
     if len(codes) != q or len(names) != q:
         raise ValueError(f"codes ({len(codes)}) and names ({len(names)}) must both have q = {q} entries")
+    if len(set(codes)) != q:  # the per-class blocks are keyed by code: a repeated code would silently drop a class
+        raise ValueError(f"codes must be distinct, got {codes}")
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, not {sampling!r}")
     mapped = None if mapped_pixels is None else _check_mapped(mapped_pixels, q)

@@ -15,7 +15,7 @@ import typer
 
 from . import __version__, console
 from .cliargs import options_command
-from .config import EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
+from .config import AssessOptions, EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
 from .errors import HsiclsError, OptionError
 
 app = typer.Typer(
@@ -161,13 +161,15 @@ def evaluate(
     report_prefix: Path | None = typer.Option(
         None, "--report", help="Write PREFIX.json (with the split masks), PREFIX.csv and PREFIX.md."
     ),
-    plot: Path | None = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the confusion matrix as a PNG, and the reliability diagram beside it (STEM_reliability.png)."
+    ),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
-    """OA, AA, kappa, per-class accuracy and confusion matrix on the test split."""
+    """OA, AA, kappa, per-class accuracy (UA, PA, F1 with 95 % intervals), confusion matrix and calibration error on the test split."""
     from .evaluate import evaluate as run
-    from .evaluate import plot_confusion, render_report, write_report_files
+    from .evaluate import plot_confusion, plot_reliability, reliability_path, render_report, write_report_files
     from .fileutil import check_output
 
     if report_prefix is not None:
@@ -175,6 +177,7 @@ def evaluate(
             check_output(report_prefix.with_name(report_prefix.name + suffix), overwrite)
     if plot is not None:
         check_output(plot, overwrite)
+        check_output(reliability_path(plot), overwrite)
     report = run(model, prepared, opts)
     render_report(report)
     if report_prefix is not None:
@@ -182,7 +185,8 @@ def evaluate(
             console.info(f"wrote {p}")
     if plot is not None:
         plot_confusion(report, plot, overwrite)
-        console.info(f"wrote {plot}")
+        plot_reliability(report, reliability_path(plot), overwrite)
+        console.info(f"wrote {plot} and {reliability_path(plot)}")
     if as_json:  # the split masks (pixel indices) go to --report files only
         _print_json({k: v for k, v in report.items() if k != "split_masks"})
 
@@ -206,7 +210,9 @@ def predict_map(
         help="Write one map per scene, DIR/<stem>_map.tif (scenes whose map exists are skipped unless --overwrite).",
     ),
     confidence: Path | None = typer.Option(
-        None, "--confidence", help="Also write the maximum softmax probability per pixel (several scenes: a name with '{stem}')."
+        None,
+        "--confidence",
+        help="Also write the maximum class probability per pixel, calibrated with the bundle's temperature (several scenes: a name with '{stem}').",
     ),
     probabilities: Path | None = typer.Option(
         None, "--probabilities", help="Also write one probability band per class, float32 (several scenes: a name with '{stem}')."
@@ -231,6 +237,35 @@ def predict_map(
         _print_json(summary)
     if isinstance(summary, dict) and summary.get("failed"):
         raise typer.Exit(code=1)
+
+
+@options_command(app, "assess", AssessOptions, section="assess", wrap=handle_errors)
+def assess(
+    *,
+    opts,
+    given,
+    map: Path = typer.Argument(..., help="Single-band class map (hsicls's or any GDAL raster; its nodata respected)."),
+    reference: Path = typer.Option(
+        ..., "--reference", "-r", help="Reference labels: a raster on any grid, or points/polygons in a vector file in any CRS."
+    ),
+    report_prefix: Path | None = typer.Option(None, "--report", help="Write PREFIX.json, PREFIX.csv and PREFIX.md."),
+    as_json: bool = Json,
+    overwrite: bool = Overwrite,
+) -> None:
+    """Error matrix, user's/producer's accuracy and F1 with 95 % intervals, and area-adjusted class areas (Olofsson et al. 2014)."""
+    from .assess import assess_map, render_assessment, report_paths, write_assessment_files
+    from .fileutil import check_output
+
+    if report_prefix is not None:
+        for p in report_paths(report_prefix):
+            check_output(p, overwrite)
+    result = assess_map(map, reference, opts)
+    render_assessment(result)
+    if report_prefix is not None:
+        for p in write_assessment_files(result, report_prefix, overwrite):
+            console.info(f"wrote {p}")
+    if as_json:
+        _print_json(result)
 
 
 @app.command()

@@ -19,6 +19,8 @@ FitOn = Literal["all", "train"]
 Schedule = Literal["constant", "cosine", "step"]
 Padding = Literal["reflect", "zero"]
 ConfidenceDtype = Literal["float32", "uint8"]
+Sampling = Literal["stratified", "random"]
+AreaUnit = Literal["auto", "pixels", "m2", "ha", "km2"]
 
 
 @dataclass
@@ -145,6 +147,29 @@ class MapOptions(Options):
     confidence_dtype: ConfidenceDtype = opt("float32", "Confidence raster: float32, or uint8 (1-255 for 0-1, 0 = nodata).")
     reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)
     palette: str | None = opt(None, "Class colours and names: JSON {code: {color, name}}, a GDAL .clr or a QGIS .qml file.")
+
+
+@dataclass
+class AssessOptions(Options):
+    """``hsicls assess``: how the reference is read, how classes are merged, which estimator."""
+
+    reference_field: str | None = opt(
+        None, "Class attribute of a vector reference: text = class names, whole numbers = class codes (0 = unlabelled)."
+    )
+    reference_layer: str | None = opt(None, "Layer of a vector reference with several (e.g. a GeoPackage).")
+    class_map: dict[str, str] = opt(
+        {},
+        "Merge classes before scoring: SOURCES=TARGET, SOURCES comma-separated codes (digits) or names of map classes "
+        "(prefix 'ref:' for reference classes), TARGET the merged class's name or code; e.g. '1,2=impervious' (repeatable).",
+        flags=("--class-map",),
+        repeat=True,
+        metavar="SOURCES=TARGET",
+    )
+    sampling: Sampling = opt(
+        "stratified",
+        "Design of the reference sample: stratified by map class (Olofsson et al. 2014, Eq. 2-10) or simple random.",
+    )
+    area_unit: AreaUnit = opt("auto", "Unit of the adjusted areas (auto: ha for a map in metres, else the CRS unit²).")
 
 
 @dataclass

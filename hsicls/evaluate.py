@@ -1,6 +1,9 @@
 """Stage ``evaluate``: model bundle + prepared HDF5 -> OA, AA, kappa, per-class accuracy, confusion matrix.
 
-Scores the test split only. The bundle must match the prepared file: same classes, same
+Scores the test split only. Per class it also reports the user's and producer's accuracy and F1 with
+95 % intervals (:func:`hsicls.assessment.assess` on the test pixels, a simple random sample of the
+labelled pixels), and the expected calibration error of the confidences before and after the
+bundle's temperature (:mod:`hsicls.calibration`). The bundle must match the prepared file: same classes, same
 preprocessing (bands and PCA), otherwise the numbers would be meaningless and it is an error.
 """
 
@@ -69,10 +72,33 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=runner.device)
-    pred = runner.classes(model, padded, as_t(prep.padded_rows(rows, patch)), as_t(cols), patch).cpu().numpy()
-    report = classification_report(prep.labels[rows, cols] - 1, pred, prep.n_classes)
+    logits = runner.all_logits(model, padded, as_t(prep.padded_rows(rows, patch)), as_t(cols), patch).cpu()
+    truth = prep.labels[rows, cols] - 1
+    report = classification_report(truth, logits.argmax(1).numpy(), prep.n_classes)
+    report["classes"] = class_table(report["confusion_matrix"], bundle.class_values, bundle.class_names)
+    report["calibration"] = _calibration(bundle, logits, truth)
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report
+
+
+def class_table(confusion: list[list[int]], codes: list[int], names: list[str]) -> dict:
+    """Per class (keyed by label code): user's and producer's accuracy, F1, their 95 % half-widths, from the test
+    confusion matrix (rows = true class; :func:`hsicls.assessment.assess` takes rows = predicted (map) class)."""
+    from .assessment import assess
+
+    return assess(np.asarray(confusion).T, codes=list(codes), names=list(names))["classes"]
+
+
+def _calibration(bundle: Bundle, logits: torch.Tensor, truth: np.ndarray) -> dict:
+    """ECE (15 bins) and NLL of the test pixels before and after the bundle's temperature; why it is absent if so."""
+    from .calibration import calibration_report
+
+    rep = calibration_report(logits, torch.as_tensor(truth, dtype=torch.long), bundle.temperature)
+    if bundle.temperature is None:
+        rep["skipped"] = (bundle.training.get("calibration") or {}).get(
+            "skipped", "the bundle has no temperature (trained before calibration existed)"
+        )
+    return rep
 
 
 def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: EvaluateOptions, n_test: int) -> dict:
@@ -106,6 +132,50 @@ def _split_line(report: dict) -> str:
     return split.get("description") or f"{split.get('protocol', '?')} split, seed {split.get('seed', '?')}"
 
 
+def _pct(v: float | None, ci: float | None = None) -> str:
+    """``v`` in percent with 2 decimals (and ``± ci`` when given), ``-`` when undefined."""
+    if v is None:
+        return "-"
+    return f"{100 * v:.2f}" + ("" if ci is None else f" ± {100 * ci:.2f}")
+
+
+def _class_rows(report: dict) -> list[tuple[str, ...]]:
+    """Per class: name, train px, test px, accuracy (= PA) ± 95 % CI, UA ± 95 % CI, F1 (all as text, in percent)."""
+    table = list((report.get("classes") or {}).values())
+    rows = []
+    for i, (name, ntr, sup, acc) in enumerate(
+        zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"])
+    ):
+        c = table[i] if i < len(table) else {}
+        rows.append(
+            (
+                str(name),
+                str(ntr),
+                str(sup),
+                _pct(acc, c.get("producers_accuracy_ci95")),
+                _pct(c.get("users_accuracy"), c.get("users_accuracy_ci95")),
+                _pct(c.get("f1")),
+            )
+        )
+    return rows
+
+
+def calibration_line(report: dict) -> str:
+    """One sentence on the confidences: ECE (15 bins) before and after the temperature, or why there is none."""
+    cal = report.get("calibration")
+    if not cal:
+        return ""
+    before = f"expected calibration error ({cal['bins']} bins) on the test split {cal['ece_before']:.4f}"
+    if cal.get("temperature") is None:
+        return f"Confidence calibration skipped ({cal.get('skipped', 'no temperature')}); {before} (uncalibrated)."
+    return (
+        f"Temperature {cal['temperature']:.3f} (fitted on the validation split): {before} before, {cal['ece_after']:.4f} after."
+    )
+
+
+CLASS_COLUMNS = ("class", "train px", "test px", "PA (accuracy) % ± 95% CI", "UA % ± 95% CI", "F1 %")
+
+
 def report_markdown(report: dict) -> str:
     """The report as a Markdown table, with the protocol named above it."""
     lines = [
@@ -114,15 +184,15 @@ def report_markdown(report: dict) -> str:
         f"(epoch {report.get('best_epoch')}{', EMA of the weights, decay ' + str(report['ema']) if report.get('ema') else ''}); "
         f"model seed {report.get('model_seed')}.",
         "",
-        "| class | train px | test px | accuracy % |",
-        "|---|---|---|---|",
+        "| " + " | ".join(CLASS_COLUMNS) + " |",
+        "|---" * len(CLASS_COLUMNS) + "|",
     ]
-    for name, ntr, sup, acc in zip(
-        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
-    ):
-        lines.append(f"| {name} | {ntr} | {sup} | {'-' if acc is None else f'{100 * acc:.2f}'} |")
+    lines += ["| " + " | ".join(row) + " |" for row in _class_rows(report)]
     for k, label in (("oa", "OA"), ("aa", "AA"), ("kappa", "kappa")):
-        lines.append(f"| **{label}** | | | {100 * report[k]:.2f} |")
+        lines.append(f"| **{label}** | | | {100 * report[k]:.2f} | | |")
+    lines += ["", "PA = producer's accuracy (recall), UA = user's accuracy (precision); intervals: 1.96 standard errors."]
+    if calibration_line(report):
+        lines += ["", calibration_line(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -133,11 +203,15 @@ def report_csv(report: dict) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["class", "train_pixels", "test_pixels", "accuracy"])
-    for name, ntr, sup, acc in zip(
-        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
+    extra = ("producers_accuracy_ci95", "users_accuracy", "users_accuracy_ci95", "f1")
+    w.writerow(["class", "train_pixels", "test_pixels", "accuracy", *extra])
+    table = list((report.get("classes") or {}).values())
+    for i, (name, ntr, sup, acc) in enumerate(
+        zip(report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"])
     ):
-        w.writerow([name, ntr, sup, "" if acc is None else f"{acc:.6f}"])
+        c = table[i] if i < len(table) else {}
+        more = ["" if c.get(k) is None else f"{c[k]:.6f}" for k in extra]
+        w.writerow([name, ntr, sup, "" if acc is None else f"{acc:.6f}", *more])
     for k in ("oa", "aa", "kappa"):
         w.writerow([k.upper() if k != "kappa" else "kappa", "", "", f"{report[k]:.6f}"])
     w.writerow([])
@@ -164,6 +238,20 @@ def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path
             tmp.write_text(text)
         out.append(path)
     return out
+
+
+def reliability_path(plot: Path) -> Path:
+    """Where ``--plot cm.png`` puts the reliability diagram: ``cm_reliability.png`` beside it."""
+    return plot.with_name(plot.stem + "_reliability.png")
+
+
+def plot_reliability(report: dict, path: Path, overwrite: bool) -> None:
+    """The reliability diagram of the test split (before and after the temperature) as a PNG."""
+    from .calibration import plot_reliability as plot
+
+    cal = report["calibration"]
+    how = "uncalibrated (no temperature)" if cal.get("temperature") is None else "before and after temperature scaling"
+    plot(cal, path, overwrite, title=f"{report['model_name']}, test split ({report['test_pixels']} px):\nreliability {how}")
 
 
 def plot_confusion(report: dict, path: Path, overwrite: bool) -> None:
@@ -217,16 +305,14 @@ def render_report(report: dict) -> None:
         title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {_split_line(report)}; "
         f"preprocessing fitted on {report.get('fit_on')} pixels; selection: {report.get('selection')})"
     )
-    table.add_column("class")
-    table.add_column("train px", justify="right")
-    table.add_column("test px", justify="right")
-    table.add_column("accuracy", justify="right")
-    for name, ntr, sup, acc in zip(
-        report["class_names"], report["train_pixels_per_class"], report["support"], report["per_class"]
-    ):
-        table.add_row(name, str(ntr), str(sup), "-" if acc is None else f"{100 * acc:.2f}")
+    for i, col in enumerate(CLASS_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in _class_rows(report):
+        table.add_row(*row)
     table.add_section()
-    table.add_row("OA", "", "", f"{100 * report['oa']:.2f}")
-    table.add_row("AA", "", "", f"{100 * report['aa']:.2f}")
-    table.add_row("kappa", "", "", f"{100 * report['kappa']:.2f}")
+    table.add_row("OA", "", "", f"{100 * report['oa']:.2f}", "", "")
+    table.add_row("AA", "", "", f"{100 * report['aa']:.2f}", "", "")
+    table.add_row("kappa", "", "", f"{100 * report['kappa']:.2f}", "", "")
     console.err_console().print(table)
+    if calibration_line(report):
+        console.info(calibration_line(report))

@@ -45,6 +45,11 @@ class Runner:
                 out = model(gather_patches(padded, rows[sl], cols[sl], patch_size))
             yield sl, out.float()
 
+    def all_logits(self, model, padded, rows, cols, patch_size) -> torch.Tensor:
+        """Logits ``(N, K)`` float32 of every pixel ``(rows, cols)``, on the device."""
+        parts = [logits for _, logits in self.logits(model, padded, rows, cols, patch_size)]
+        return torch.cat(parts) if parts else torch.zeros(0, 0, device=padded.device)
+
     def classes(self, model, padded, rows, cols, patch_size) -> torch.Tensor:
         """0-based class index ``(N,)`` of every pixel ``(rows, cols)``."""
         out = torch.empty(rows.shape[0], dtype=torch.long, device=padded.device)

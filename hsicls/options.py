@@ -218,7 +218,7 @@ def read_config(path: Path, section: str) -> dict[str, Any]:
     return table
 
 
-_COMMANDS = {"preprocess", "train", "evaluate", "predict-map"}
+_COMMANDS = {"preprocess", "train", "evaluate", "predict-map", "assess"}
 
 
 def _toml_value(v: Any) -> str:

@@ -15,8 +15,10 @@ about ``(window + P)^2 x (B + C) x 4`` bytes for the raw and reduced window, plu
 (``batch_size x C x P^2 x 4`` bytes of patches and roughly 20x that in activations).
 
 Pixels that are NaN/inf in any band, equal to nodata in every band, or zero in every band get
-class 0 (nodata). ``reject_below`` gives the reserved class ``K + 1`` ("unknown") to pixels
-whose maximum softmax probability is below the threshold.
+class 0 (nodata). Confidences and probabilities are ``softmax(logits / T)`` with the bundle's
+temperature ``T`` (fitted on the validation split after training; 1 for bundles without one), so
+they are calibrated; ``reject_below`` gives the reserved class ``K + 1`` ("unknown") to pixels
+whose maximum probability is below the threshold.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class _Classifier:
         self.model = bundle.build_model().to(runner.device)
         self.patch, self.halo, self.k = bundle.model.patch_size, bundle.model.patch_size // 2, bundle.n_classes
         self.need_probs, self.want_probs = need_probs, want_probs
+        self.temperature = 1.0 if bundle.temperature is None else float(bundle.temperature)
 
     def __call__(self, raw: np.ndarray, nodata, inner_box, outer_box):
         """``raw`` ``(R1-R0, C1-C0, B)`` of the window with its halo -> classes, confidence, probabilities of the window."""
@@ -154,7 +157,7 @@ class _Classifier:
         for sl, logits in self.runner.logits(self.model, x, rr, cc, self.patch):
             cls[rows[sl], cols[sl]] = logits.argmax(1).cpu().numpy() + 1
             if self.need_probs:
-                p = torch.softmax(logits, 1)
+                p = torch.softmax(logits / self.temperature, 1)  # calibrated (hsicls.calibration)
                 conf[rows[sl], cols[sl]] = p.max(1).values.cpu().numpy()
                 if probs is not None:
                     probs[:, rows[sl], cols[sl]] = p.cpu().numpy().T
@@ -181,20 +184,32 @@ def predict_map(
     source = _open_scene(scene_path, bundle, options.key)
     runner = Runner.resolve(options.device, options.precision, options.batch_size)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
-    if need_probs and not get_entry(bundle.model.name).probabilistic:
-        console.warn(
-            f"the {bundle.model.name} baseline outputs one-vs-one votes, not probabilities: its confidence is a softmax of votes"
-        )
     table = class_table(bundle, options)
     classify = _Classifier(bundle, runner, options, need_probs, outputs.probabilities is not None)
+    if need_probs:
+        _warn_about_confidence(bundle, classify.model)
     counts, classified = _run_windows(source, classify, outputs, table, options, overwrite)
     write_sidecars(outputs.map, table)
     seconds = time.perf_counter() - t0
     if outputs.preview is not None:
         write_preview(outputs.map, outputs.preview, table, overwrite)
     summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
+    summary["temperature"] = bundle.temperature
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
     return summary
+
+
+def _warn_about_confidence(bundle: Bundle, model: torch.nn.Module) -> None:
+    """Say when confidences are not probabilities (old SVM bundles: votes) or not calibrated (no temperature)."""
+    if not (get_entry(bundle.model.name).probabilistic and getattr(model, "probabilistic", True)):
+        console.warn(
+            f"this {bundle.model.name} bundle outputs one-vs-one votes, not probabilities (trained before Platt scaling): "
+            "its confidence is a softmax of votes; retrain it for probabilities"
+        )
+    elif bundle.temperature is None:
+        console.info(
+            "the bundle has no temperature (no validation split, or trained before calibration): confidences are uncalibrated"
+        )
 
 
 def class_table(bundle: Bundle, options: MapOptions) -> ClassTable:

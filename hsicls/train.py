@@ -4,7 +4,9 @@ Checks the options and the prepared file, then either fits a classic model (regi
 with ``fit``: svm, rf) on the centre pixels, or runs a :class:`~hsicls.training.TrainingRun`
 epoch by epoch with a checkpoint after each (``<output>.ckpt``, removed on success; ``--resume``
 continues from it to the same weights). The bundle keeps the epoch with the best validation OA,
-or the final epoch when there is no validation split. The test split is never looked at.
+or the final epoch when there is no validation split; a temperature is then fitted on the
+validation split (:func:`hsicls.calibration.calibrate_bundle`) and kept in the bundle. The test
+split is never looked at.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from . import console
 from .bundle import Bundle, ModelSpec, save_bundle
+from .calibration import calibrate_bundle
 from .config import TrainOptions
 from .errors import HsiclsError
 from .fileutil import atomic_output, check_output
@@ -263,6 +266,8 @@ def _write_bundle(
         split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
         bands=prep.meta.get("bands"),
     )
+    device = "cpu" if get_entry(options.model).fitted else options.device
+    calibrate_bundle(bundle, prep, device, options.precision, log=console.info)
     with atomic_output(output, overwrite) as tmp:
         save_bundle(tmp, bundle)
 

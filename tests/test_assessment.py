@@ -295,3 +295,5 @@ def test_validation() -> None:
         assess(PAPER_N, codes=[1, 2])
     with pytest.raises(ValueError):
         assess(PAPER_N, PAPER_MAPPED, pixel_area=0.0)
+    with pytest.raises(ValueError):
+        assess(PAPER_N, codes=[1, 2, 2, 3])

@@ -199,9 +199,10 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     h, w = prep.labels.shape
     rows, cols = (torch.as_tensor(a.ravel()) for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
     model = bundle.build_model()
+    t = bundle.temperature or 1.0  # probabilities are calibrated: softmax(logits / T)
     with torch.no_grad():
         direct = {
-            mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)), 1).numpy().T.reshape(-1, h, w)
+            mode: torch.softmax(model(gather_patches(pad_cube(cube, 7, mode), rows, cols, 7)) / t, 1).numpy().T.reshape(-1, h, w)
             for mode in ("zero", "reflect")
         }
     border = np.ones((h, w), bool)

@@ -182,19 +182,84 @@ def _blobs(n_classes=4, n=60, f=6, seed=0):
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_svm_module_reproduces_sklearn(k):
+    """The module's pairwise decisions are libsvm's; without Platt's sigmoids (bundles from before) its votes give
+    sklearn's class; with them (every new bundle) it outputs log-probabilities that sum to 1."""
     from sklearn.svm import SVC
 
-    from hsicls.models.classic import fit_svm
+    from hsicls.models.classic import RBFSVM, fit_svm
 
     x, y = _blobs(n_classes=k)
     xv, yv = _blobs(n_classes=k, seed=1)
     m, opts = fit_svm(x, y, xv, yv, k, 0, log=lambda *_: None)
-    ref = SVC(C=opts["C"], gamma=opts["gamma"]).fit(x, y)
+    assert opts["probability"] is True and m.probabilistic
+    ref = SVC(C=opts["C"], gamma=opts["gamma"], decision_function_shape="ovo").fit(x, y)
     patches = torch.from_numpy(xv)[:, :, None, None]
-    assert (m(patches).argmax(1).numpy() == ref.predict(xv)).all()
+    sk = ref.decision_function(xv).reshape(len(xv), -1)
+    np.testing.assert_allclose(m.decisions(patches).numpy(), -sk if k == 2 else sk, rtol=1e-4, atol=1e-4)
+    legacy = RBFSVM(x.shape[1], k, n_sv=opts["n_sv"], gamma=opts["gamma"])  # an old bundle: no 'probability'
+    legacy.load_state_dict({n: v for n, v in m.state_dict().items() if not n.startswith("platt")})
+    assert not legacy.probabilistic
+    assert (legacy(patches).argmax(1).numpy() == ref.predict(xv)).all()
+    p = torch.softmax(m(patches), 1).numpy()
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-6)
+    # where the classes are learnt (the training blobs; xv's blobs lie elsewhere), the most probable class is the vote's
+    inside = torch.from_numpy(x)[:, :, None, None]
+    assert (m(inside).argmax(1) == legacy(inside).argmax(1)).float().mean() > 0.95
+
+
+def _libsvm_multiclass_probability(r: np.ndarray) -> np.ndarray:
+    """libsvm's ``multiclass_probability`` (Wu, Lin & Weng 2004, method 2, iterative), transcribed from svm.cpp."""
+    k = r.shape[0]
+    q = np.array(
+        [[-r[j, t] * r[t, j] if j != t else sum(r[i, t] ** 2 for i in range(k) if i != t) for j in range(k)] for t in range(k)]
+    )
+    p = np.full(k, 1.0 / k)
+    for _ in range(max(100, k)):
+        qp = q @ p
+        pqp = p @ qp
+        if np.max(np.abs(qp - pqp)) < 0.005 / k:
+            break
+        for t in range(k):
+            diff = (-qp[t] + pqp) / q[t, t]
+            p[t] += diff
+            pqp = (pqp + diff * (diff * q[t, t] + 2 * qp[t])) / (1 + diff) ** 2
+            qp = (qp + diff * q[t, :]) / (1 + diff)
+            p /= 1 + diff
+    return p
+
+
+@pytest.mark.parametrize("k", [2, 3, 6])
+def test_pairwise_coupling_is_libsvms_minimum(k):
+    """The exact solve equals libsvm's iterative coupling within its stopping tolerance, and satisfies the
+    optimality conditions Q p = b 1, sum p = 1 exactly."""
+    from hsicls.models.classic import couple_pairwise, pairwise_matrix
+
+    rng = np.random.default_rng(k)
+    r = pairwise_matrix(torch.from_numpy(rng.uniform(0.02, 0.98, (50, k * (k - 1) // 2))), k)
+    p = couple_pairwise(r).numpy()
+    ref = np.array([_libsvm_multiclass_probability(ri) for ri in r.numpy()])
+    np.testing.assert_allclose(p, ref, atol=0.005)
+    assert np.all(p >= 0) and np.allclose(p.sum(1), 1)
+    rn = r.numpy()
+    q = np.stack([np.diag((ri**2).sum(0)) - ri.T * ri for ri in rn])
+    qp = np.einsum("bij,bj->bi", q, p)
+    np.testing.assert_allclose(qp, qp[:, :1].repeat(k, 1), atol=1e-9)
+    if k == 2:
+        np.testing.assert_allclose(p[:, 0], rn[:, 0, 1], atol=1e-12)  # two classes: p_0 = r_01
+
+
+def test_platt_fit_recovers_a_sigmoid():
+    from hsicls.models.classic import fit_platt
+
+    rng = np.random.default_rng(0)
+    dec = rng.normal(0, 2, 20_000)
+    pos = rng.random(dec.size) < 1 / (1 + np.exp(-1.5 * dec + 0.4))  # A = -1.5, B = 0.4
+    a, b = fit_platt(dec, pos)
+    assert a == pytest.approx(-1.5, abs=0.08) and b == pytest.approx(0.4, abs=0.08)
 
 
 def test_rf_module_reproduces_sklearn():
+    """The forest returns log-probabilities: softmax gives predict_proba back exactly (not a second softmax)."""
     from sklearn.ensemble import RandomForestClassifier
 
     from hsicls.models.classic import fit_rf
@@ -203,8 +268,9 @@ def test_rf_module_reproduces_sklearn():
     xv, yv = _blobs(seed=1)
     m, _ = fit_rf(x, y, xv, yv, 4, 5, log=lambda *_: None, n_trees=25)
     ref = RandomForestClassifier(n_estimators=25, random_state=5, n_jobs=1).fit(x, y)
-    proba = m(torch.from_numpy(xv)[:, :, None, None]).numpy()
-    np.testing.assert_allclose(proba, ref.predict_proba(xv), atol=1e-6)
+    out = m(torch.from_numpy(xv)[:, :, None, None])
+    np.testing.assert_allclose(torch.softmax(out, 1).numpy(), ref.predict_proba(xv), atol=1e-6)
+    assert (out.argmax(1).numpy() == ref.predict(xv)).all()
 
 
 def test_stem_training_path_equals_conv3d():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 from hsicls.io import read_cube, read_labels
 
@@ -48,6 +49,10 @@ def test_indian_pines_end_to_end(shared_data, tmp_path):
     assert rep["kappa"] > 0.75
     # test = labelled - training - validation: model selection never saw a test pixel
     assert rep["test_pixels"] == sum(IP_COUNTS) - sum(rep["train_pixels_per_class"]) - _val(prep)
+    # temperature scaling, fitted on the validation split, lowers its NLL; evaluate reports ECE before and after
+    cal = torch.load(model, weights_only=True)["training"]["calibration"]
+    assert cal["val_nll_after"] < cal["val_nll_before"] and rep["calibration"]["temperature"] == cal["temperature"]
+    assert rep["calibration"]["ece_after"] is not None
 
 
 def _val(prep) -> int:

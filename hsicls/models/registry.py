@@ -23,7 +23,9 @@ class ModelEntry:
     kind: str = "deep"  # "deep": trained by gradient descent; "classic": fitted by ``fit``
     fit: Callable[..., Any] | None = None  # classic: (x_tr, y_tr, x_val, y_val, n_classes, seed, log) -> (module, options)
     selects_on_validation: bool = True  # a fitted model picks its settings on the validation split
-    probabilistic: bool = True  # its outputs are logits/probabilities (False: e.g. one-vs-one votes)
+    # its outputs are logits or log-probabilities (False: e.g. votes); a module may also say so itself with a
+    # ``probabilistic`` attribute (SVM bundles from before Platt scaling output one-vs-one votes)
+    probabilistic: bool = True
 
     @property
     def fitted(self) -> bool:

@@ -1,0 +1,405 @@
+"""Stage ``assess``: a class map + reference labels -> error matrix, accuracies with intervals, adjusted areas.
+
+The map is any single-band class raster (hsicls's or another tool's, its nodata respected); the reference a
+raster on any grid or points/polygons in any CRS, brought onto the map's grid by :mod:`hsicls.reference`.
+Classes are matched by **name** when both sides carry names (the map's ``CLASS_<code>`` tags, GDAL category
+names or attribute table, ENVI class names; the reference's text attribute or its raster's names), otherwise
+by **code**. ``--class-map`` merges classes first (:func:`parse_class_map`), so a 6-class map can be scored
+against a 5-class reference. The figures are those of Olofsson et al. (2014), :func:`hsicls.assessment.assess`:
+the error matrix has rows = map class and columns = reference class; the area-adjusted block is stratified by
+map class with weights W_i = the map's pixel share of class i (``--sampling random``: simple random sampling).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import console
+from .assessment import assess, report_csv, report_markdown
+from .config import AssessOptions
+from .errors import InputError, OptionError
+from .reference import MapGrid, Reference, read_map, read_reference
+
+CLASS_MAP_SYNTAX = "[map:|ref:]SOURCES=TARGET, e.g. '1,2=impervious' or 'ref:tree,low vegetation=vegetation'"
+_INT = re.compile(r"[+-]?\d+")
+
+
+@dataclass(frozen=True)
+class Merge:
+    """One ``--class-map`` entry: the classes ``sources`` of ``side`` (codes or names) become class ``target``."""
+
+    side: str  # "map" or "reference"
+    sources: tuple[int | str, ...]
+    target: int | str
+    text: str
+
+
+def parse_class_map(entries: dict[str, str]) -> list[Merge]:
+    """``{"[map:|ref:]A,B": "C"}`` (as ``--class-map 'A,B=C'`` gives them) -> merges.
+
+    The side defaults to the map. A token of digits (optionally signed) is a class code, anything else a class name
+    (compared case-insensitively, runs of blanks as one); a class whose name is a number, or contains a comma, is
+    given by its code. The target is the merged class: a name (its code is then that of an existing class of that
+    name, else the smallest source code) or a code (merging into an existing class of that code keeps its name)."""
+    out = []
+    for key, target in entries.items():
+        text, side, body = f"{key}={target}", "map", key.strip()
+        m = re.fullmatch(r"(map|ref|reference):(.*)", body, re.IGNORECASE | re.DOTALL)
+        if m:
+            side, body = ("map" if m.group(1).lower() == "map" else "reference"), m.group(2)
+        sources = [t.strip() for t in body.split(",")]
+        if not all(sources) or not str(target).strip():
+            raise OptionError(f"--class-map '{text}': expected {CLASS_MAP_SYNTAX}")
+        out.append(Merge(side, tuple(_token(t) for t in sources), _token(str(target)), text))
+    return out
+
+
+def _token(t: str) -> int | str:
+    t = t.strip()
+    return int(t) if _INT.fullmatch(t) else " ".join(t.split())
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).split()).casefold()
+
+
+@dataclass
+class Side:
+    """The classes of the map or of the reference after ``--class-map``: ``lut`` original code -> merged code,
+    ``names`` merged code -> name (or None), ``codes`` the merged codes present (sorted)."""
+
+    label: str
+    path: Path
+    lut: dict[int, int]
+    names: dict[int, str | None]
+    text: bool = False
+    original_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> list[int]:
+        return sorted(set(self.lut.values()))
+
+
+def merge_side(
+    label: str, path: Path, present: list[int], names: dict[int, str], merges: list[Merge], text=False, notes=None
+) -> Side:
+    """Apply the ``--class-map`` entries of one side to its classes ``present`` (original codes) named ``names``.
+    A code that this side does not hold is skipped with a note (one class-map can serve several maps); a name it
+    does not know is an error (a typo)."""
+    lut = {int(c): int(c) for c in present}
+    group_names: dict[int, str | None] = {c: names.get(c) for c in lut}
+    by_name: dict[str, int] = {}
+    for c in sorted(set(lut) | set(names)):
+        if names.get(c):
+            by_name.setdefault(_norm(names[c]), c)
+    used: dict[int, str] = {}
+    for m in (m for m in merges if m.side == label):
+        src = []
+        for tok in m.sources:
+            code = tok if isinstance(tok, int) else by_name.get(_norm(tok))
+            if isinstance(tok, int) and code not in lut and code not in names and notes is not None:
+                notes.append(f"--class-map '{m.text}': the {label} has no class {tok}; skipped")
+                continue
+            if code is None or (code not in lut and code not in names):
+                known = ", ".join(f"{c} {names[c]!r}" if names.get(c) else str(c) for c in sorted(lut))
+                raise InputError(f"--class-map '{m.text}': the {label} {path.name} has no class {tok!r} (its classes: {known})")
+            if code in used:
+                raise OptionError(f"--class-map: {label} class {tok!r} is merged twice ('{used[code]}' and '{m.text}')")
+            used[code] = m.text
+            src.append(code)
+        if not src:
+            continue
+        if isinstance(m.target, int):
+            target, name = m.target, group_names.get(m.target)
+        else:
+            target, name = by_name.get(_norm(m.target), min(src)), m.target
+        for c in src:
+            if c in lut:  # a class known by name only (no pixel, no sample) adds nothing
+                lut[c] = target
+        group_names[target] = name
+    merged = {c: group_names.get(c) for c in set(lut.values())}
+    return Side(label, path, lut, merged, text, dict(names))
+
+
+@dataclass
+class ScoredClass:
+    code: int
+    name: str
+    map_code: int | None  # merged map code (None: only in the reference)
+    ref_code: int | None  # merged reference code (None: not in the reference sample)
+
+
+def match_classes(mp: Side, rf: Side, notes: list[str]) -> tuple[list[ScoredClass], dict[int, int], dict[int, int], str]:
+    """The classes scored, and original map / reference code -> class index. By name when both sides have names
+    (classes of one name are one class), else by code. Unmatched classes are kept (a map class the reference never
+    shows has user's accuracy 0; a reference class the map never shows, producer's accuracy 0) and noted."""
+    by_name = any(rf.names.values()) and any(mp.names.values())
+    if rf.text and not by_name:
+        raise InputError(
+            f"{rf.path}: its classes are names ({', '.join(repr(n) for n in rf.names.values())}) but the map {mp.path.name} has "
+            "no class names: name the map's classes with --class-map CODE=NAME, e.g. --class-map '1,2=impervious'"
+        )
+
+    def key(side: Side, code: int):
+        if not by_name:
+            return ("code", code)
+        return ("name", _norm(side.names[code])) if side.names.get(code) else (side.label, code)
+
+    keys: dict[tuple, ScoredClass] = {}
+    for c in mp.codes:
+        k = key(mp, c)
+        if k not in keys:
+            keys[k] = ScoredClass(c, mp.names.get(c) or str(c), c, None)
+    taken = {s.code for s in keys.values()}
+    for c in rf.codes:
+        k = key(rf, c)
+        if k in keys:
+            keys[k].ref_code = keys[k].ref_code if keys[k].ref_code is not None else c
+            continue
+        code = c if not rf.text and c not in taken else max(taken | {0}) + 1
+        taken.add(code)
+        keys[k] = ScoredClass(code, rf.names.get(c) or str(c), None, c)
+    classes = list(keys.values())
+    map_index = {o: classes.index(keys[key(mp, m)]) for o, m in mp.lut.items()}
+    ref_index = {o: classes.index(keys[key(rf, r)]) for o, r in rf.lut.items()}
+    _note_unmatched(classes, mp, rf, by_name, notes)
+    return classes, map_index, ref_index, "name" if by_name else "code"
+
+
+def _note_unmatched(classes: list[ScoredClass], mp: Side, rf: Side, by_name: bool, notes: list[str]) -> None:
+    if not any(c.map_code is not None and c.ref_code is not None for c in classes):
+        how = "by name" if by_name else "by code"
+        mine = ", ".join(f"{c} {mp.names[c]!r}" if mp.names.get(c) else str(c) for c in mp.codes)
+        theirs = ", ".join(f"{c} {rf.names[c]!r}" if rf.names.get(c) else str(c) for c in rf.codes)
+        hint = "; name or merge the map's classes with --class-map, e.g. --class-map '1,2=impervious'" if by_name else ""
+        raise InputError(
+            f"no class of the map {mp.path.name} matches a class of {rf.path.name} {how} (map: {mine}; reference: {theirs}){hint}"
+        )
+    only_map = [c.name for c in classes if c.ref_code is None]
+    only_ref = [c.name for c in classes if c.map_code is None]
+    if only_map:
+        notes.append(f"map classes without a reference sample of their own class: {', '.join(only_map)}")
+    if only_ref:
+        notes.append(f"reference classes that no map class matches: {', '.join(only_ref)}")
+
+
+def _lookup(index: dict[int, int], codes: np.ndarray) -> np.ndarray:
+    """Original codes ``(n,)`` -> class indices ``(n,)``."""
+    u, inv = np.unique(codes, return_inverse=True)
+    return np.array([index[int(c)] for c in u], np.int64)[inv.ravel()] if u.size else np.zeros(0, np.int64)
+
+
+AREA_UNITS = {"m2": ("m²", 1.0), "ha": ("ha", 1e4), "km2": ("km²", 1e6)}  # unit: (name, m² per unit)
+
+
+def area_of_pixel(grid: MapGrid, unit: str) -> tuple[float, str]:
+    """Area of one map pixel in ``unit`` (``auto``: hectares for a CRS in metres, else the CRS's unit²; ``pixels``: 1)."""
+    from .mapwrite import pixel_area
+
+    if unit == "pixels" or grid.transform is None:
+        return 1.0, "pixels"
+    area, native = pixel_area(grid.transform, grid.crs)
+    if native != "m²":
+        if unit != "auto":
+            raise InputError(f"--area-unit {unit} needs a map in a projected CRS in metres; {grid.path.name} is in {native}")
+        return area, native
+    name, per_unit = AREA_UNITS["ha" if unit == "auto" else unit]
+    return area / per_unit, name
+
+
+def assess_map(map_path: str | Path, reference_path: str | Path, options: AssessOptions | None = None, **overrides) -> dict:
+    """The JSON-ready assessment of a class map against a reference (see the module docstring and README)."""
+    options = (options or AssessOptions()).replace(**overrides).validate()
+    merges = parse_class_map(options.class_map)
+    grid = read_map(map_path)
+    ref = read_reference(reference_path, grid, options.reference_field, options.reference_layer)
+    notes: list[str] = []
+    on_map = grid.valid[ref.rows, ref.cols]
+    if not on_map.any():
+        raise InputError(
+            f"{ref.path}: no reference sample falls on a classified pixel of {grid.path.name} "
+            f"({ref.outside} of {ref.read} outside the map, {int((~on_map).sum())} on its nodata)"
+        )
+    rows, cols, ref_codes = ref.rows[on_map], ref.cols[on_map], ref.codes[on_map]
+    map_codes, map_counts = np.unique(grid.codes[grid.valid], return_counts=True)
+    mp = merge_side("map", grid.path, map_codes.tolist(), grid.names, merges, notes=notes)
+    rf = merge_side("reference", ref.path, np.unique(ref_codes).tolist(), ref.names, merges, ref.text, notes)
+    classes, map_index, ref_index, how = match_classes(mp, rf, notes)
+    mapped = np.zeros(len(classes))
+    np.add.at(mapped, _lookup(map_index, map_codes), map_counts)
+    n = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(n, (_lookup(map_index, grid.codes[rows, cols]), _lookup(ref_index, ref_codes)), 1)
+    area, unit = area_of_pixel(grid, options.area_unit)
+    result = assess(n, mapped, area, unit, options.sampling, [c.code for c in classes], [c.name for c in classes])
+    for k, entry in enumerate(result["classes"].values()):  # the original codes (text values) each class stands for
+        entry["map_values"] = [o for o in sorted(mp.lut) if map_index[o] == k]
+        entry["reference_values"] = [rf.original_names[o] if rf.text else o for o in sorted(rf.lut) if ref_index[o] == k]
+    _note_strata(result, notes)
+    result.update(_provenance(grid, ref, int((~on_map).sum()), int(on_map.sum()), how, options, notes))
+    return result
+
+
+def _note_strata(result: dict, notes: list[str]) -> None:
+    """Say why area-adjusted figures are undefined: a mapped class without samples, or with one sample only."""
+    if result["sampling"] != "stratified":
+        return
+    rows = np.asarray(result["error_matrix"]).sum(axis=1)
+    for (_, c), ni in zip(result["classes"].items(), rows):
+        if c["map_pixels"] > 0 and ni == 0:
+            notes.append(
+                f"map class {c['name']!r} ({c['map_pixels']:,} px) has no reference sample: the stratified area estimates "
+                "are undefined (Olofsson et al. 2014 need samples in every map class); merge it with --class-map or add samples"
+            )
+        elif c["map_pixels"] > 0 and ni == 1:
+            notes.append(
+                f"map class {c['name']!r} has a single reference sample: the intervals that sum over classes are undefined"
+            )
+
+
+def _provenance(grid: MapGrid, ref: Reference, on_nodata: int, used: int, how: str, options: AssessOptions, notes) -> dict:
+    """What the figures were computed from: the two inputs, how many references were used or left out and why."""
+    unit = "pixels" if ref.kind == "raster" else "samples"
+    if ref.outside:
+        notes.insert(
+            0, f"{ref.outside:,} of {ref.read:,} reference {unit} lie outside the map {grid.path.name} and are not scored"
+        )
+    if on_nodata:
+        notes.insert(0, f"{on_nodata:,} reference samples fall on nodata pixels of the map and are not scored")
+    if ref.empty:
+        notes.append(f"{ref.empty:,} reference polygons inside the map's extent cover no pixel centre")
+    if ref.without_value:
+        notes.append(f"{ref.without_value:,} reference features have no class (or class 0) and are skipped")
+    return {
+        "map": {
+            "path": str(grid.path),
+            "shape": list(grid.shape),
+            "crs": grid.crs,
+            "classified_pixels": int(grid.valid.sum()),
+            "nodata_pixels": int((~grid.valid).sum()),
+            "class_names": {str(k): v for k, v in sorted(grid.names.items())},
+        },
+        "reference": {
+            "path": str(ref.path),
+            "kind": ref.kind,
+            "field": ref.field,
+            "layer": ref.layer,
+            "read": ref.read,
+            "outside_map": ref.outside,
+            "on_map_nodata": on_nodata,
+            "used": used,
+            "without_value": ref.without_value,
+            "empty_polygons": ref.empty,
+            "warped_nearest": ref.warped,
+        },
+        "matching": how,
+        "class_map": dict(options.class_map),
+        "config": options.to_record(),
+        "notes": notes,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- reports
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _pm(v: float | None, ci: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{_f(v, digits)} ± {_f(ci, digits)}"
+
+
+def render_assessment(result: dict) -> None:
+    """Notes as warnings, the per-class table, the overall figures and the error matrix on stderr (rich)."""
+    from rich.table import Table
+
+    for note in result["notes"]:
+        console.warn(note)
+    ref, adj = result["reference"], result["area_adjusted"]
+    unit = adj["area_unit"] if adj else ""
+    digits = 0 if adj and (adj["total_area"] or 0) >= 1000 else 3
+    table = Table(
+        title=f"{Path(result['map']['path']).name} against {Path(ref['path']).name} ({ref['used']:,} samples, "
+        f"classes matched by {result['matching']}; {result['sampling']} estimator)"
+    )
+    for col in ("code", "class", "map px", "samples", "UA ± 95%", "PA ± 95%", "F1", f"adj. area ({unit}) ± 95%", "adj. PA ± 95%"):
+        table.add_column(col, justify="left" if col in ("code", "class") else "right")
+    rows = np.asarray(result["error_matrix"])
+    for i, (code, c) in enumerate(result["classes"].items()):
+        a = adj["classes"][code] if adj else {}
+        table.add_row(
+            code,
+            c["name"],
+            f"{c['map_pixels']:,}",
+            f"{int(rows[i].sum()):,}",
+            _pm(c["users_accuracy"], c["users_accuracy_ci95"]),
+            _pm(c["producers_accuracy"], c["producers_accuracy_ci95"]),
+            _f(c["f1"]),
+            _pm(a.get("area"), a.get("area_ci95"), digits),
+            _pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
+        )
+    out = console.err_console()
+    out.print(table)
+    line = f"sample OA {_f(result['oa'], 4)}, kappa {_f(result['kappa'], 4)}"
+    if adj:
+        line += f"; area-adjusted OA {_pm(adj['oa'], adj['oa_ci95'], 4)}"
+    out.print(line + " (UA/PA/F1: sample figures; 'adj.': estimates for the map, Olofsson et al. 2014)")
+    out.print(_matrix_table(result))
+
+
+def _matrix_table(result: dict):
+    from rich.table import Table
+
+    codes = list(result["classes"])
+    t = Table(title="error matrix (sample counts): rows = map class, columns = reference class")
+    t.add_column("map \\ ref")
+    for c in codes:
+        t.add_column(c, justify="right")
+    t.add_column("total", justify="right")
+    for c, row in zip(codes, result["error_matrix"]):
+        t.add_row(c, *(f"{v:,}" for v in row), f"{sum(row):,}")
+    return t
+
+
+def markdown(result: dict) -> str:
+    """The Markdown report: inputs, what was left out, then :func:`hsicls.assessment.report_markdown`."""
+    ref = result["reference"]
+    lines = [
+        f"# Accuracy assessment of `{Path(result['map']['path']).name}`",
+        "",
+        f"Reference: `{Path(ref['path']).name}` ({ref['kind']}{', field ' + ref['field'] if ref['field'] else ''}"
+        f"{', resampled nearest-neighbour onto the map grid' if ref['warped_nearest'] else ''}): {ref['read']:,} read, "
+        f"{ref['outside_map']:,} outside the map, {ref['on_map_nodata']:,} on map nodata, {ref['used']:,} scored. "
+        f"Classes matched by {result['matching']}"
+        + (f"; merged: {', '.join(f'`{k}={v}`' for k, v in result['class_map'].items())}" if result["class_map"] else "")
+        + ".",
+    ]
+    lines += [""] + [f"- {n}" for n in result["notes"]] if result["notes"] else []
+    return "\n".join(lines) + "\n\n" + report_markdown(result)
+
+
+def write_assessment_files(result: dict, prefix: Path, overwrite: bool) -> list[Path]:
+    """``PREFIX.json`` (the ``--json`` contract), ``PREFIX.csv`` and ``PREFIX.md``, each written atomically."""
+    import json
+
+    from .fileutil import atomic_output, json_safe
+
+    out = []
+    for suffix, text in (
+        (".json", json.dumps(json_safe(result), indent=2)),
+        (".csv", report_csv(result)),
+        (".md", markdown(result)),
+    ):
+        path = prefix.with_name(prefix.name + suffix)
+        with atomic_output(path, overwrite) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def report_paths(prefix: Path) -> list[Path]:
+    return [prefix.with_name(prefix.name + s) for s in (".json", ".csv", ".md")]
