@@ -36,7 +36,7 @@ from .errors import HsiclsError, InputError
 from .fileutil import check_output
 from .inference import Runner
 from .io import CubeSource, open_cube, valid_mask
-from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_preview
+from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area
 from .models import get_entry
 from .patches import pad_sides
 from .runtime import tune_allocator
@@ -110,8 +110,8 @@ def _check_inputs(scene_path: Path, model_path: Path, outputs: MapOutputs, overw
         raise InputError(f"{scene_path}: no such file")
 
 
-def _open_scene(scene_path: Path, bundle: Bundle, key: str | None) -> CubeSource:
-    source = open_cube(scene_path, key)
+def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
+    source = open_cube(scene_path, key, nodata)
     if source.bands != bundle.n_bands:
         raise InputError(f"{scene_path}: has {source.bands} bands but the model {bundle.path.name} expects {bundle.n_bands}")
     patch = bundle.model.patch_size
@@ -174,7 +174,7 @@ def predict_map(
     tune_allocator()
     t0 = time.perf_counter()
     bundle = load_bundle(model_path)
-    source = _open_scene(scene_path, bundle, options.key)
+    source = _open_scene(scene_path, bundle, options.key, options.nodata)
     runner = Runner.resolve(options.device, options.precision, options.batch_size)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
     if need_probs and not get_entry(bundle.model.name).probabilistic:
@@ -187,8 +187,6 @@ def predict_map(
     classify = _Classifier(bundle, runner, options, need_probs, outputs.probabilities is not None)
     counts, classified = _run_windows(source, classify, outputs, names, palette, options, overwrite)
     seconds = time.perf_counter() - t0
-    if outputs.preview is not None:
-        write_preview(outputs.map, outputs.preview, names, palette, overwrite)
     summary = _summary(source, outputs, names, counts, classified, seconds, runner, options)
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
     return summary
@@ -213,6 +211,11 @@ def _run_windows(source: CubeSource, classify: _Classifier, outputs: MapOutputs,
             classified += n
             if bar:
                 bar.update(task, advance=(r1 - r0) * (c1 - c0))
+        if classified == 0:  # inside the writer: no all-nodata map is left behind
+            raise InputError(
+                f"{source.path}: every pixel is nodata (NaN or inf in a band, the nodata value in every band, or zero in "
+                f"every band); no map written"
+            )
     return counts, classified
 
 

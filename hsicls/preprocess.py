@@ -15,7 +15,7 @@ import numpy as np
 from . import console
 from .config import PreprocessOptions
 from .errors import HsiclsError, InputError
-from .fileutil import atomic_output, check_output
+from .fileutil import atomic_output, guard_outputs, write_via_memory
 from .io import ROI_SUFFIXES, VECTOR_SUFFIXES, rasterize_vector_labels, read_cube, read_label_metadata, read_labels
 from .palette import default_palette
 from .prepared import Prepared, Preprocessing, save_prepared
@@ -183,6 +183,11 @@ def _labels_on_valid(labels_raw: np.ndarray, valid: np.ndarray, scene, label_pat
     labels_raw = np.where(valid, labels_raw, 0)
     if not (labels_raw > 0).any():
         raise InputError(f"{label_paths[0]}: no labelled pixel falls on valid data of {scene.path.name}")
+    codes = np.unique(labels_raw[labels_raw > 0])
+    if codes.size < 2:
+        raise InputError(
+            f"{label_paths[0]}: every labelled pixel has class {int(codes[0])}; classification needs at least 2 classes"
+        )
     return _relabel(labels_raw)
 
 
@@ -222,10 +227,10 @@ def preprocess(
     overwrite: bool = False,
 ) -> Prepared:
     """Run the whole stage and write ``output``; returns what was written."""
-    check_output(output, overwrite)
-    options.validate()
-    scene = read_cube(scene_path, key=options.key)
     label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
+    guard_outputs([output], overwrite, inputs=[scene_path, *label_paths, options.train_mask, options.test_mask])
+    options.validate()
+    scene = read_cube(scene_path, key=options.key, nodata=options.nodata)
     labels_raw = read_label_files(label_paths, options.labels_key, scene, options.label_field)
     if scene.dropped_bands:
         console.info(f"{scene.path.name}: skipped {len(scene.dropped_bands)} bands flagged bad (bbl = 0)")
@@ -272,8 +277,8 @@ def preprocess(
             "options": options.to_record(),
         },
     )
-    with atomic_output(output, overwrite) as tmp:
-        save_prepared(tmp, prepared)
+    with atomic_output(output, overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
+        write_via_memory(tmp, lambda buf: save_prepared(buf, prepared))
     console.info(f"wrote {output}")
     return prepared
 

@@ -2,14 +2,13 @@
 
 Run ``i`` uses seed ``seed + i`` for both the split and the network; its split is made by
 re-running the prepared file's recorded preprocessing with that seed (a ``fixed`` split keeps
-its masks, so only the network's seed changes). Files: ``<stem>_run<i>.h5``/``.pt`` next to
-the output; the summary goes to ``<stem>_runs.json``.
+its masks, so only the network's seed changes). Files, named from the whole output name
+(``m.pt`` -> ``m.pt.run<i>.h5``/``m.pt.run<i>.pt``) next to it; the summary goes to ``m.pt.runs.json``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,12 +48,11 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
     if rec is None:
         raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
     label_sources = base.meta.get("labels_source", "").split(";")
-    from .fileutil import check_output
+    from .fileutil import atomic_output, guard_outputs
 
-    files = [(output.with_name(f"{output.stem}_run{i}.h5"), output.with_name(f"{output.stem}_run{i}.pt")) for i in range(runs)]
-    summary_path = output.with_name(f"{output.stem}_runs.json")
-    for p in [summary_path, *(f for pair in files for f in pair)]:
-        check_output(p, overwrite)
+    files = [(output.with_name(f"{output.name}.run{i}.h5"), output.with_name(f"{output.name}.run{i}.pt")) for i in range(runs)]
+    summary_path = output.with_name(f"{output.name}.runs.json")
+    guard_outputs([summary_path, *(f for pair in files for f in pair)], overwrite, inputs=[prepared_path])
     reports = []
     for i in range(runs):
         seed = options.seed + i
@@ -76,10 +74,8 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
         **summarize(reports),
         "reports": reports,
     }
-    path = summary_path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    with atomic_output(summary_path, overwrite) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     return summary
 
 
