@@ -23,14 +23,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import __version__
-from .errors import InputError, first_line
-from .patches import PAD_MODES
+
+if TYPE_CHECKING:
+    import torch
+from .errors import HsiclsError, InputError, first_line
+from .fileutil import note_input, write_via_memory
 from .prepared import Preprocessing
 
 FORMAT = "hsicls-bundle"
@@ -80,6 +82,8 @@ class Bundle:
         return self.preprocessing.n_bands
 
     def to_dict(self) -> dict[str, Any]:
+        import torch
+
         m = self.model
         return {
             "format": FORMAT,
@@ -110,7 +114,10 @@ class Bundle:
     def build_model(self) -> torch.nn.Module:
         """The network with its weights loaded, in eval mode."""
         where = self.path or "model bundle"
-        model = self.model.create()
+        try:
+            model = self.model.create()
+        except (HsiclsError, ValueError, TypeError) as exc:
+            raise InputError(f"{where}: cannot build its '{self.model.name}' network ({first_line(exc)[:160]})") from None
         try:
             model.load_state_dict(self.state_dict)
         except (KeyError, RuntimeError, TypeError) as exc:
@@ -121,30 +128,133 @@ class Bundle:
 
 
 def save_bundle(path: Path, bundle: Bundle) -> None:
-    torch.save(bundle.to_dict(), path)
+    """Serialised in memory, then written with one checked write (a full disk is a clean ENOSPC)."""
+    import torch
+
+    write_via_memory(Path(path), lambda buf: torch.save(bundle.to_dict(), buf))
+
+
+# What a file that is not a bundle is, from its first bytes (arguments swapped, a wrong file).
+_MAGIC = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file; a prepared file from 'hsicls preprocess'?"),
+    (b"II*\x00", "a TIFF raster"),
+    (b"MM\x00*", "a TIFF raster"),
+    (b"II+\x00", "a BigTIFF raster"),
+    (b"MM\x00+", "a BigTIFF raster"),
+    (b"\x93NUMPY", "a NumPy array"),
+    (b"MATLAB", "a MATLAB file"),
+    (b"\x89PNG", "a PNG image"),
+    (b"{", "a text/JSON file"),
+)
+# Modules a weights-only torch file may name; any other global in a pickle is code to run.
+_SAFE_MODULES = ("torch", "collections", "_codecs")
+
+
+def _pickle_of(path: Path, head: bytes) -> bytes | None:
+    """The pickle stream of a torch file (its ``data.pkl`` member) or of a bare pickle."""
+    import zipfile
+
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                return zf.read(member) if member else None
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+            return None
+    return path.read_bytes() if head[:1] == b"\x80" else None
+
+
+def _pickled_code(data: bytes | None) -> bool:
+    """True if the pickle names a callable outside torch's own (``os.system``, ``builtins.eval``...);
+    read with :mod:`pickletools`, which parses the stream without running any of it."""
+    import pickletools
+
+    if not data:
+        return False
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                module = str(arg).split(" ")[0]
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                module = strings[-2]
+            else:
+                continue
+            if module.split(".")[0] not in _SAFE_MODULES:
+                return True
+    except Exception:  # garbage after a valid start: judge what was read
+        pass
+    return False
+
+
+def _refusal(path: Path) -> InputError | None:
+    """What the file plainly is when it cannot be a bundle, from its bytes alone (no unpickling,
+    no torch): missing, a folder, empty, another format, or a pickle that names code to run."""
+    if not path.exists():
+        return InputError(f"{path}: no such file")
+    if path.is_dir():
+        return InputError(f"{path}: is a directory, expected a model bundle file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if not head:
+            return InputError(f"{path}: not an hsicls model bundle (the file is empty)")
+        for magic, what in _MAGIC:
+            if head.startswith(magic):
+                return InputError(f"{path}: not an hsicls model bundle (it is {what})")
+        if _pickled_code(_pickle_of(path, head)):
+            return InputError(f"{path}: contains executable pickle data; refused (not an hsicls model bundle)")
+    except OSError as exc:
+        return InputError(f"{path}: cannot read ({exc.strerror or exc})")
+    return None
+
+
+def precheck_bundle(path: str | Path) -> None:
+    """Refuse what is plainly not a bundle before anything heavy is imported or read."""
+    refusal = _refusal(Path(path))
+    if refusal is not None:
+        raise refusal
+
+
+def _unreadable(path: Path) -> InputError:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in hsicls's words (never torch's
+    advice to load it with ``weights_only=False``)."""
+    refusal = _refusal(path)
+    if refusal is not None:
+        return refusal
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    kind = "a damaged or truncated torch file" if zipped else "unknown format"
+    return InputError(f"{path}: not an hsicls model bundle ({kind})")
 
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load and check a bundle (``weights_only=True``: no code is unpickled); every problem is one
-    :class:`InputError` naming the file and the part."""
+    :class:`InputError` naming the file and what it is or lacks."""
+    import warnings
+
+    import torch
+
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a model bundle file")
+    precheck_bundle(path)
+    note_input(path)
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
-            raise InputError(f"{path}: contains executable pickle data; refused (not an hsicls model bundle)") from None
-        raise InputError(f"{path}: not an hsicls model bundle (unreadable: {type(exc).__name__})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise _unreadable(path) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise InputError(f"{path}: not an hsicls model bundle (train one with 'hsicls train')")
     version = raw.get("format_version", 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise InputError(f"{path}: bundle format {version} is newer than this hsicls understands")
-    return _from_dict(raw, path)
+    try:
+        return _from_dict(raw, path)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise InputError(f"{path}: damaged hsicls model bundle ({type(exc).__name__}: {first_line(exc)[:100]})") from None
 
 
 def _part(raw: dict, key: str, kind: type | tuple, path: Path, where: str = "") -> Any:
@@ -156,7 +266,22 @@ def _part(raw: dict, key: str, kind: type | tuple, path: Path, where: str = "") 
     return v
 
 
+def _check_model(spec: ModelSpec, path: Path) -> None:
+    from .models import list_models
+
+    if spec.name not in list_models():
+        raise InputError(
+            f"{path}: made with model '{spec.name}', which this hsicls does not have (known: {', '.join(list_models())})"
+        )
+    if spec.n_classes < 2:
+        raise InputError(f"{path}: a model of {spec.n_classes} class cannot classify (at least 2 are needed)")
+    if spec.in_bands < 1 or spec.patch_size < 1:
+        raise InputError(f"{path}: damaged hsicls model bundle ({spec.in_bands} bands, patch {spec.patch_size})")
+
+
 def _from_dict(raw: dict, path: Path) -> Bundle:
+    from .patches import PAD_MODES
+
     m = _part(raw, "model", dict, path)
     spec = ModelSpec(
         name=_part(m, "name", str, path, "model."),
@@ -168,6 +293,7 @@ def _from_dict(raw: dict, path: Path) -> Bundle:
     )
     if spec.padding not in PAD_MODES:
         raise InputError(f"{path}: model bundle has an unknown padding mode {spec.padding!r}")
+    _check_model(spec, path)
     pre = _part(raw, "preprocessing", dict, path)
     try:
         prep = Preprocessing.from_dict({k: pre[k].numpy() for k in ("mean", "std", "pca_components", "pca_mean")})
@@ -186,11 +312,16 @@ def _from_dict(raw: dict, path: Path) -> Bundle:
     if raw.get("format_version", 1) < 2:  # v1 kept these twice
         training.pop("patch_size", None)
         training.pop("padding", None)
+    import torch
+
     masks = {k: v.numpy().astype(bool) for k, v in (raw.get("split_masks") or {}).items()}
     temp = raw.get("temperature")
+    weights = _part(raw, "state_dict", dict, path)
+    if not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise InputError(f"{path}: damaged hsicls model bundle ('state_dict' holds something other than tensors)")
     return Bundle(
         model=spec,
-        state_dict=_part(raw, "state_dict", dict, path),
+        state_dict=weights,
         preprocessing=prep,
         class_names=names,
         class_values=values,

@@ -1,13 +1,18 @@
 """The ``hsicls`` command line: parses options and calls the stage functions, nothing else.
 
 Logs and progress go to stderr; ``--json`` results go to stdout. User errors
-(:class:`~hsicls.errors.HsiclsError`) become one line on stderr and exit code 1.
+(:class:`~hsicls.errors.HsiclsError`) become one line on stderr and exit code 1, usage errors
+exit code 2, Ctrl-C 130, a closed stdout (``| head``) 141. Every command declares its inputs
+and outputs to the output guard (:func:`hsicls.fileutil.guard_outputs`) before any work.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +21,8 @@ import typer
 from . import __version__, console
 from .cliargs import options_command
 from .config import AssessOptions, EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
-from .errors import HsiclsError, OptionError
+from .errors import HsiclsError, OptionError, StdoutClosed
+from .fileutil import check_folder, command_scope, guard_outputs, note_input
 
 app = typer.Typer(
     name="hsicls",
@@ -44,11 +50,13 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except StdoutClosed as exc:
+            raise typer.Exit(code=exc.exit_code) from None
         except HsiclsError as exc:
             console.error(str(exc))
             raise typer.Exit(code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.error("interrupted")
+        except KeyboardInterrupt as exc:  # Interrupted says what to do next
+            console.error(str(exc) or "interrupted")
             raise typer.Exit(code=130) from None
 
     return wrapper
@@ -57,7 +65,7 @@ def handle_errors(fn):
 def _print_json(obj) -> None:
     from .fileutil import json_safe
 
-    sys.stdout.write(json.dumps(json_safe(obj), indent=2) + "\n")
+    console.stdout_write(json.dumps(json_safe(obj), indent=2) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -98,10 +106,13 @@ def preprocess(
     overwrite: bool = Overwrite,
 ) -> None:
     """Standardise, reduce bands with PCA, split train/validation/test; write one HDF5 file."""
+    guard_outputs([output], overwrite, inputs=[*(scene or []), *labels, opts.train_mask, opts.test_mask])
+    data_dir = check_folder(data_dir, "--data-dir")
     from .preprocess import preprocess as run
     from .preprocess import scene_inputs
 
     scene_path, label_paths, opts = scene_inputs(scene, labels, dataset, data_dir, opts)
+    note_input(*(scene_path if isinstance(scene_path, list) else [scene_path]), *label_paths, opts.train_mask, opts.test_mask)
     run(scene_path, label_paths, output, opts, overwrite=overwrite)
 
 
@@ -109,6 +120,9 @@ def _train_defaults(opts, given, own):
     """With --dataset, the paper's patch size and learning rate for that scene unless given."""
     if own.get("dataset") is None:
         return opts
+    from .datasets import get_dataset
+
+    get_dataset(own["dataset"])  # an unknown name fails here, before torch is imported
     from .train import dataset_defaults
 
     return dataset_defaults(opts, given, own["dataset"])
@@ -123,12 +137,14 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="Output model bundle (.pt)."),
     dataset: str | None = Dataset,
     data_dir: Path | None = DataDir,
-    runs: int = typer.Option(1, "--runs", help="Train K seeds, each with its own split, and report mean ± std."),
+    runs: int = typer.Option(1, "--runs", min=1, help="Train K seeds, each with its own split, and report mean ± std."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
     """Train a model; keep the epoch with the best validation OA; write one model bundle."""
+    guard_outputs([output] if runs == 1 else [], overwrite or resume, inputs=[prepared])  # --runs: its own files
+    data_dir = check_folder(data_dir, "--data-dir")
     from .preprocess import prepared_for_dataset
     from .train import train as run
 
@@ -168,16 +184,17 @@ def evaluate(
     overwrite: bool = Overwrite,
 ) -> None:
     """OA, AA, kappa, per-class accuracy (UA, PA, F1 with 95 % intervals), confusion matrix and calibration error on the test split."""
-    from .evaluate import evaluate as run
-    from .evaluate import plot_confusion, plot_reliability, reliability_path, render_report, write_report_files
-    from .fileutil import check_output
+    from .evaluate import reliability_path
 
-    if report_prefix is not None:
-        for suffix in (".json", ".csv", ".md"):
-            check_output(report_prefix.with_name(report_prefix.name + suffix), overwrite)
-    if plot is not None:
-        check_output(plot, overwrite)
-        check_output(reliability_path(plot), overwrite)
+    reports = [report_prefix.with_name(report_prefix.name + s) for s in (".json", ".csv", ".md")] if report_prefix else []
+    plots = [plot, reliability_path(plot)] if plot is not None else []
+    guard_outputs([*reports, *plots], overwrite, inputs=[model, prepared])
+    from .bundle import precheck_bundle
+
+    precheck_bundle(model)
+    from .evaluate import evaluate as run
+    from .evaluate import plot_confusion, plot_reliability, render_report, write_report_files
+
     report = run(model, prepared, opts)
     render_report(report)
     if report_prefix is not None:
@@ -224,6 +241,7 @@ def predict_map(
     overwrite: bool = Overwrite,
 ) -> None:
     """Classify every pixel of one or several scenes; write georeferenced class-map GeoTIFFs in the labels' own codes."""
+    from .bundle import precheck_bundle
     from .predict import MapOutputs, predict_maps
 
     bundle = bundle or bundle_alias
@@ -231,8 +249,16 @@ def predict_map(
         raise OptionError("predict-map needs the model bundle: -m/--bundle FILE")
     if (output is None) == (out_dir is None):
         raise OptionError("give the map's name with -o/--output, or --out-dir DIR (one map per scene)")
+    many = out_dir is not None or len(scene) > 1
     template = MapOutputs(output if output is not None else out_dir / "{stem}_map.tif", confidence, probabilities, preview)
-    summary = predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=out_dir is not None or len(scene) > 1)
+    if many:  # each scene is checked (and may fail) on its own; outputs are still refused if they are an input
+        note_input(bundle, *(s for s in scene if Path(s).exists()))
+    else:
+        guard_outputs(
+            [Path(str(p).replace("{stem}", Path(scene[0]).stem)) for p in template.all()], overwrite, inputs=[scene[0], bundle]
+        )
+    precheck_bundle(bundle)
+    summary = predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=many)
     if as_json:
         _print_json(summary)
     if isinstance(summary, dict) and summary.get("failed"):
@@ -274,14 +300,17 @@ def download(
     name: str = typer.Argument(..., help="Dataset name (see 'hsicls datasets')."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
-    retries: int = typer.Option(3, "--retries", help="Retries per source on transient failures (resuming each time)."),
+    retries: int = typer.Option(3, "--retries", min=0, help="Retries per source on transient failures (resuming each time)."),
     from_: list[Path] = typer.Option([], "--from", help="Import a file obtained by hand (its sha256 is checked); repeatable."),
 ) -> None:
     """Download a benchmark scene, verifying every file's sha256 (or import files with --from)."""
     from .datasets import default_data_dir, download_dataset, get_dataset, import_file
 
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise OptionError(f"--timeout must be a finite number of seconds > 0, got {timeout}")
+    note_input(*from_)
     info = get_dataset(name)
-    root = data_dir or default_data_dir()
+    root = check_folder(data_dir, "--data-dir") or check_folder(default_data_dir(), "$HSICLS_DATA")
     if from_:
         for src in from_:
             import_file(info, src, root)
@@ -297,7 +326,7 @@ def datasets(as_json: bool = Json) -> None:
     """List the registered benchmark scenes."""
     from rich.table import Table
 
-    from .datasets import list_datasets
+    from .datasets import aliases_of, list_datasets
 
     rows = list_datasets()
     if as_json:
@@ -305,6 +334,7 @@ def datasets(as_json: bool = Json) -> None:
             [
                 {
                     "name": d.name,
+                    "aliases": aliases_of(d.name),
                     "title": d.title,
                     "sensor": d.sensor,
                     "shape": list(d.shape),
@@ -329,11 +359,19 @@ def datasets(as_json: bool = Json) -> None:
         )
         return
     table = Table(title="hsicls datasets")
-    for col in ("name", "scene", "sensor", "rows x cols x bands", "classes", "verified"):
+    for col in ("name", "also", "scene", "sensor", "rows x cols x bands", "classes", "verified"):
         table.add_column(col)
     for d in rows:
         verified = "yes" if d.verified else "no checksum"
-        table.add_row(d.name, d.title, d.sensor, "x".join(map(str, d.shape)), str(len(d.class_names)), verified)
+        table.add_row(
+            d.name,
+            ", ".join(aliases_of(d.name)),
+            d.title,
+            d.sensor,
+            "x".join(map(str, d.shape)),
+            str(len(d.class_names)),
+            verified,
+        )
     console.err_console().print(table)
 
 
@@ -399,30 +437,92 @@ def model_info(*, opts, given, as_json: bool = Json) -> None:
     console.err_console().print(table)
 
 
+_GLOBAL_FLAG = re.compile(r"^(-v+|-q|--verbose|--quiet)$")
+
+
+def _hoist_global_flags(args: list[str]) -> list[str]:
+    """``-v``/``-q`` given after the subcommand (``hsicls train p.h5 -o m.pt -v``) move before it,
+    where the root command reads them; values of the subcommand's own options are left alone."""
+    if not any(_GLOBAL_FLAG.match(a) for a in args[1:]):
+        return args
+    from typer.main import get_command
+
+    group = get_command(app)
+    i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+    sub = group.commands.get(args[i]) if i is not None else None
+    if sub is None:
+        return args
+    takes_value = {o for p in sub.params if not getattr(p, "is_flag", True) and not getattr(p, "count", False) for o in p.opts}
+    moved, rest, k = [], [], i + 1
+    while k < len(args):
+        a = args[k]
+        if a == "--":
+            rest += args[k:]
+            break
+        if _GLOBAL_FLAG.match(a):
+            moved.append(a)
+        else:
+            rest.append(a)
+            if a in takes_value and k + 1 < len(args):
+                rest.append(args[k + 1])
+                k += 1
+        k += 1
+    return args[:i] + moved + [args[i]] + rest
+
+
+def _undecodable(args: list[str]) -> str | None:
+    """The first argument that is not valid UTF-8 (a file name in another encoding), as shown to a person."""
+    for a in args:
+        try:
+            a.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(a).decode("utf-8", "backslashreplace")
+    return None
+
+
+def _usage_error(exc) -> int:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'hsicls': the help was printed
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    name = getattr(ctx, "info_name", None)
+    hint = f" (see 'hsicls {name} --help')" if name and name != "hsicls" and ctx.parent is not None else ""
+    console.error(exc.format_message() + hint)
+    return exc.exit_code
+
+
 def run(args: list[str] | None = None) -> int:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return the exit code: usage errors
-    become one ``error:`` line too (exit code 2), Ctrl-C exit code 130."""
+    become one ``error:`` line too (exit code 2), Ctrl-C exit code 130, a closed stdout 141."""
+    args = list(sys.argv[1:] if args is None else args)
+    bad = _undecodable(args)
+    if bad is not None:
+        console.error(f"{bad}: not valid UTF-8 (a file name in another encoding?); rename the file, hsicls needs UTF-8 names")
+        return 1
     try:
-        rc = app(args=args, standalone_mode=False)
+        with command_scope():
+            rc = app(args=_hoist_global_flags(args), standalone_mode=False)
     except typer.Abort:
         console.error("interrupted")
         return 130
+    except BrokenPipeError:
+        return StdoutClosed.exit_code
     except Exception as exc:  # click/typer usage errors (typer vendors its own click)
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'hsicls': the help was printed
-            return 0
-        ctx = getattr(exc, "ctx", None)
-        name = getattr(ctx, "info_name", None)
-        hint = f" (see 'hsicls {name} --help')" if name and name != "hsicls" and ctx.parent is not None else ""
-        console.error(exc.format_message() + hint)
-        return exc.exit_code
+        return _usage_error(exc)
     return rc if isinstance(rc, int) else 0
 
 
 def main() -> None:
     """Console entry point."""
-    sys.exit(run())
+    try:
+        code = run()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = StdoutClosed.exit_code
+    if code == StdoutClosed.exit_code:
+        console.silence_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ import dataclasses
 import enum
 import functools
 import inspect
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .errors import OptionError
+from . import console
+from .errors import HsiclsError, StdoutClosed
+from .fileutil import note_input
 from .options import Options, Spec, _base_type, choices_of, parse_key_values, read_config, to_toml
 
 KW = inspect.Parameter.KEYWORD_ONLY
@@ -148,13 +149,14 @@ def options_command(
         def command(**kw):
             ctx = kw.pop("ctx")
             config, print_config = kw.pop("config", None), kw.pop("print_config", False)
+            note_input(config)
             opts, given = build_options(cls, kw, ctx, config, section)
             mine = {k: v for k, v in kw.items() if k in own_names}
             if resolve is not None:
                 opts = resolve(opts, given, mine)
             opts.validate()
             if print_config:
-                sys.stdout.write(to_toml(section, opts.to_record(), header=f"hsicls {name}: effective configuration"))
+                console.stdout_write(to_toml(section, opts.to_record(), header=f"hsicls {name}: effective configuration"))
                 return None
             return body(opts=opts, given=given, **mine)
 
@@ -168,15 +170,16 @@ def options_command(
 
 
 def _guard(command: Callable) -> Callable:
-    """Option errors raised while building the options are user errors too (one line, exit 2)."""
+    """Errors raised while building the options (a bad value: exit 2; an unknown --dataset for
+    its defaults: exit 1) are one line too; a closed stdout ends quietly."""
 
     @functools.wraps(command)
     def run(**kw):
-        from . import console
-
         try:
             return command(**kw)
-        except OptionError as exc:
+        except StdoutClosed as exc:
+            raise typer.Exit(code=exc.exit_code) from None
+        except HsiclsError as exc:
             console.error(str(exc))
             raise typer.Exit(code=exc.exit_code) from None
 

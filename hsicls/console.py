@@ -5,6 +5,7 @@ Machine-readable results go to stdout (``--json``); everything meant for a perso
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,31 @@ from rich.progress import (
 )
 
 _state = {"verbosity": 0}
+
+
+def stdout_write(text: str) -> None:
+    """Write results (``--json``, ``--print-config``) to stdout and flush them; a reader that went
+    away (``| head``) is :class:`~hsicls.errors.StdoutClosed`, a failing stdout one error line."""
+    from .errors import HsiclsError, StdoutClosed
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed("standard output was closed") from None
+    except OSError as exc:
+        raise HsiclsError(f"cannot write to standard output ({exc.strerror or exc})") from None
+
+
+def silence_stdout() -> None:
+    """Point stdout (and what Python still holds for it) at /dev/null after its reader left, so the
+    interpreter's final flush does not print a BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def err_console() -> Console:

@@ -3,6 +3,9 @@
 Every stage raises :class:`HsiclsError` (or a subclass) for bad input: a missing file, a wrong
 key, mismatched shapes, an unknown dataset name. The CLI turns it into one line on stderr and a
 non-zero exit code; anything else is a bug and keeps its traceback.
+
+Exit codes: 1 a user error (:class:`HsiclsError`), 2 a usage error (:class:`OptionError`, and
+click's own usage errors), 130 interrupted (Ctrl-C), 141 standard output closed (:class:`StdoutClosed`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ class OptionError(HsiclsError, ValueError):
 
 class InputError(HsiclsError):
     """A file could not be read or holds something unexpected."""
+
+
+class StdoutClosed(HsiclsError):
+    """Standard output was closed by its reader (``| head``, ``| true``): stop quietly, with the
+    shell's usual status for a broken pipe (128 + SIGPIPE)."""
+
+    exit_code = 141
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what to do next in its message (``--resume``); exit code 130. Still a
+    :class:`KeyboardInterrupt`, so a library caller's ``except KeyboardInterrupt`` catches it."""
 
 
 class OutputExistsError(HsiclsError):

@@ -307,11 +307,31 @@ class CubeSource:
         )
 
 
-def open_cube(path: str | Path, key: str | None = None) -> CubeSource:
+def open_cube(path: str | Path, key: str | None = None, nodata: float | None = None) -> CubeSource:
     """Open a hyperspectral cube: ``.mat`` (key auto-detected: the only 3-D variable, or ``key``),
     ``.npy`` ``(H, W, B)``, or any GDAL raster (bands become the last axis; CRS, transform,
-    nodata, band descriptions and wavelengths are kept; bands flagged ``bbl = 0`` are skipped)."""
-    path = Path(path)
+    nodata, band descriptions and wavelengths are kept; bands flagged ``bbl = 0`` are skipped).
+
+    ``nodata`` (``--nodata``) replaces the file's nodata value. Bands that are NaN at every pixel
+    are dropped with a warning naming them; a constant value framing the scene in every band
+    without a nodata tag is named in a warning pointing at ``--nodata``."""
+    source = _open_cube(Path(path), key)
+    if nodata is not None:
+        source.nodata = float(nodata)
+    source = _drop_nan_bands(source)
+    if source.nodata is None:
+        frame = _fill_frame(source)
+        if frame is not None:
+            from . import console
+
+            console.warn(
+                f"{source.path.name}: every band holds {frame:g} all around the scene's border and the file has no nodata "
+                f"tag; if it is a fill value, pass --nodata {frame:g} (now it is used as spectra)"
+            )
+    return source
+
+
+def _open_cube(path: Path, key: str | None) -> CubeSource:
     _require_file(path)
     if _is_array_file(path):
         arr = _load_array(path, key, 3)
@@ -345,9 +365,80 @@ def open_cube(path: str | Path, key: str | None = None) -> CubeSource:
         )
 
 
-def read_cube(path: str | Path, key: str | None = None) -> Scene:
+def read_cube(path: str | Path, key: str | None = None, nodata: float | None = None) -> Scene:
     """Read a whole hyperspectral cube as ``(H, W, B)`` float32 (see :func:`open_cube`)."""
-    return open_cube(path, key).read()
+    return open_cube(path, key, nodata).read()
+
+
+def _nan_bands(source: CubeSource) -> list[int]:
+    """Positions (among the bands read) of the bands that are NaN at every pixel. GDAL rasters:
+    float bands only, screened on a decimated read and confirmed on the whole band."""
+    if source.array is not None:
+        return np.flatnonzero(np.isnan(source.array).all(axis=(0, 1))).tolist()
+    from rasterio.enums import Resampling
+
+    try:
+        with _open_raster(source.raster_path) as ds:
+            floats = [k for k, i in enumerate(source.good) if np.dtype(ds.dtypes[i - 1]).kind == "f"]
+            if not floats:
+                return []
+            shape = (len(floats), min(source.height, 64), min(source.width, 64))
+            sample = ds.read([source.good[k] for k in floats], out_shape=shape, resampling=Resampling.nearest)
+            candidates = [k for j, k in enumerate(floats) if np.isnan(sample[j]).all()]
+            return [k for k in candidates if np.isnan(ds.read(source.good[k])).all()]
+    except Exception:  # unreadable pixels: the real read reports them
+        return []
+
+
+def _drop_nan_bands(source: CubeSource) -> CubeSource:
+    """Drop the all-NaN bands (they would make every pixel nodata), naming them in a warning."""
+    drop = _nan_bands(source)
+    if not drop:
+        return source
+    if len(drop) == source.bands:
+        raise InputError(f"{source.path}: every band is NaN at every pixel")
+    from . import console
+
+    numbers = [source.good[k] if source.good else k + 1 for k in drop]
+    named = [
+        f"{n} ({source.band_names[k]})" if source.band_names and source.band_names[k] != f"band {n}" else str(n)
+        for n, k in zip(numbers, drop)
+    ]
+    console.warn(
+        f"{source.path.name}: band {', '.join(named)} is NaN at every pixel; dropped, {source.bands - len(drop)} bands kept"
+    )
+    keep = [k for k in range(source.bands) if k not in set(drop)]
+    source.bands = len(keep)
+    if source.array is not None:
+        source.array = np.ascontiguousarray(source.array[..., keep])
+    if source.good:
+        source.good = [source.good[k] for k in keep]
+    if source.band_names:
+        source.band_names = [source.band_names[k] for k in keep]
+    if source.wavelengths:
+        source.wavelengths = [source.wavelengths[k] for k in keep]
+    return source
+
+
+def _fill_frame(source: CubeSource) -> float | None:
+    """The value every band holds on the scene's whole border (first and last rows, sampled first
+    and last columns), when it is one finite, non-zero constant: a fill frame without a nodata tag."""
+    h, w = source.height, source.width
+    if h < 3 or w < 3:
+        return None
+    read = source.reader()
+    try:
+        rows = np.unique(np.linspace(0, h - 1, min(h, 32)).astype(int))
+        strips = [read(0, 1, 0, w), read(h - 1, h, 0, w)]
+        strips += [read(r, r + 1, c, c + 1) for r in rows for c in (0, w - 1)]
+    except Exception:  # unreadable pixels: the real read reports them
+        return None
+    finally:
+        if hasattr(read, "close"):
+            read.close()
+    values = np.concatenate([np.asarray(s).reshape(-1) for s in strips])
+    v = values[0]
+    return float(v) if np.isfinite(v) and v != 0 and bool((values == v).all()) else None
 
 
 def read_labels(path: str | Path, key: str | None = None, like: Scene | None = None, field: str | None = None) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 :class:`MapWriter` opens the class map and the optional confidence and probability rasters
 under temporary names, takes them window by window, and on success turns them into COGs when
-asked and moves them under their final names (:func:`hsicls.fileutil.atomic_output`); on any
-failure no file is left under a final name.
+asked, renders the preview, and moves them all under their final names together
+(:func:`hsicls.fileutil.atomic_outputs`); on any failure no file is left under a final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from contextlib import ExitStack
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .classtable import ClassTable, pam_xml, qgis_style
-from .fileutil import atomic_output
+from .fileutil import atomic_output, atomic_outputs, native_errors, write_via_memory
 
 UNKNOWN = "unknown"
 UNKNOWN_COLOUR = (128, 128, 128)
@@ -121,7 +122,12 @@ def to_cog(src: Path, dst: Path, resampling: str = "mode") -> None:
 
 
 class MapWriter:
-    """Context manager: ``write(window, classes, confidence, probabilities)`` per window."""
+    """Context manager: ``write(window, classes, confidence, probabilities)`` per window.
+
+    The map, the optional confidence and probability rasters and the preview are one group of
+    :func:`~hsicls.fileutil.atomic_outputs`: all of them or none reach their final names. GDAL
+    and libtiff run under :func:`~hsicls.fileutil.native_errors`, so a disk error they only
+    print (a full disk met while flushing blocks on close) still fails the run."""
 
     def __init__(
         self,
@@ -146,7 +152,8 @@ class MapWriter:
         import rasterio
 
         path = final_tmp.with_name(final_tmp.name + ".gtiff") if self.cog else final_tmp
-        ds = rasterio.open(path, "w", **profile(self.h, self.w, crs=self.crs, transform=self.transform, **prof))
+        with native_errors(path):
+            ds = rasterio.open(path, "w", **profile(self.h, self.w, crs=self.crs, transform=self.transform, **prof))
         self.files.append((ds, path, final_tmp, resampling))
         return ds
 
@@ -157,54 +164,66 @@ class MapWriter:
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid outputs
         o = self.outputs
         try:
-            self.map = self._open(
-                self.stack.enter_context(atomic_output(o.map, self.overwrite)), "mode", dtype=self.dtype, count=1, nodata=0
-            )
-            write_class_metadata(self.map, self.table, self.dtype)
-            self.conf = self.prob = None
-            if o.confidence is not None:
-                cd = self.confidence_dtype
-                self.conf = self._open(
-                    self.stack.enter_context(atomic_output(o.confidence, self.overwrite)),
-                    "average",
-                    dtype=cd,
-                    count=1,
-                    nodata=0 if cd == "uint8" else float("nan"),
-                )
-                self.conf.set_band_description(1, "confidence (max softmax)" + (" x 254 + 1" if cd == "uint8" else ""))
-            if o.probabilities is not None:
-                self.prob = self._open(
-                    self.stack.enter_context(atomic_output(o.probabilities, self.overwrite)),
-                    "average",
-                    dtype="float32",
-                    count=self.k,
-                    nodata=float("nan"),
-                )
-                for i, n in enumerate(self.names[: self.k], start=1):
-                    self.prob.set_band_description(i, f"P({n})")
+            tmps = dict(zip(["map", "confidence", "probabilities", "preview"], [None] * 4))
+            wanted = [k for k in tmps if getattr(o, k) is not None]
+            for k, t in zip(wanted, self.stack.enter_context(atomic_outputs([getattr(o, k) for k in wanted], self.overwrite))):
+                tmps[k] = t
+            self.preview_tmp = tmps["preview"]
+            self._open_all(tmps)
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
+    def _open_all(self, tmps: dict) -> None:
+        with native_errors(tmps["map"]):
+            self.map = self._open(tmps["map"], "mode", dtype=self.dtype, count=1, nodata=0)
+            write_class_metadata(self.map, self.table, self.dtype)
+        self.conf = self.prob = None
+        if tmps["confidence"] is not None:
+            cd = self.confidence_dtype
+            nodata = 0 if cd == "uint8" else float("nan")
+            self.conf = self._open(tmps["confidence"], "average", dtype=cd, count=1, nodata=nodata)
+            self.conf.set_band_description(1, "confidence (max softmax)" + (" x 254 + 1" if cd == "uint8" else ""))
+        if tmps["probabilities"] is not None:
+            self.prob = self._open(tmps["probabilities"], "average", dtype="float32", count=self.k, nodata=float("nan"))
+            for i, n in enumerate(self.names[: self.k], start=1):
+                self.prob.set_band_description(i, f"P({n})")
+
     def write(self, window, classes: np.ndarray, confidence: np.ndarray | None, probabilities: np.ndarray | None) -> None:
         """``classes`` ``(h, w)`` class codes (0 = nodata), ``confidence`` ``(h, w)`` in [0, 1] or NaN, ``probabilities`` ``(K, h, w)``."""
-        self.map.write(classes.astype(self.dtype), 1, window=window)
+        with native_errors(self.files[0][1]):
+            self.map.write(classes.astype(self.dtype), 1, window=window)
         if self.conf is not None:
             c = confidence
             if self.confidence_dtype == "uint8":
                 c = np.where(np.isnan(c), 0, np.clip(np.round(c * 254) + 1, 1, 255)).astype(np.uint8)
-            self.conf.write(c, 1, window=window)
+            with native_errors(self.files[1][1]):
+                self.conf.write(c, 1, window=window)
         if self.prob is not None:
-            self.prob.write(probabilities, window=window)
+            with native_errors(self.files[-1][1]):
+                self.prob.write(probabilities, window=window)
+
+    def _finish(self) -> None:
+        """Close every raster (GDAL flushes its blocks here), make the COGs, render the preview."""
+        for ds, path, _, _ in self.files:
+            with native_errors(path):
+                ds.close()
+        if self.cog:
+            for _, path, final_tmp, resampling in self.files:
+                with native_errors(final_tmp):
+                    to_cog(path, final_tmp, resampling)
+        if self.preview_tmp is not None:
+            render_preview(self.files[0][2], self.preview_tmp, self.table, self.outputs.map.name)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            for ds, _, _, _ in self.files:
-                ds.close()
-            if exc_type is None and self.cog:
-                for _, path, final_tmp, resampling in self.files:
-                    to_cog(path, final_tmp, resampling)
+            if exc_type is None:
+                self._finish()
+            else:
+                for ds, _, _, _ in self.files:
+                    with contextlib.suppress(Exception), native_errors():
+                        ds.close()
         except BaseException:
             self._cleanup()
             self.stack.__exit__(*sys.exc_info())  # removes the temporary files; may raise a clearer error
@@ -218,8 +237,9 @@ class MapWriter:
                 path.unlink(missing_ok=True)
 
 
-def write_preview(map_path: Path, png: Path, table: ClassTable, overwrite: bool) -> None:
-    """A quicklook PNG of the map with a legend of class names and colours (matplotlib)."""
+def render_preview(map_path: Path, png: Path, table: ClassTable, title: str) -> None:
+    """A quicklook PNG of the map (values = class codes) with a legend of class names and colours
+    (matplotlib), rendered in memory and written to ``png`` in one checked write."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,8 +264,15 @@ def write_preview(map_path: Path, png: Path, table: ClassTable, overwrite: bool)
     ax.set_axis_off()
     handles = [Patch(color=colours[c], label=f"{c} {n}") for c, n in zip(table.codes, table.names)]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    ax.set_title(map_path.name, fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    try:
+        write_via_memory(png, lambda buf: fig.savefig(buf, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def write_preview(map_path: Path, png: Path, table: ClassTable, overwrite: bool) -> None:
+    """The preview of an existing map file (see :func:`render_preview`), written atomically."""
     with atomic_output(png, overwrite) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+        render_preview(map_path, tmp, table, Path(map_path).name)

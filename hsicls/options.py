@@ -76,9 +76,14 @@ SHARED: dict[str, dict[str, Any]] = {
         repeat=True,
         metavar="KEY=VALUE",
     ),
-    "patch_size": dict(default=13, help="Patch side in pixels (odd).", min=1, odd=True),
-    "seed": dict(default=0, help="Random seed (split and network).", min=0),
+    "patch_size": dict(default=13, help="Patch side in pixels (odd).", min=1, max=101, odd=True),
+    "seed": dict(default=0, help="Random seed (split and network).", min=0, max=2**32 - 1),
     "key": dict(default=None, help="Variable of the cube inside a .mat file (auto-detected)."),
+    "nodata": dict(
+        default=None,
+        help="Treat pixels equal to this value in every band as nodata, whatever the file's tag says "
+        "(e.g. -9999 for an untagged fill frame).",
+    ),
 }
 
 

@@ -39,7 +39,7 @@ from .errors import HsiclsError, InputError
 from .fileutil import check_output
 from .inference import Runner
 from .io import CubeSource, open_cube, valid_mask
-from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_preview, write_sidecars
+from .mapwrite import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_sidecars
 from .models import get_entry
 from .patches import pad_sides
 from .runtime import tune_allocator
@@ -114,8 +114,8 @@ def _check_inputs(scene_path: Path, model_path: Path, outputs: MapOutputs, overw
         raise InputError(f"{scene_path}: no such file")
 
 
-def _open_scene(scene_path: Path, bundle: Bundle, key: str | None) -> CubeSource:
-    source = open_cube(scene_path, key)
+def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
+    source = open_cube(scene_path, key, nodata)
     model_bands = BandInfo.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandInfo(bundle.n_bands)
     order = match_bands(model_bands, band_info(source), scene_path, bundle.path)
     if order is not None:
@@ -181,7 +181,7 @@ def predict_map(
     tune_allocator()
     t0 = time.perf_counter()
     bundle = load_bundle(model_path)
-    source = _open_scene(scene_path, bundle, options.key)
+    source = _open_scene(scene_path, bundle, options.key, options.nodata)
     runner = Runner.resolve(options.device, options.precision, options.batch_size)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
     table = class_table(bundle, options)
@@ -191,8 +191,6 @@ def predict_map(
     counts, classified = _run_windows(source, classify, outputs, table, options, overwrite)
     write_sidecars(outputs.map, table)
     seconds = time.perf_counter() - t0
-    if outputs.preview is not None:
-        write_preview(outputs.map, outputs.preview, table, overwrite)
     summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
     summary["temperature"] = bundle.temperature
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
@@ -246,6 +244,11 @@ def _run_windows(
             classified += n
             if bar:
                 bar.update(task, advance=(r1 - r0) * (c1 - c0))
+        if classified == 0:  # inside the writer: no all-nodata map is left behind
+            raise InputError(
+                f"{source.path}: every pixel is nodata (NaN or inf in a band, the nodata value in every band, or zero in "
+                f"every band); no map written"
+            )
     return counts, classified
 
 

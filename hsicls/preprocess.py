@@ -15,7 +15,7 @@ import numpy as np
 from . import console
 from .config import PreprocessOptions
 from .errors import HsiclsError, InputError
-from .fileutil import atomic_output, check_output
+from .fileutil import atomic_output, guard_outputs, write_via_memory
 from .labels import label_names_and_colours, labels_on_grid
 from .palette import default_palette
 from .prepared import Prepared, Preprocessing, SceneInfo, save_prepared, stack_scenes
@@ -226,11 +226,11 @@ def preprocess(
     overwrite: bool = False,
 ) -> Prepared:
     """Run the whole stage on one or several scenes and write ``output``; returns what was written."""
-    check_output(output, overwrite)
-    options.validate()
     paths = [Path(p) for p in scene_path] if isinstance(scene_path, (list, tuple)) else [Path(scene_path)]
     label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
-    sources = open_scenes(paths, options.key)
+    guard_outputs([output], overwrite, inputs=[*paths, *label_paths, options.train_mask, options.test_mask])
+    options.validate()
+    sources = open_scenes(paths, options.key, options.nodata)
     bands = check_bands_agree(sources)
     label_sets = pair_labels(sources, label_paths)
     in_memory = len(sources) == 1 or raw_bytes(sources) <= RAW_IN_MEMORY_BYTES
@@ -241,6 +241,8 @@ def preprocess(
     if not (labels_raw > 0).any():
         raise InputError(f"{label_paths[0]}: no labelled pixel falls on valid data of {', '.join(s.path.name for s in sources)}")
     labels, values = _relabel(labels_raw)
+    if len(values) < 2:
+        raise InputError(f"{label_paths[0]}: every labelled pixel has class {values[0]}; classification needs at least 2 classes")
     class_names, palette = _names_and_palette(options, label_paths, sources[0], values)
     groups = (
         make_groups(labels, scenes, options.group_by, options.block_size or options.patch_size)
@@ -284,8 +286,8 @@ def preprocess(
         scenes=scenes,
         groups=groups,
     )
-    with atomic_output(output, overwrite) as tmp:
-        save_prepared(tmp, prepared)
+    with atomic_output(output, overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
+        write_via_memory(tmp, lambda buf: save_prepared(buf, prepared))
     console.info(f"wrote {output}")
     return prepared
 

@@ -2,8 +2,8 @@
 
 Run ``i`` uses seed ``seed + i`` for both the split and the network; its split is made by
 re-running the prepared file's recorded preprocessing with that seed (a ``fixed`` split keeps
-its masks, so only the network's seed changes). Files: ``<stem>_run<i>.h5``/``.pt`` next to
-the output; the summary goes to ``<stem>_runs.json``.
+its masks, so only the network's seed changes). Files, named from the whole output name
+(``m.pt`` -> ``m.pt.run<i>.h5``/``m.pt.run<i>.pt``) next to it; the summary goes to ``m.pt.runs.json``.
 """
 
 from __future__ import annotations
@@ -49,12 +49,11 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
     if rec is None:
         raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
     label_sources = base.meta.get("labels_source", "").split(";")
-    from .fileutil import check_output
+    from .fileutil import guard_outputs
 
-    files = [(output.with_name(f"{output.stem}_run{i}.h5"), output.with_name(f"{output.stem}_run{i}.pt")) for i in range(runs)]
-    summary_path = output.with_name(f"{output.stem}_runs.json")
-    for p in [summary_path, *(f for pair in files for f in pair)]:
-        check_output(p, overwrite)
+    files = [(output.with_name(f"{output.name}.run{i}.h5"), output.with_name(f"{output.name}.run{i}.pt")) for i in range(runs)]
+    summary_path = output.with_name(f"{output.name}.runs.json")
+    guard_outputs([summary_path, *(f for pair in files for f in pair)], overwrite, inputs=[prepared_path])
     reports = []
     sources = base.meta.get("sources") or [base.meta["source"]]
     by_group = rec.get("split") == "group"
@@ -80,7 +79,7 @@ def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: i
         **summarize(reports),
         "reports": reports,
     }
-    with atomic_output(summary_path, overwrite=True) as tmp:
+    with atomic_output(summary_path, overwrite) as tmp:
         tmp.write_text(json.dumps(json_safe(summary), indent=2))
     return summary
 

@@ -112,8 +112,8 @@ def merge_labels(paths: list[Path], grid, key, field, layer) -> np.ndarray:
     return merged
 
 
-def open_scenes(paths: list[Path], key: str | None) -> list[CubeSource]:
-    sources = [open_cube(p, key) for p in paths]
+def open_scenes(paths: list[Path], key: str | None, nodata: float | None = None) -> list[CubeSource]:
+    sources = [open_cube(p, key, nodata) for p in paths]
     names = [s.path.stem for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

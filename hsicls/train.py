@@ -7,12 +7,19 @@ continues from it to the same weights). The bundle keeps the epoch with the best
 or the final epoch when there is no validation split; a temperature is then fitted on the
 validation split (:func:`hsicls.calibration.calibrate_bundle`) and kept in the bundle. The test
 split is never looked at.
+
+Side files are named from the whole output name (``a.pt`` -> ``a.pt.ckpt``, ``a.pt.log.jsonl``),
+so ``a.pt`` and ``a.pth`` never share one. A checkpoint records the prepared file's identity and
+the options: ``--resume`` refuses another's, and a run without ``--resume`` refuses to start over
+an existing checkpoint unless ``--overwrite``. A loss that stops being finite ends the run with an
+error instead of a bundle of NaN weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +32,8 @@ from . import console
 from .bundle import Bundle, ModelSpec, save_bundle
 from .calibration import calibrate_bundle
 from .config import TrainOptions
-from .errors import HsiclsError
-from .fileutil import atomic_output, check_output
+from .errors import HsiclsError, InputError, Interrupted
+from .fileutil import atomic_output, guard_outputs, output_lock, write_via_memory
 from .models import get_entry
 from .prepared import load_prepared
 from .runtime import resolve_device, tune_allocator, uses_bf16
@@ -59,7 +66,7 @@ def checkpoint_path(output: Path) -> Path:
 
 
 def log_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".log.jsonl")
+    return output.with_name(output.name + ".log.jsonl")
 
 
 def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> TrainOptions:
@@ -72,10 +79,13 @@ def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> Train
 
 
 def prepared_identity(prep) -> str:
-    """sha256 of the split masks and the preprocessing: what a checkpoint must be resumed on."""
+    """sha256 of the labels, the split masks and the preprocessing (shapes included): what a
+    checkpoint must be resumed on."""
     h = hashlib.sha256()
-    for a in (prep.train, prep.val, prep.test, *prep.preprocessing.to_dict().values()):
-        h.update(np.ascontiguousarray(a).tobytes())
+    for a in (prep.labels, prep.train, prep.val, prep.test, *prep.preprocessing.to_dict().values()):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 
@@ -89,10 +99,21 @@ def train(
 ) -> TrainResult:
     """Train and write the bundle; ``on_epoch_end(epoch)`` is called after each checkpoint."""
     output = Path(output)
-    check_output(output, overwrite or resume)
+    guard_outputs([output], overwrite or resume, inputs=[prepared_path])
     options.validate()
+    with output_lock(output):  # the checkpoint and the log belong to this run until it ends
+        return _train(prepared_path, output, options, overwrite, resume, on_epoch_end)
+
+
+def _train(prepared_path, output: Path, options: TrainOptions, overwrite: bool, resume: bool, on_epoch_end) -> TrainResult:
     tune_allocator()
+    ckpt = checkpoint_path(output)
+    _check_checkpoint(ckpt, overwrite, resume)
     prep = load_prepared(prepared_path)
+    if prep.n_classes < 2:
+        raise InputError(f"{prepared_path}: holds a single class ({prep.class_names[0]}); classification needs at least 2")
+    identity = prepared_identity(prep)
+    state = _load_checkpoint(ckpt, identity, options) if resume else None
     device = resolve_device(options.device)
     seed_everything(options.seed)
     entry = get_entry(options.model)
@@ -105,15 +126,15 @@ def train(
     if run.n_train < 2:
         raise HsiclsError(f"{prepared_path}: the training split holds {run.n_train} pixel(s); at least 2 are needed")
     _warn_about(run, prep, prepared_path)
-    ckpt = checkpoint_path(output)
-    if resume:
-        _restore(run, ckpt, prepared_identity(prep))
+    if state is not None:
+        run.load_state_dict(state)
+        console.info(f"resuming from epoch {run.epoch} of {options.epochs} ({ckpt})")
     console.info(
         f"training {options.model} on {device.type}{' (bf16 autocast)' if run.use_bf16 else ''}: {run.n_train} training px, "
         f"{run.n_val} validation px, {run.n_classes} classes, {run.in_bands} bands, {options.patch_size}x{options.patch_size} patches"
     )
     t0 = time.perf_counter()
-    stopped_early = _epochs(run, ckpt, output, prepared_identity(prep), on_epoch_end)
+    stopped_early = _epochs(run, ckpt, output, identity, on_epoch_end)
     seconds = time.perf_counter() - t0
     state, sel = run.result()
     record = {
@@ -148,36 +169,63 @@ def _check_prepared(prep, prepared_path, options: TrainOptions) -> None:
         )
 
 
+def _check_checkpoint(ckpt: Path, overwrite: bool, resume: bool) -> None:
+    """Never start over an interrupted run's checkpoint silently: say how to resume it."""
+    if resume and not ckpt.exists():
+        raise HsiclsError(f"{ckpt}: no checkpoint to resume from")
+    if resume or not ckpt.exists():
+        return
+    if not overwrite:
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            where = f" (epoch {int(state['epoch'])} of {int(state['options']['epochs'])})"
+        except Exception:
+            where = ""
+        raise HsiclsError(
+            f"{ckpt}: an interrupted run's checkpoint{where} is here; continue it with the same command and --resume, "
+            f"or pass --overwrite to start over"
+        )
+    ckpt.unlink()
+    console.info(f"removed the checkpoint {ckpt.name} (--overwrite): starting over")
+
+
 def _warn_about(run: TrainingRun, prep, prepared_path) -> None:
     if run.options.early_stopping and not run.n_val:
         console.warn("--early-stopping needs a validation split (--val-ratio > 0); it is ignored")
-    missing = sorted(set(range(run.n_classes)) - set(run.tr[2].unique().tolist()))
-    if missing:
-        console.warn(f"{prepared_path}: no training pixel for class(es) {', '.join(prep.class_names[c] for c in missing)}")
+    _warn_few_pixels(np.bincount(run.tr[2].cpu().numpy(), minlength=run.n_classes), prep.class_names, prepared_path)
 
 
-def _restore(run: TrainingRun, ckpt: Path, identity: str) -> None:
-    """Continue from ``ckpt``; it must come from the same options and the same prepared file."""
-    if not ckpt.exists():
-        raise HsiclsError(f"{ckpt}: no checkpoint to resume from")
+def _warn_few_pixels(counts: np.ndarray, names: list[str], prepared_path) -> None:
+    """Classes with no, or a single, training pixel: the model can hardly learn them."""
+    for n, what in ((0, "no training pixel"), (1, "a single training pixel")):
+        few = [names[c] for c in np.flatnonzero(counts == n)]
+        if few:
+            console.warn(f"{prepared_path}: {what} for class(es) {', '.join(few)} (fewer than 2 per class)")
+
+
+def _load_checkpoint(ckpt: Path, identity: str, options: TrainOptions) -> dict:
+    """The state to continue from; it must come from the same options and the same prepared file."""
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise HsiclsError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__})") from None
-    if state.get("prepared_id", identity) != identity:
+    if not isinstance(state, dict) or state.get("format") != "hsicls-checkpoint":
+        raise HsiclsError(f"{ckpt}: not an hsicls checkpoint; not resumed")
+    if "prepared_id" not in state:
+        raise HsiclsError(f"{ckpt}: records no prepared-file identity (an older hsicls wrote it); cannot check it, not resumed")
+    if state["prepared_id"] != identity:
         raise HsiclsError(
             f"{ckpt}: was written while training on another prepared file (other split or preprocessing); not resumed"
         )
     # options a checkpoint predates count at their defaults
     saved = {k: v for k, v in {**TrainOptions().to_record(), **state.get("options", {})}.items() if k != "device"}
-    mine = {k: v for k, v in run.options.to_record().items() if k != "device"}
+    mine = {k: v for k, v in options.to_record().items() if k != "device"}
     if saved != mine:
         diff = ", ".join(
             f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)
         )
         raise HsiclsError(f"{ckpt}: was written with other options ({diff}); resume with the same ones")
-    run.load_state_dict(state)
-    console.info(f"resuming from epoch {run.epoch} of {run.options.epochs} ({ckpt})")
+    return state
 
 
 def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_end) -> bool:
@@ -189,6 +237,7 @@ def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_
             task = bar.add_task("train", total=epochs, completed=run.epoch, status="") if bar else None
             while run.epoch < epochs:
                 rec = run.step()
+                _check_finite(rec, run, ckpt)
                 _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})
                 _write_log(log_path(output), run.history)
                 status = f"loss {rec['loss']:.4f}" + (f"  val OA {rec['val_oa']:.4f}" if rec["val_oa"] is not None else "")
@@ -203,24 +252,31 @@ def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_
                     return True
     except KeyboardInterrupt:
         if ckpt.exists():
-            console.error(f"interrupted after epoch {run.epoch}; continue with the same command and --resume ({ckpt})")
-        else:
-            console.error("interrupted before the first epoch ended; nothing to resume")
-        raise
+            raise Interrupted(
+                f"interrupted after epoch {run.epoch}; continue with the same command and --resume ({ckpt})"
+            ) from None
+        raise Interrupted("interrupted before the first epoch ended; nothing to resume") from None
     return False
+
+
+def _check_finite(rec: dict, run: TrainingRun, ckpt: Path) -> None:
+    """A NaN/inf loss (a learning rate far too high) ends the run: its checkpoint cannot help."""
+    if math.isfinite(rec["loss"]):
+        return
+    ckpt.unlink(missing_ok=True)
+    raise HsiclsError(
+        f"training diverged at epoch {run.epoch}: the loss is {rec['loss']} (--lr {run.options.lr:g} is too high? try a smaller one)"
+    )
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
     with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+        write_via_memory(tmp, lambda buf: buf.write("".join(json.dumps(h) + "\n" for h in history).encode()))
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_output(path, overwrite=True) as tmp:
-        try:
-            torch.save(state, tmp)
-        except RuntimeError as exc:  # torch reports a full disk as a RuntimeError
-            raise OSError(28, f"cannot write the checkpoint ({exc})") from None
+        write_via_memory(tmp, lambda buf: torch.save(state, buf))
 
 
 def _write_bundle(
@@ -255,9 +311,13 @@ def _write_bundle(
         "train_pixels": int(prep.train.sum()),
         "val_pixels": int(prep.val.sum()),
     }
+    weights = state if state is not None else model.state_dict()
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise HsiclsError(f"{prepared_path}: training gave non-finite weights ({bad[0]}); no bundle written (try a smaller --lr)")
     bundle = Bundle(
         model=spec,
-        state_dict=state if state is not None else model.state_dict(),
+        state_dict=weights,
         preprocessing=prep.preprocessing,
         class_names=prep.class_names,
         class_values=prep.class_values,
@@ -280,6 +340,7 @@ def _fit_classic(entry, prep, prepared_path, output, options: TrainOptions, over
     x_val, y_val = prep.cube[prep.val], prep.labels[prep.val] - 1
     if len(np.unique(y_tr)) < prep.n_classes:
         raise HsiclsError(f"{prepared_path}: some classes have no training pixel; '{options.model}' needs every class")
+    _warn_few_pixels(np.bincount(y_tr, minlength=prep.n_classes), prep.class_names, prepared_path)
     console.info(f"fitting {options.model}: {len(y_tr)} training px, {len(y_val)} validation px, {prep.n_classes} classes")
     t0 = time.perf_counter()
     try:

@@ -137,7 +137,7 @@ def test_labels_out_of_range_or_all_nodata(tmp_path):
     np.save(lab, gt)
     _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
     np.save(cube, np.random.default_rng(0).random((4, 4, 40)).astype(np.float32))
-    np.save(lab, np.ones((4, 4), np.uint8))
+    np.save(lab, np.repeat(np.array([[1], [1], [2], [2]], np.uint8), 4, axis=1))
     _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5", "--components", "30"), "PCA")
 
 

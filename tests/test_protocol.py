@@ -176,7 +176,7 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     a, b = _state(tmp_path / "full.pt"), _state(tmp_path / "cut.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "cut.pt.ckpt").exists()
-    log = [json.loads(x) for x in (tmp_path / "cut.log.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (tmp_path / "cut.pt.log.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in log] == [1, 2, 3, 4] and all("lr" in h and "val_oa" in h for h in log)
     r = run_cli("train", prepared, "-o", tmp_path / "cut.pt", "--epochs", "5", "--resume")
     assert r.exit_code != 0 and "checkpoint" in r.stderr
@@ -258,9 +258,9 @@ def test_runs_mean_std(prepared, tmp_path):
     assert s["seeds"] == [0, 1] and len(s["oa"]["runs"]) == 2
     assert s["oa"]["std"] == pytest.approx(float(np.std(s["oa"]["runs"])))
     assert "±" in r.stderr
-    masks = [h5py.File(tmp_path / f"m_run{i}.h5", "r")["scenes/0/split/train"][...] for i in range(2)]
+    masks = [h5py.File(tmp_path / f"m.pt.run{i}.h5", "r")["scenes/0/split/train"][...] for i in range(2)]
     assert not np.array_equal(masks[0], masks[1])  # each run has its own split
-    assert (tmp_path / "m_runs.json").exists()
+    assert (tmp_path / "m.pt.runs.json").exists()
 
 
 def test_evaluate_report_files_and_plot(bundle, prepared, tmp_path):

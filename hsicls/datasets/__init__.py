@@ -1,14 +1,16 @@
 """Public benchmark scenes: a declarative registry and checksummed downloads."""
 
 from .download import default_data_dir, download_dataset, download_file, import_file, safe_extract, sha256_file
-from .registry import DATASETS, DatasetInfo, RemoteFile, get_dataset, list_datasets
+from .registry import ALIASES, DATASETS, DatasetInfo, RemoteFile, aliases_of, get_dataset, list_datasets
 from .resolve import ResolvedScene, resolve_dataset
 
 __all__ = [
+    "ALIASES",
     "DATASETS",
     "DatasetInfo",
     "RemoteFile",
     "ResolvedScene",
+    "aliases_of",
     "default_data_dir",
     "download_dataset",
     "download_file",

@@ -27,7 +27,8 @@ import zipfile
 from pathlib import Path
 
 from .. import __version__, console
-from ..errors import DownloadError, InputError
+from ..errors import DownloadError, HsiclsError, InputError
+from ..fileutil import DISK_ERRNOS, atomic_output, disk_error_cause
 from .registry import DatasetInfo, RemoteFile
 
 CHUNK = 1 << 16
@@ -127,12 +128,17 @@ def download_file(remote: RemoteFile, dest_dir: Path, timeout: float = 60.0, ret
                     time.sleep(backoff * 2**attempt)
                     continue
                 break
-            except urllib.error.HTTPError as exc:
+            except OSError as exc:
+                if exc.errno in DISK_ERRNOS:  # no mirror helps a full disk
+                    raise DownloadError(f"{part}: cannot write: {disk_error_cause(exc)}") from None
+                if not isinstance(exc, urllib.error.HTTPError):
+                    failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
+                    break
                 failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
                 if exc.code not in NEXT_MIRROR:
                     console.debug(f"unexpected HTTP {exc.code}; trying the next source")
                 break
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            except (http.client.HTTPException, ValueError) as exc:
                 failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 break
             digest = sha256_file(part)
@@ -176,10 +182,8 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
                 dest.mkdir(parents=True, exist_ok=True)
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            with zf.open(m) as src, open(tmp, "wb") as dst:
+            with atomic_output(dest, overwrite=True) as tmp, zf.open(m) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
-            os.replace(tmp, dest)
             out.append(dest)
     return out
 
@@ -187,6 +191,8 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
 def import_file(info: DatasetInfo, src: Path, data_dir: Path) -> Path:
     """``hsicls download NAME --from PATH``: copy a file obtained by hand into the dataset
     folder after checking that its sha256 is the registry's for that file."""
+    if src.is_dir():
+        raise InputError(f"{src}: is a directory; give --from the downloaded file itself")
     if not src.is_file():
         raise InputError(f"{src}: no such file")
     digest = sha256_file(src)
@@ -205,12 +211,17 @@ def import_file(info: DatasetInfo, src: Path, data_dir: Path) -> Path:
         names = ", ".join(f.name for f in info.files)
         raise DownloadError(f"{src}: neither its name nor its sha256 matches a file of {info.name} ({names}); not imported")
     target = data_dir / info.name
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HsiclsError(f"{target}: cannot create the folder ({exc.strerror or exc})") from None
     dest = target / remote.name
-    tmp = dest.with_name(dest.name + ".part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
-    console.info(f"imported {src} as {dest}")
+    if dest.exists() and os.path.samefile(dest, src):
+        console.info(f"{src} is already in place")
+    else:
+        with atomic_output(dest, overwrite=True) as tmp:
+            shutil.copyfile(src, tmp)
+        console.info(f"imported {src} as {dest}")
     if remote.extract:
         safe_extract(dest, target)
     return dest

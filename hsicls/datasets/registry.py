@@ -412,11 +412,39 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+# The short names users type (the design card's "--dataset houston"): alias -> registered name.
+# Registered names match without their punctuation too (salinas, salinasa, ksc, indianpines).
+ALIASES = {
+    "houston": "houston2013",
+    "pavia": "pavia-centre",
+    "paviac": "pavia-centre",
+    "paviau": "pavia-university",
+    "indian": "indian-pines",
+    "longkou": "whu-hi-longkou",
+    "hanchuan": "whu-hi-hanchuan",
+    "honghu": "whu-hi-honghu",
+}
+
+
+def _compact(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def get_dataset(name: str) -> DatasetInfo:
-    key = name.lower().replace("_", "-")
-    if key not in DATASETS:
-        raise HsiclsError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
-    return DATASETS[key]
+    """A registered scene by its name or a short alias; case, ``-``, ``_`` and spaces do not
+    matter (``Indian_Pines``, ``indianpines``, ``indian``, ``PaviaU``)."""
+    key = _compact(name)
+    by_compact = {_compact(k): k for k in DATASETS}
+    found = by_compact.get(key) or ALIASES.get(key)
+    if found is None:
+        short = ", ".join(ALIASES)
+        raise HsiclsError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)}; short names: {short})")
+    return DATASETS[found]
+
+
+def aliases_of(name: str) -> list[str]:
+    """The short names accepted for registered scene ``name``."""
+    return [a for a, n in ALIASES.items() if n == name]
 
 
 def list_datasets() -> list[DatasetInfo]:
