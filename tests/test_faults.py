@@ -797,7 +797,7 @@ def test_nodata_option_marks_the_frame_and_silences_the_warning(assets, tmp_path
     r = run_cli(*args, "--nodata", "-9999")
     assert r.exit_code == 0 and "--nodata" not in r.stderr, r.stderr
     with h5py.File(tmp_path / "p.h5") as f:
-        valid = f["valid"][...]
+        valid = f["scenes/0/valid"][...]
     assert not valid[0].any() and not valid[:, -1].any() and valid[1:-1, 1:-1].all()
 
 
