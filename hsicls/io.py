@@ -14,6 +14,7 @@ Formats: GeoTIFF and any other raster GDAL reads (rasterio), MATLAB v5 (scipy.io
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -621,6 +622,31 @@ def rasterize_vector_labels(
     return labels, names
 
 
+@contextmanager
+def pick_vector_layer(
+    fiona, path: Path, layers: list[str], layer: str | None, field: str | None, layer_flag: str, field_flag: str
+):
+    """Open the feature layer of a vector file (``layer``, or its only layer with geometry; QGIS's
+    ``layer_styles`` table is not one) and choose the class attribute (``field``, or its only one);
+    yields ``(collection, field)``. Ambiguity is one error naming ``layer_flag`` / ``field_flag``."""
+    if layer is not None and layer not in layers:
+        raise InputError(f"{path}: no layer '{layer}' (layers: {', '.join(layers)})")
+    if layer is None and len(layers) > 1:
+        spatial = [n for n in layers if n != "layer_styles" and _has_geometry(fiona, path, n)]
+        if len(spatial) != 1:
+            raise InputError(f"{path}: has {len(spatial)} feature layers ({', '.join(spatial)}); choose one with {layer_flag}")
+        layer = spatial[0]
+    with fiona.open(path, layer=layer) as src:
+        props = list(src.schema["properties"])
+        if field is None:
+            if len(props) != 1:
+                raise InputError(f"{path}: choose the class attribute with {field_flag} (one of {', '.join(props)})")
+            field = props[0]
+        if field not in props:
+            raise InputError(f"{path}: no attribute '{field}' (attributes: {', '.join(props)})")
+        yield src, field
+
+
 def _has_geometry(fiona, path: Path, layer: str) -> bool:
     with fiona.open(path, layer=layer) as src:
         return src.schema.get("geometry") not in (None, "None")
@@ -638,22 +664,8 @@ def read_vector_features(path: str | Path, field: str | None = None, layer: str 
         layers = fiona.listlayers(path)
     except Exception as exc:
         raise InputError(f"{path}: not a readable vector file ({first_line(exc)})") from None
-    if layer is not None and layer not in layers:
-        raise InputError(f"{path}: no layer '{layer}' (layers: {', '.join(layers)})")
-    if layer is None and len(layers) > 1:
-        spatial = [n for n in layers if n != "layer_styles" and _has_geometry(fiona, path, n)]  # QGIS keeps styles in a table
-        if len(spatial) != 1:
-            raise InputError(f"{path}: has {len(spatial)} feature layers ({', '.join(spatial)}); choose one with --label-layer")
-        layer = spatial[0]
     try:
-        with fiona.open(path, layer=layer) as src:
-            props = list(src.schema["properties"])
-            if field is None:
-                if len(props) != 1:
-                    raise InputError(f"{path}: choose the class attribute with --label-field (one of {', '.join(props)})")
-                field = props[0]
-            if field not in props:
-                raise InputError(f"{path}: no attribute '{field}' (attributes: {', '.join(props)})")
+        with pick_vector_layer(fiona, path, layers, layer, field, "--label-layer", "--label-field") as (src, field):
             src_crs = src.crs.to_wkt() if src.crs else None
             feats = [(f.geometry, f.properties[field]) for f in src if f.geometry is not None and f.properties[field] is not None]
     except fiona.errors.FionaError as exc:

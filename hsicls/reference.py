@@ -36,6 +36,7 @@ from .io import (
     _georef,
     _open_raster,
     _require_file,
+    pick_vector_layer,
     read_label_metadata,
     read_labels,
 )
@@ -340,21 +341,8 @@ def _read_features(path: Path, field: str | None, layer: str | None):
         raise InputError(f"{path}: reading a vector reference needs fiona (pip install 'hsicls[vector]')") from None
     try:
         layers = fiona.listlayers(path)
-        if layer is None:
-            spatial = [n for n in layers if _has_geometry(fiona, path, n)]
-            if len(spatial) > 1:
-                raise InputError(f"{path}: several layers ({', '.join(spatial)}); choose one with --reference-layer")
-            layer = spatial[0] if spatial else layers[0]
-        elif layer not in layers:
-            raise InputError(f"{path}: no layer '{layer}' (layers: {', '.join(layers)})")
-        with fiona.open(path, layer=layer) as src:
-            props = list(src.schema["properties"])
-            if field is None:
-                if len(props) != 1:
-                    raise InputError(f"{path}: choose the class attribute with --reference-field (one of {', '.join(props)})")
-                field = props[0]
-            if field not in props:
-                raise InputError(f"{path}: no attribute '{field}' (attributes: {', '.join(props)})")
+        with pick_vector_layer(fiona, path, layers, layer, field, "--reference-layer", "--reference-field") as (src, field):
+            layer = layer or src.name
             crs = src.crs.to_wkt() if src.crs else None
             feats, without = [], 0
             for f in src:
@@ -368,11 +356,6 @@ def _read_features(path: Path, field: str | None, layer: str | None):
     if not feats:
         raise InputError(f"{path}: no feature has a geometry and a value in '{field}'")
     return layer, field, crs, feats, without
-
-
-def _has_geometry(fiona, path: Path, layer: str) -> bool:
-    with fiona.open(path, layer=layer) as src:
-        return src.schema.get("geometry") not in (None, "None")
 
 
 _INT = re.compile(r"\s*[+-]?\d+\s*")
