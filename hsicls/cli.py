@@ -21,6 +21,7 @@ import typer
 from . import __version__, console
 from .cliargs import options_command
 from .config import AssessOptions, EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
+from .distributed import launched
 from .errors import HsiclsError, OptionError, StdoutClosed
 from .fileutil import check_folder, command_scope, guard_outputs, note_input
 
@@ -53,7 +54,8 @@ def handle_errors(fn):
         except StdoutClosed as exc:
             raise typer.Exit(code=exc.exit_code) from None
         except HsiclsError as exc:
-            console.error(str(exc))
+            if not getattr(exc, "reported", False):  # another rank of a torchrun group said it already
+                console.error(str(exc))
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Interrupted says what to do next
             console.error(str(exc) or "interrupted")
@@ -250,7 +252,16 @@ def predict_map(
     if (output is None) == (out_dir is None):
         raise OptionError("give the map's name with -o/--output, or --out-dir DIR (one map per scene)")
     many = out_dir is not None or len(scene) > 1
+    if out_dir is not None:  # created, as GDAL tools create an output folder
+        check_folder(out_dir, "--out-dir")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HsiclsError(f"--out-dir {out_dir}: cannot create the folder ({exc.strerror})") from None
     template = MapOutputs(output if output is not None else out_dir / "{stem}_map.tif", confidence, probabilities, preview)
+    if launched():  # torchrun: units claimed by the ranks, parts assembled by one (hsicls.predict_ranks)
+        _predict_map_ranks(scene, bundle, template, opts, overwrite, many, as_json)
+        return
     if many:  # each scene is checked (and may fail) on its own; outputs are still refused if they are an input
         note_input(bundle, *(s for s in scene if Path(s).exists()))
     else:
@@ -260,6 +271,23 @@ def predict_map(
     precheck_bundle(bundle)
     summary = predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=many)
     if as_json:
+        _print_json(summary)
+    if isinstance(summary, dict) and summary.get("failed"):
+        raise typer.Exit(code=1)
+
+
+def _predict_map_ranks(scene, bundle, template, opts, overwrite: bool, many: bool, as_json: bool) -> None:
+    from .bundle import precheck_bundle
+    from .distributed import leave, world
+    from .predict_ranks import predict_maps_distributed
+
+    note_input(bundle, *(s for s in scene if Path(s).exists()))
+    precheck_bundle(bundle)
+    try:
+        summary = predict_maps_distributed(world(), scene, bundle, template, opts, overwrite, many)
+    finally:
+        leave()
+    if summary is not None and as_json:
         _print_json(summary)
     if isinstance(summary, dict) and summary.get("failed"):
         raise typer.Exit(code=1)

@@ -54,11 +54,13 @@ def _windows(h: int, w: int, size: int):
             yield r0, min(r0 + size, h), c0, min(c0 + size, w)
 
 
-def _prefetch(source: CubeSource, wins: list, halo: int):
+def _prefetch(source: CubeSource, units, halo: int):
     """Read windows (with halo, clipped to the scene) in a background thread, one ahead.
 
-    Errors in the reader reach the consumer; if the consumer stops early (an error, Ctrl-C),
-    the reader is told to stop and its file is closed."""
+    ``units`` yields ``(tag, (r0, r1, c0, c1))``; this yields ``(tag, inner, outer, raw)``. A unit
+    whose window is ``None`` (already done elsewhere) is passed through with ``raw`` ``None``,
+    unread. Errors in the reader reach the consumer; if the consumer stops early (an error,
+    Ctrl-C), the reader is told to stop and its file is closed."""
     q: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -75,10 +77,15 @@ def _prefetch(source: CubeSource, wins: list, halo: int):
         read = None
         try:
             read = source.reader()
-            for r0, r1, c0, c1 in wins:
+            for tag, win in units:
+                if win is None:
+                    if not put((tag, None, None, None)):
+                        return
+                    continue
+                r0, r1, c0, c1 = win
                 R0, R1 = max(0, r0 - halo), min(source.height, r1 + halo)
                 C0, C1 = max(0, c0 - halo), min(source.width, c1 + halo)
-                if not put(((r0, r1, c0, c1), (R0, R1, C0, C1), read(R0, R1, C0, C1))):
+                if not put((tag, win, (R0, R1, C0, C1), read(R0, R1, C0, C1))):
                     return
         except BaseException as exc:  # hand errors to the consumer
             put(exc)
@@ -236,7 +243,8 @@ def _run_windows(
 
     with writer, console.progress() as bar, torch.inference_mode():
         task = bar.add_task("predict", total=h * w, status="") if bar else None
-        for inner, outer, raw in _prefetch(source, list(_windows(h, w, options.window)), classify.halo):
+        units = [(None, win) for win in _windows(h, w, options.window)]
+        for _, inner, outer, raw in _prefetch(source, units, classify.halo):
             cls, conf, probs, n = classify(raw, source.nodata, inner, outer)
             r0, r1, c0, c1 = inner
             writer.write(Window(c0, r0, c1 - c0, r1 - r0), lut[cls], conf, probs)
