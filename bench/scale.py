@@ -53,7 +53,9 @@ def hsicls(*args, ranks: int = 1) -> tuple[float, str]:
 def together(commands: list[list[str]]) -> float:
     """Start every command at once; wall seconds until the last ends."""
     t = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "hsicls", *map(str, c)], env=ENV, stdout=subprocess.DEVNULL) for c in commands]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "hsicls", *map(str, c)], env=ENV, stdout=subprocess.DEVNULL) for c in commands
+    ]
     if any(p.wait() != 0 for p in procs):
         sys.exit("a control run failed")
     return time.perf_counter() - t
@@ -90,7 +92,9 @@ def bench_train(args, d: Path) -> dict:
         rows["1 rank"].append(n_train * args.epochs / _epoch_seconds(d / "a.pt", wall))
         wall, _ = hsicls("train", d / "ip.h5", "-o", d / "b.pt", *common, ranks=args.ranks)
         rows[f"DDP {args.ranks} ranks"].append(n_train * args.epochs / _epoch_seconds(d / "b.pt", wall))
-        wall, _ = hsicls("train", d / "ip.h5", "-o", d / "c.pt", *common, "--runs", args.ranks, "--runs-parallel", ranks=args.ranks)
+        wall, _ = hsicls(
+            "train", d / "ip.h5", "-o", d / "c.pt", *common, "--runs", args.ranks, "--runs-parallel", ranks=args.ranks
+        )
         rows[f"runs-parallel {args.ranks} ranks"].append(args.ranks * n_train * args.epochs / wall)
     return rows
 

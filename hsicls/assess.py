@@ -201,6 +201,8 @@ def area_of_pixel(grid: MapGrid, unit: str) -> tuple[float, str]:
     from .mapwrite import pixel_area
 
     if unit == "pixels" or grid.transform is None:
+        if unit not in ("pixels", "auto"):
+            raise InputError(f"--area-unit {unit} needs a georeferenced map; {grid.path.name} has no CRS or geotransform")
         return 1.0, "pixels"
     area, native = pixel_area(grid.transform, grid.crs)
     if native != "m²":

@@ -21,6 +21,7 @@ read from ``model`` (a missing ``padding`` means reflect) and dropped from the t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,35 @@ class Bundle:
                 f"{where}: its weights do not fit this hsicls's '{self.model.name}' ({type(exc).__name__}: {first_line(exc)[:120]})"
             ) from None
         return model.eval()
+
+
+def _band_record(bands, path) -> dict | None:
+    """The training scenes' band record, checked: ``count`` a positive integer, ``wavelengths`` and
+    ``fwhm`` absent or ``count`` finite numbers, ``bad_bands`` absent or 1-based band numbers."""
+    if bands is None:
+        return None
+    where = f"{path}: damaged hsicls model bundle (band record"
+    if not isinstance(bands, dict):
+        raise InputError(f"{where} is a {type(bands).__name__}, not a table)")
+    count = bands.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InputError(f"{where}: count {count!r} is not a positive integer)")
+    out = dict(bands)
+    for key in ("wavelengths", "fwhm"):
+        v = bands.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if not ok or not all(math.isfinite(x) for x in v):
+            raise InputError(f"{where}: {key} must be finite numbers)")
+        if len(v) != count:
+            if key == "wavelengths":
+                raise InputError(f"{where}: {len(v)} wavelengths for {count} bands)")
+            out["fwhm"] = None  # bundles of cubes with an all-NaN band kept one FWHM too many: unknown
+    bad = bands.get("bad_bands")
+    if bad is not None and not (isinstance(bad, (list, tuple)) and all(isinstance(b, int) and b >= 1 for b in bad)):
+        raise InputError(f"{where}: bad_bands must be 1-based band numbers)")
+    return out
 
 
 def save_bundle(path: Path, bundle: Bundle) -> None:
@@ -329,7 +359,7 @@ def _from_dict(raw: dict, path: Path) -> Bundle:
         training=training,
         split_masks=masks,
         temperature=None if temp is None else float(temp),
-        bands=raw.get("bands") if isinstance(raw.get("bands"), dict) else None,
+        bands=_band_record(raw.get("bands"), path),
         hsicls_version=str(raw.get("hsicls_version", "")),
         path=path,
     )

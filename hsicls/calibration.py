@@ -148,6 +148,27 @@ def calibrate_bundle(bundle, prep, device: str = "auto", precision: str = "auto"
         )
 
 
+def measure_bf16_error(bundle, prep, log=None, max_pixels: int = 4096) -> None:
+    """Record in ``bundle.training["bf16_error"]`` the largest relative error of a bf16 copy of the
+    network's logits on (up to ``max_pixels`` of) the validation pixels, or the training pixels
+    without a validation split: what lets ``--precision auto`` run bf16 on the CPU and recompute in
+    fp32 exactly the pixels whose class bf16 could change (:class:`hsicls.inference.Runner`)."""
+    from .inference import bf16_error
+
+    mask = prep.val if prep.val.any() else prep.train
+    rows, cols = np.nonzero(mask)
+    if rows.size > max_pixels:
+        pick = np.sort(np.random.default_rng(0).choice(rows.size, max_pixels, replace=False))
+        rows, cols = rows[pick], cols[pick]
+    patch = bundle.model.patch_size
+    padded = prep.padded(patch, bundle.model.padding)
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.long)
+    err = bf16_error(bundle.build_model(), padded, as_t(prep.padded_rows(rows, patch)), as_t(cols), patch)
+    bundle.training["bf16_error"] = err
+    if log:
+        log(f"bf16 check: largest relative logit error {err:.2e} on {rows.size} px (kept for --precision auto)")
+
+
 def plot_reliability(calibration: dict, path: Path, overwrite: bool, title: str = "") -> None:
     """Reliability diagram (accuracy against confidence per bin, before and after temperature scaling) as a PNG."""
     import matplotlib

@@ -59,13 +59,16 @@ def read_palette_file(path: str | Path) -> dict[int, tuple[tuple[int, int, int] 
         if path.suffix.lower() == ".json":
             return _from_json(text, path)
         return _from_clr(text, path)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a readable palette ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, SyntaxError) as exc:  # SyntaxError: XML ParseError
+        raise InputError(f"{path}: not a readable palette ({type(exc).__name__}: {exc})") from None
 
 
 def _from_json(text: str, path: Path):
     out = {}
-    for k, v in json.loads(text).items():
+    table = json.loads(text)
+    if not isinstance(table, dict):
+        raise ValueError("expected a JSON object {code: colour or {color, name}}")
+    for k, v in table.items():
         if isinstance(v, dict):
             out[int(k)] = (_rgb(v["color"], path) if "color" in v else None, v.get("name"))
         else:
@@ -79,6 +82,8 @@ def _from_clr(text: str, path: Path):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
+        if len(parts) < 4:
+            raise ValueError(f"line {line.strip()!r}: expected 'code r g b [a] [name]'")
         code, rgb = int(float(parts[0])), tuple(int(float(x)) for x in parts[1:4])
         rest = parts[5:] if len(parts) > 4 and parts[4].isdigit() else parts[4:]
         out[code] = (rgb, " ".join(rest) or None)

@@ -55,7 +55,11 @@ def handle_errors(fn):
             raise typer.Exit(code=exc.exit_code) from None
         except HsiclsError as exc:
             if not getattr(exc, "reported", False):  # another rank of a torchrun group said it already
-                console.error(str(exc))
+                from .distributed import first_to_fail
+
+                message = first_to_fail(str(exc))
+                if message is not None:
+                    console.error(message)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Interrupted says what to do next
             console.error(str(exc) or "interrupted")
@@ -140,11 +144,23 @@ def train(
     dataset: str | None = Dataset,
     data_dir: Path | None = DataDir,
     runs: int = typer.Option(1, "--runs", min=1, help="Train K seeds, each with its own split, and report mean ± std."),
+    runs_parallel: bool | None = typer.Option(
+        None,
+        "--runs-parallel/--runs-ddp",
+        help="Under torchrun with --runs K: spread the K runs over the ranks, one whole run per rank (the default on the "
+        "CPU), or train each run with all ranks together (DDP; the default on GPUs).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
 ) -> None:
-    """Train a model; keep the epoch with the best validation OA; write one model bundle."""
+    """Train a model; keep the epoch with the best validation OA; write one model bundle.
+
+    Under torchrun (torchrun --nproc-per-node N -m hsicls train ...) the N ranks train one network with
+    DistributedDataParallel (--batch-size is the global batch); rank 0 alone writes the bundle, log and checkpoint."""
+    if launched():
+        _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
+        return
     guard_outputs([output] if runs == 1 else [], overwrite or resume, inputs=[prepared])  # --runs: its own files
     data_dir = check_folder(data_dir, "--data-dir")
     from .preprocess import prepared_for_dataset
@@ -167,6 +183,35 @@ def train(
     result = run(prepared, output, opts, overwrite=overwrite, resume=resume)
     if as_json:
         _print_json(result.summary(output))
+
+
+def _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts) -> None:
+    """``train`` on one rank of a torchrun group (see :mod:`hsicls.distributed`)."""
+    from .distributed import leave, world
+    from .runtime import resolve_device
+    from .train import train as run
+
+    if dataset is not None or prepared is None:
+        raise OptionError("under torchrun, give PREPARED (preprocess once, before the launch), not --dataset")
+    w = world()
+    if not w.is_main:
+        console.set_verbosity(-1)
+    try:
+        if runs != 1:
+            from .runs import render_summary, train_runs
+
+            parallel = runs_parallel if runs_parallel is not None else resolve_device(opts.device).type == "cpu"
+            summary = train_runs(prepared, output, opts, runs, overwrite=overwrite, world=w, parallel=parallel)
+            if summary is not None:
+                render_summary(summary)
+                if as_json:
+                    _print_json({k: v for k, v in summary.items() if k != "reports"})
+            return
+        result = run(prepared, output, opts, overwrite=overwrite, resume=resume, world=w)
+        if as_json and w.is_main:
+            _print_json({**result.summary(output), "world_size": w.size, "global_batch_size": opts.batch_size})
+    finally:
+        leave()
 
 
 @options_command(app, "evaluate", EvaluateOptions, section="evaluate", wrap=handle_errors)
@@ -252,6 +297,7 @@ def predict_map(
     if (output is None) == (out_dir is None):
         raise OptionError("give the map's name with -o/--output, or --out-dir DIR (one map per scene)")
     many = out_dir is not None or len(scene) > 1
+    note_input(opts.palette)  # a sidecar (.qml) may not replace the palette it was made from
     if out_dir is not None:  # created, as GDAL tools create an output folder
         check_folder(out_dir, "--out-dir")
         try:

@@ -173,10 +173,25 @@ def _join() -> World:
     return World(rank, size, local, dist.PrefixStore(f"hsicls/{box[0]}/", store))
 
 
+def first_to_fail(message: str) -> str | None:
+    """The error line to print for ``message``: as it is in one process; under torchrun prefixed with
+    the rank, and ``None`` (print nothing) when another rank of the group failed first."""
+    w = _STATE.get("world") or _STATE.get("left")
+    if w is None or not w.distributed:
+        return message
+    prefix = f"rank {w.rank}: "
+    message = message.removeprefix(prefix)
+    try:
+        return prefix + message if w.fail(message) else None
+    except Exception:  # the store is gone: say it anyway
+        return prefix + message
+
+
 def leave() -> None:
     """Leave the process group (end of a command)."""
     w = _STATE.pop("world", None)
     if w is not None and w.distributed:
+        _STATE["left"] = w  # its store still tells which rank failed first (the CLI's error line)
         import torch.distributed as dist
 
         if dist.is_initialized():

@@ -64,7 +64,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     bundle = load_bundle(model_path)
     prep = load_prepared(prepared_path)
     check_compatible(bundle, prep, model_path, prepared_path)
-    runner = Runner.resolve(options.device, options.precision, options.batch_size)
+    runner = Runner.resolve(options.device, options.precision, options.batch_size, bundle.training.get("bf16_error"))
     model = bundle.build_model().to(runner.device)
     patch = bundle.model.patch_size
     padded = prep.padded(patch, bundle.model.padding).to(runner.device)  # every scene padded on its own
@@ -77,6 +77,8 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     report = classification_report(truth, logits.argmax(1).numpy(), prep.n_classes)
     report["classes"] = class_table(report["confusion_matrix"], bundle.class_values, bundle.class_names)
     report["calibration"] = _calibration(bundle, logits, truth)
+    report["precision"] = runner.precision  # fp32, bf16 (autocast or a bf16 copy) or bf16-checked
+    report["rechecked_fraction"] = runner.rechecked_fraction
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report
 
@@ -119,6 +121,8 @@ def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: Evalua
         "best_epoch": training.get("best_epoch"),
         "model_seed": training.get("seed"),
         "ema": training.get("ema", 0.0),  # the kept weights are an average over training steps when > 0
+        "world_size": training.get("world_size", 1),  # processes that trained it together (torchrun, DDP)
+        "global_batch_size": training.get("global_batch_size", training.get("batch_size")),
         "padding": bundle.model.padding,
         "config": options.to_record(),
         "training_config": training.get("config"),

@@ -194,13 +194,18 @@ def _lock_path(final: Path) -> Path:
 def _acquire(lock: Path, final: Path) -> int:
     import fcntl
 
+    nofollow = getattr(os, "O_NOFOLLOW", 0)  # a link planted at the lock's name is never written through
     for _ in range(10):
         try:
             try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
             except PermissionError:  # another user's lock file: locking needs no write access
-                fd = os.open(lock, os.O_RDONLY)
+                fd = os.open(lock, os.O_RDONLY | nofollow)
         except OSError as exc:
+            if exc.errno == errno.ELOOP or lock.is_symlink():
+                raise HsiclsError(
+                    f"{final}: its lock file {lock.name} is a symbolic link; refusing to follow it (remove it if it is yours)"
+                ) from None
             raise HsiclsError(f"{final}: cannot create the lock file {lock.name} ({_cause(exc.errno) or exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -523,6 +528,19 @@ def _translate(exc: BaseException, tmps: list[Path], finals: list[Path]) -> Hsic
     return None
 
 
+def _reserve(tmp: Path) -> Path:
+    """Create ``tmp`` as a new, empty regular file (``O_EXCL | O_NOFOLLOW``), after removing whatever
+    is there (our own pid's leftover, or a planted link: the link is removed, never followed), so
+    the writer that opens it next writes into our file."""
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
+    except OSError as exc:
+        raise HsiclsError(f"{tmp}: cannot create a temporary file ({_cause(exc.errno) or exc.strerror})") from None
+    return tmp
+
+
 @contextmanager
 def atomic_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False, inputs: Iterable = ()) -> Iterator[list[Path]]:
     """Yield temporary paths for ``paths`` (written together); on success they are flushed and
@@ -532,7 +550,7 @@ def atomic_outputs(paths: Iterable[str | os.PathLike], overwrite: bool = False, 
         for f in finals:
             locks.enter_context(output_lock(f))
             remove_stale_temps(f)
-        tmps = [temp_name(f) for f in finals]
+        tmps = [_reserve(temp_name(f)) for f in finals]
         try:
             yield tmps
             _commit(tmps, finals, overwrite)

@@ -418,6 +418,8 @@ def _drop_nan_bands(source: CubeSource) -> CubeSource:
         source.band_names = [source.band_names[k] for k in keep]
     if source.wavelengths:
         source.wavelengths = [source.wavelengths[k] for k in keep]
+    if source.fwhm:  # each band's facts go together: its FWHM leaves with it
+        source.fwhm = [source.fwhm[k] for k in keep]
     return source
 
 

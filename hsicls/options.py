@@ -218,6 +218,10 @@ def read_config(path: Path, section: str) -> dict[str, Any]:
         table = data[section]
     else:  # a flat file: top-level keys, other commands' tables left aside
         table = {k: v for k, v in data.items() if k not in _COMMANDS}
+        others = sorted(k for k in data if k in _COMMANDS)
+        if others and not table:  # a file meant for another command: say so rather than ignore it
+            listed = ", ".join(f"[{k}]" for k in others)
+            raise OptionError(f"{path}: has no [{section}] table (only {listed}); nothing in it applies to '{section}'")
     if not isinstance(table, dict):
         raise OptionError(f"{path}: [{section}] is not a table")
     return table
@@ -267,5 +271,9 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
         if "=" not in item:
             raise OptionError(f"{flag} expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
+        k, v = k.strip(), v.strip()
+        if k in out:  # never keep one of two and drop the other silently
+            same = "given twice" if out[k] == v else f"given twice with different values ({out[k]!r} and {v!r})"
+            raise OptionError(f"{flag} {k}: {same}")
+        out[k] = v
     return out

@@ -117,8 +117,28 @@ def _check_inputs(scene_path: Path, model_path: Path, outputs: MapOutputs, overw
         raise HsiclsError("an output file name is the scene's or the model's")
     for p in outputs.all():
         check_output(p, overwrite)
+    check_sidecars(outputs.map, [scene_path, model_path])
     if not scene_path.exists():
         raise InputError(f"{scene_path}: no such file")
+
+
+def checkable_bf16(bundle: Bundle, need_probs: bool) -> float | None:
+    """The bundle's bf16 error bound when ``--precision auto`` may run bf16 with the fp32 re-check:
+    only for class maps (the re-check makes the classes equal fp32's; confidences and probabilities
+    would carry bf16's rounding, so with them ``auto`` stays fp32)."""
+    return None if need_probs else bundle.training.get("bf16_error")
+
+
+def check_sidecars(map_path: Path, inputs: list) -> None:
+    """The map's sidecars (``.aux.xml``, ``.qml``) are replaced with the map; refuse before any work
+    when one of them is an input (``--palette map.qml``) or a symbolic link (a planted link would
+    leave a map without its names)."""
+    from .mapwrite import sidecar_paths
+
+    for side in sidecar_paths(map_path):
+        if side.is_symlink():
+            raise HsiclsError(f"{side}: the map's sidecar name is a symbolic link; refusing to replace it (remove it)")
+        check_output(side, True, inputs)
 
 
 def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
@@ -189,8 +209,9 @@ def predict_map(
     t0 = time.perf_counter()
     bundle = load_bundle(model_path)
     source = _open_scene(scene_path, bundle, options.key, options.nodata)
-    runner = Runner.resolve(options.device, options.precision, options.batch_size)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
+    runner = Runner.resolve(options.device, options.precision, options.batch_size, checkable_bf16(bundle, need_probs))
+    console.debug(f"inference on {runner.device.type}, precision {runner.precision}, batch {runner.batch_size}")
     table = class_table(bundle, options)
     classify = _Classifier(bundle, runner, options, need_probs, outputs.probabilities is not None)
     if need_probs:
@@ -285,6 +306,7 @@ def _summary(
         "batch_size": runner.batch_size,
         "device": runner.device.type,
         "precision": runner.precision,
+        "rechecked_fraction": runner.rechecked_fraction,  # bf16-checked: pixels recomputed in fp32
         "config": options.to_record(),
     }
     if options.reject_below is not None:

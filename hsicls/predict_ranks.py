@@ -32,10 +32,27 @@ from .fileutil import check_output, json_safe
 from .inference import Runner
 from .mapparts import PartFolder, job_fingerprint
 from .mapwrite import MapOutputs, MapWriter, write_sidecars
-from .predict import _Classifier, _open_scene, _outputs_for, _prefetch, _summary, _windows, class_table
+from .predict import (
+    _Classifier,
+    _open_scene,
+    _outputs_for,
+    _prefetch,
+    _summary,
+    _windows,
+    check_sidecars,
+    checkable_bf16,
+    class_table,
+)
 from .runtime import tune_allocator
 
-__all__ = ["predict_maps_distributed"]
+__all__ = ["predict_maps_distributed", "UNIT_WINDOW"]
+
+# Under torchrun the window grid is at most 64 px: a 256-px window makes one unit of a 256 x 256
+# tile and leaves a rank idle. The map does not change: every pixel sees the same patch, and the
+# network's per-pixel results do not depend on the batch (checked bit for bit in fp32 on one thread:
+# windows of 16, 64 and 256 px give identical classes, confidences and probabilities). The halo
+# read again around smaller windows costs little next to the network.
+UNIT_WINDOW = 64
 
 
 def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
@@ -54,6 +71,7 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
                 continue
             for o in outputs.all():
                 check_output(o, overwrite, inputs=[p, model_path])
+            check_sidecars(outputs.map, [p, model_path])
             if not p.exists():
                 raise InputError(f"{p}: no such file")
             done = PartFolder(outputs.map).prepare(job_fingerprint(p, model_path, outputs, options))
@@ -75,9 +93,9 @@ class _RankJob:
     def __init__(self, world: World, model_path: Path, template: MapOutputs, options: MapOptions, overwrite: bool):
         self.world, self.options, self.overwrite = world, options, overwrite
         self.bundle = load_bundle(model_path)
-        runner = Runner.resolve(options.device, options.precision, options.batch_size)
-        self.runner = Runner(world.device(runner.device), runner.use_bf16, runner.batch_size)
         need_probs = template.confidence is not None or template.probabilities is not None or options.reject_below is not None
+        runner = Runner.resolve(options.device, options.precision, options.batch_size, checkable_bf16(self.bundle, need_probs))
+        self.runner = runner.on(world.device(runner.device))
         self.classify = _Classifier(self.bundle, self.runner, options, need_probs, template.probabilities is not None)
         self.table = class_table(self.bundle, options)
         self.lut = np.array([0] + self.table.codes, np.uint16)
@@ -89,7 +107,7 @@ class _RankJob:
 
         world, key = self.world, f"scene{i}"
         source = _open_scene(job["scene"], self.bundle, self.options.key, self.options.nodata)
-        wins = list(_windows(source.height, source.width, self.options.window))
+        wins = list(_windows(source.height, source.width, self.options.window))  # options.window is capped
         parts = PartFolder(job["outputs"].map)
 
         def units():
@@ -154,6 +172,7 @@ def predict_maps_distributed(
     """predict-map on this rank of ``world``; rank 0 returns the summary (one map: the map's summary,
     several: ``{"maps", "skipped", "failed"}``), each with ``world_size`` and ``ranks``; others ``None``."""
     options.validate()
+    options = options.replace(window=min(options.window, UNIT_WINDOW))
     tune_allocator()
     scenes, model_path = [Path(p) for p in scenes], Path(model_path)
     if not world.is_main:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import console
 from .config import PreprocessOptions
-from .errors import HsiclsError, InputError
+from .errors import HsiclsError, InputError, OptionError
 from .fileutil import atomic_output, guard_outputs, write_via_memory
 from .labels import label_names_and_colours, labels_on_grid
 from .palette import default_palette
@@ -134,6 +134,10 @@ def make_split(labels: np.ndarray, o: PreprocessOptions, scenes: list, sources, 
     if o.split == "group":
         test = _test_group_ids(o, scenes, groups) if o.test_groups else None
         guard = o.patch_size // 2 if o.group_by != "scene" else 0
+        if o.folds is not None and test is None:  # asked for: never silently fewer folds
+            n = len(np.unique(groups[labels > 0]))
+            if o.folds > n:
+                raise OptionError(f"--folds {o.folds} is more than the {n} groups holding labels (--group-by {o.group_by})")
         return group_split(labels, groups, o.val_ratio, o.seed, _folds(o), o.fold, test, guard, warn=console.warn)
     masks = [_read_mask(Path(o.train_mask), s, ls) for s, ls in zip(sources, label_sets)]
     tests = [_read_mask(Path(o.test_mask), s, ls) for s, ls in zip(sources, label_sets)] if o.test_mask else None

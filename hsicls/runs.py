@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import console
+from .distributed import RankFailed, World
 from .errors import HsiclsError
 from .evaluate import evaluate
 from .fileutil import atomic_output, json_safe
@@ -41,47 +42,97 @@ def summarize(reports: list[dict]) -> dict:
     return out
 
 
-def train_runs(prepared_path: Path, output: Path, options: TrainOptions, runs: int, overwrite: bool = False) -> dict:
+def train_runs(
+    prepared_path: Path,
+    output: Path,
+    options: TrainOptions,
+    runs: int,
+    overwrite: bool = False,
+    world: World | None = None,
+    parallel: bool = False,
+) -> dict | None:
+    """Train and evaluate the ``runs`` runs; the summary (written by rank 0, returned there; other
+    ranks return ``None``). Under torchrun the runs are either spread over the ranks, one whole
+    run per rank at a time (``parallel``), or trained one after another by all ranks together (DDP)."""
     if runs < 1:
         raise HsiclsError(f"--runs must be >= 1, got {runs}")
+    world = world or World()
     base = load_prepared(prepared_path)
     rec = base.meta.get("options")
     if rec is None:
         raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
-    label_sources = base.meta.get("labels_source", "").split(";")
-    from .fileutil import guard_outputs
-
     files = [(output.with_name(f"{output.name}.run{i}.h5"), output.with_name(f"{output.name}.run{i}.pt")) for i in range(runs)]
     summary_path = output.with_name(f"{output.name}.runs.json")
-    guard_outputs([summary_path, *(f for pair in files for f in pair)], overwrite, inputs=[prepared_path])
-    reports = []
-    sources = base.meta.get("sources") or [base.meta["source"]]
-    by_group = rec.get("split") == "group"
-    for i in range(runs):
-        seed = options.seed + i
-        prep_i, model_i = files[i]
-        # a group split runs its K folds (same grouping, fold i held out); other splits draw their own split per seed
-        popts = PreprocessOptions(**{**rec, "fold": i, "folds": runs}) if by_group else PreprocessOptions(**{**rec, "seed": seed})
-        console.info(f"run {i + 1}/{runs}: " + (f"fold {i} of {runs}, seed {seed}" if by_group else f"seed {seed}"))
-        preprocess([Path(p) for p in sources], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
-        train(prep_i, model_i, replace(options, seed=seed), overwrite=overwrite)
-        rep = evaluate(model_i, prep_i, device=options.device)
-        rep.pop("split_masks", None)
-        reports.append(rep)
+    _guard(world, summary_path, files, prepared_path, overwrite)
+    mine = [i for i in range(runs) if not parallel or i % world.size == world.rank]
+    reports = [(i, _one_run(i, runs, base, rec, files[i], options, overwrite, None if parallel else world)) for i in mine]
+    if parallel:
+        reports = sorted((r for part in world.gather(reports) for r in part), key=lambda r: r[0])
+    if not world.is_main:
+        return None
     summary = {
         "model": options.model,
         "runs": runs,
         "seeds": [options.seed + i for i in range(runs)],
-        "protocol": f"{runs}-fold cross-validation by {rec.get('group_by')}" if by_group else f"{runs} seeds, own split each",
+        "protocol": f"{runs}-fold cross-validation by {rec.get('group_by')}"
+        if rec.get("split") == "group"
+        else f"{runs} seeds, own split each",
         "split": {k: v for k, v in base.meta.get("split", {}).items() if k != "seed"},
         **base.preprocessing_record(),
         "class_names": base.class_names,
-        **summarize(reports),
-        "reports": reports,
+        **summarize([r for _, r in reports]),
+        "reports": [r for _, r in reports],
+        "world_size": world.size,
+        "runs_parallel": bool(parallel and world.distributed),
     }
     with atomic_output(summary_path, overwrite) as tmp:
         tmp.write_text(json.dumps(json_safe(summary), indent=2))
     return summary
+
+
+def _guard(world: World, summary_path: Path, files: list, prepared_path: Path, overwrite: bool) -> None:
+    """Check every output before any work. In one process they are locked too; under torchrun rank 0
+    checks them (the rank that writes a file locks it when it writes) and the ranks learn its verdict."""
+    from .fileutil import check_output, guard_outputs
+
+    if not world.distributed:
+        guard_outputs([summary_path, *(f for pair in files for f in pair)], overwrite, inputs=[prepared_path])
+        return
+    error = None
+    if world.is_main:
+        try:
+            guard_outputs([summary_path], overwrite, inputs=[prepared_path])
+            for f in (f for pair in files for f in pair):
+                check_output(f, overwrite, inputs=[prepared_path])
+        except HsiclsError as exc:
+            error = str(exc)
+    error = world.broadcast(error)
+    if error:
+        raise HsiclsError(error) if world.is_main else RankFailed(error)
+
+
+def _one_run(i: int, runs: int, base, rec: dict, files: tuple, options: TrainOptions, overwrite: bool, world: World | None):
+    """Run ``i``: its own split (seed ``seed + i``, or fold ``i`` of a group split), its network, its
+    evaluation on its own test split. ``world``: all ranks train it together (rank 0 prepares and evaluates)."""
+    seed = options.seed + i
+    prep_i, model_i = files
+    by_group = rec.get("split") == "group"
+    main = world is None or world.is_main
+    # a group split runs its K folds (same grouping, fold i held out); other splits draw their own split per seed
+    popts = PreprocessOptions(**{**rec, "fold": i, "folds": runs}) if by_group else PreprocessOptions(**{**rec, "seed": seed})
+    console.info(f"run {i + 1}/{runs}: " + (f"fold {i} of {runs}, seed {seed}" if by_group else f"seed {seed}"))
+    if main:
+        sources = base.meta.get("sources") or [base.meta["source"]]
+        label_sources = base.meta.get("labels_source", "").split(";")
+        preprocess([Path(p) for p in sources], [Path(p) for p in label_sources], prep_i, popts, overwrite=overwrite)
+    if world is not None:
+        world.barrier()
+    train(prep_i, model_i, replace(options, seed=seed), overwrite=overwrite, world=world)
+    if not main:
+        return None
+    rep = evaluate(model_i, prep_i, device=options.device)
+    rep.pop("split_masks", None)
+    return rep
 
 
 def render_summary(s: dict) -> None:

@@ -47,12 +47,44 @@ def resolve_device(name: str):
 
 
 def uses_bf16(precision: str, device) -> bool:
-    """``auto`` means bf16 autocast on a GPU and full fp32 on the CPU; ``bf16`` forces autocast."""
+    """bf16 *autocast*: on a GPU under ``auto`` or ``bf16`` (training everywhere under ``bf16``). On
+    the CPU, inference in bf16 runs a bf16 copy of the network instead (:func:`cpu_inference_mode`)."""
     from .errors import OptionError
 
     if precision not in ("auto", "fp32", "bf16"):
         raise OptionError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16_cpu() -> bool:
+    """The CPU computes bf16 natively: AMX-BF16 tiles or AVX512-BF16 dot products (elsewhere oneDNN
+    emulates bf16, measured 8x slower than fp32 on an AVX2-only CPU)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def cpu_inference_mode(precision: str, device, bf16_error: float | None) -> str:
+    """How a CPU runs inference: ``fp32``; ``bf16`` (a bf16 copy of the network, no check: ``--precision
+    bf16``); ``bf16-checked`` (the bf16 copy, pixels with a narrow top-2 margin recomputed in fp32, so
+    classes equal fp32's). ``auto`` is ``bf16-checked`` where the CPU has native bf16 and the bundle
+    records its bf16 error bound (bundles trained before it: fp32), else fp32."""
+    uses_bf16(precision, device)  # validates the name
+    if device.type != "cpu" or precision == "fp32":
+        return "fp32"
+    if precision == "bf16":
+        return "bf16"
+    return "bf16-checked" if bf16_error is not None and native_bf16_cpu() else "fp32"
 
 
 def inference_batch_size(batch_size: int | None, device) -> int:

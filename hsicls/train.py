@@ -17,6 +17,7 @@ error instead of a bundle of NaN weights.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,14 +31,15 @@ import torch
 
 from . import console
 from .bundle import Bundle, ModelSpec, save_bundle
-from .calibration import calibrate_bundle
+from .calibration import calibrate_bundle, measure_bf16_error
 from .config import TrainOptions
+from .distributed import RankFailed, World
 from .errors import HsiclsError, InputError, Interrupted
 from .fileutil import atomic_output, guard_outputs, output_lock, write_via_memory
 from .models import get_entry
 from .prepared import load_prepared
 from .runtime import resolve_device, tune_allocator, uses_bf16
-from .training import TrainingRun, augment_batch, batch_bounds, ema_update, seed_everything
+from .training import DistributedTrainingRun, TrainingRun, augment_batch, batch_bounds, ema_update, seed_everything
 
 __all__ = ["TrainOptions", "TrainResult", "train", "batch_bounds", "augment_batch", "ema_update", "dataset_defaults"]
 
@@ -78,6 +80,12 @@ def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> Train
     return opts.replace(**changes)
 
 
+def _side_files(output: Path, resume: bool) -> list[Path]:
+    """The log an earlier run left is that run's record: replaced only with ``--overwrite`` (or
+    continued with ``--resume``)."""
+    return [] if resume else [log_path(output)]
+
+
 def prepared_identity(prep) -> str:
     """sha256 of the labels, the split masks and the preprocessing (shapes included): what a
     checkpoint must be resumed on."""
@@ -96,33 +104,64 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    world: World | None = None,
 ) -> TrainResult:
-    """Train and write the bundle; ``on_epoch_end(epoch)`` is called after each checkpoint."""
+    """Train and write the bundle; ``on_epoch_end(epoch)`` is called after each checkpoint. With a
+    distributed ``world`` (torchrun) the ranks train one network together
+    (:class:`~hsicls.training.DistributedTrainingRun`) and rank 0 alone writes the files."""
     output = Path(output)
-    guard_outputs([output], overwrite or resume, inputs=[prepared_path])
+    if world is not None and world.distributed:
+        return _train_ranks(prepared_path, output, options, overwrite, resume, on_epoch_end, world)
+    guard_outputs([output, *_side_files(output, resume)], overwrite or resume, inputs=[prepared_path])
     options.validate()
     with output_lock(output):  # the checkpoint and the log belong to this run until it ends
         return _train(prepared_path, output, options, overwrite, resume, on_epoch_end)
 
 
-def _train(prepared_path, output: Path, options: TrainOptions, overwrite: bool, resume: bool, on_epoch_end) -> TrainResult:
+def _train_ranks(prepared_path, output: Path, options: TrainOptions, overwrite, resume, on_epoch_end, world: World):
+    """Rank 0 checks the outputs and holds their lock; every rank learns its verdict before any work."""
+    options.validate()
+    error = None
+    if world.is_main:
+        try:
+            guard_outputs([output, *_side_files(output, resume)], overwrite or resume, inputs=[prepared_path])
+        except HsiclsError as exc:
+            error = str(exc)
+    error = world.broadcast(error)
+    if error:
+        raise HsiclsError(error) if world.is_main else RankFailed(error)
+    with output_lock(output) if world.is_main else contextlib.nullcontext():
+        return _train(prepared_path, output, options, overwrite, resume, on_epoch_end, world)
+
+
+def _train(
+    prepared_path, output: Path, options: TrainOptions, overwrite: bool, resume: bool, on_epoch_end, world: World = World()
+) -> TrainResult:
     tune_allocator()
     ckpt = checkpoint_path(output)
-    _check_checkpoint(ckpt, overwrite, resume)
+    if world.is_main:
+        _check_checkpoint(ckpt, overwrite, resume)
     prep = load_prepared(prepared_path)
     if prep.n_classes < 2:
         raise InputError(f"{prepared_path}: holds a single class ({prep.class_names[0]}); classification needs at least 2")
     identity = prepared_identity(prep)
     state = _load_checkpoint(ckpt, identity, options) if resume else None
-    device = resolve_device(options.device)
+    device = world.device(resolve_device(options.device))
     seed_everything(options.seed)
     entry = get_entry(options.model)
     if entry.fitted:
+        if not world.is_main:  # one fit, by rank 0
+            return TrainResult(best_epoch=0, val_oa=None, selection="final", seconds=0.0, history=[])
         return _fit_classic(entry, prep, prepared_path, output, options, overwrite or resume)
     _check_prepared(prep, prepared_path, options)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    run = TrainingRun(prep, options, device, uses_bf16(options.precision, device))
+    bf16 = uses_bf16(options.precision, device)
+    run = (
+        DistributedTrainingRun(prep, options, device, bf16, world)
+        if world.distributed
+        else TrainingRun(prep, options, device, bf16)
+    )
     if run.n_train < 2:
         raise HsiclsError(f"{prepared_path}: the training split holds {run.n_train} pixel(s); at least 2 are needed")
     _warn_about(run, prep, prepared_path)
@@ -145,7 +184,13 @@ def _train(prepared_path, output: Path, options: TrainOptions, overwrite: bool, 
         "epochs_run": run.epoch,
         "stopped_early": stopped_early,
         "history": run.history,
+        "world_size": world.size,
+        "global_batch_size": options.batch_size,
     }
+    if not world.is_main:
+        return TrainResult(
+            best_epoch=sel["best_epoch"], val_oa=sel["val_oa"], selection=sel["selection"], seconds=seconds, history=run.history
+        )
     _write_bundle(
         run.kept, prep, prepared_path, output, options, dict(options.model_options), options.patch_size, record, state, True
     )
@@ -238,8 +283,9 @@ def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_
             while run.epoch < epochs:
                 rec = run.step()
                 _check_finite(rec, run, ckpt)
-                _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})
-                _write_log(log_path(output), run.history)
+                if run.world.is_main:  # rank 0 alone writes
+                    _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})
+                    _write_log(log_path(output), run.history)
                 status = f"loss {rec['loss']:.4f}" + (f"  val OA {rec['val_oa']:.4f}" if rec["val_oa"] is not None else "")
                 if bar:
                     bar.update(task, advance=1, status=status)
@@ -328,6 +374,8 @@ def _write_bundle(
     )
     device = "cpu" if get_entry(options.model).fitted else options.device
     calibrate_bundle(bundle, prep, device, options.precision, log=console.info)
+    if not get_entry(options.model).fitted:
+        measure_bf16_error(bundle, prep, log=console.debug)
     with atomic_output(output, overwrite) as tmp:
         save_bundle(tmp, bundle)
 

@@ -27,17 +27,19 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from .config import TrainOptions
+from .distributed import World
 from .inference import Runner
 from .models import create_model
 from .patches import gather_patches
 from .runtime import autocast, inference_batch_size
 
 
-def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` ranges covering ``n`` samples; a lone last sample joins the previous batch
-    (BatchNorm cannot train on a batch of one)."""
+def batch_bounds(n: int, batch_size: int, ranks: int = 1) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges covering ``n`` samples; a last batch too small to give each of the
+    ``ranks`` processes two samples joins the previous batch (BatchNorm cannot train on a batch
+    of one; with one rank: a lone last sample)."""
     bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < 2 * ranks:
         bounds[-2] = (bounds[-2][0], n)
         bounds.pop()
     return bounds
@@ -61,7 +63,18 @@ def pixels(prep, mask: np.ndarray, patch_size: int, device: torch.device):
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Per-sample random horizontal flip, vertical flip and transposition: ``(N, C, P, P)``."""
-    flips = torch.rand(3, x.shape[0], generator=gen).to(x.device) < 0.5
+    return apply_flips(x, draw_flips(x.shape[0], gen))
+
+
+def draw_flips(n: int, gen: torch.Generator) -> torch.Tensor:
+    """The augmentation draws of ``n`` samples: ``(3, n)`` uniform numbers (one generator call, so
+    the ranks of a distributed run draw a global batch's numbers and each takes its columns)."""
+    return torch.rand(3, n, generator=gen)
+
+
+def apply_flips(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """Flip horizontally, vertically and transpose the samples of ``x`` whose draw is below 0.5."""
+    flips = draws.to(x.device) < 0.5
     x = torch.where(flips[0, :, None, None, None], x.flip(3), x)
     x = torch.where(flips[1, :, None, None, None], x.flip(2), x)
     return torch.where(flips[2, :, None, None, None], x.transpose(2, 3), x)
@@ -101,6 +114,8 @@ def make_scheduler(opt, o: TrainOptions):
 
 class TrainingRun:
     """The state of one run; see the module docstring for the steps."""
+
+    world = World()  # one process (see DistributedTrainingRun)
 
     def __init__(self, prep, options: TrainOptions, device: torch.device, use_bf16: bool):
         o = self.options = options
@@ -245,3 +260,78 @@ class TrainingRun:
         if self.best["state"] is None:
             return None, {"selection": "final", "best_epoch": self.epoch, "val_oa": None}
         return self.best["state"], {"selection": "validation", "best_epoch": self.best["epoch"], "val_oa": self.best["oa"]}
+
+
+class DistributedTrainingRun(TrainingRun):
+    """A :class:`TrainingRun` shared by the ranks of a ``torchrun`` group (PyTorch's own
+    ``DistributedDataParallel``; gloo on the CPU, NCCL on GPUs).
+
+    ``options.batch_size`` is the global batch. Every rank draws the same permutation and the
+    same augmentation numbers from the seeded generators (so the draws do not depend on the
+    number of ranks) and takes its contiguous share of each batch; each rank's loss is its sum
+    over its share times ``ranks / batch``, so DDP's average of the gradients is the gradient of
+    the global batch's mean loss. BatchNorm: synchronised across ranks on GPUs (SyncBatchNorm);
+    on the CPU each rank normalises its share with its own batch statistics, and DDP broadcasts
+    rank 0's running statistics before every forward pass (and once more after each epoch, so
+    every rank validates and keeps the same network). Validation pixels are split across the
+    ranks and the integer counts of correct pixels all-reduced: every rank sees the same OA,
+    keeps the same epoch and stops early at the same epoch.
+    """
+
+    def __init__(self, prep, options: TrainOptions, device: torch.device, use_bf16: bool, world):
+        super().__init__(prep, options, device, use_bf16)
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.world = world
+        if device.type == "cuda":  # the parameters stay the same objects: the optimiser and EMA keep theirs
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.bounds = batch_bounds(self.n_train, options.batch_size, world.size)
+        self.loss_sum = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing, reduction="sum")
+
+    def _share(self, lo: int, hi: int) -> tuple[int, int]:
+        n, r, k = hi - lo, self.world.rank, self.world.size
+        return lo + n * r // k, lo + n * (r + 1) // k
+
+    def train_epoch(self) -> float:
+        import torch.distributed as dist
+
+        rows, cols, y = self.tr
+        self.net.train()
+        order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for lo, hi in self.bounds:
+            draws = draw_flips(hi - lo, self.aug_gen) if self.options.augment else None
+            a, b = self._share(lo, hi)
+            idx = order[a:b]
+            x = gather_patches(self.padded, rows[idx], cols[idx], self.options.patch_size)
+            if draws is not None:
+                x = apply_flips(x, draws[:, a - lo : b - lo])
+            with autocast(self.device, self.use_bf16):
+                loss = self.loss_sum(self.net(x).float(), y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            (loss * (self.world.size / (hi - lo))).backward()
+            self.opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            total += loss.detach()
+        for module in (self.model, self.ema):
+            for buf in module.buffers() if module is not None else ():
+                dist.broadcast(buf, 0)
+        dist.all_reduce(total)
+        if self.sched is not None:
+            self.sched.step()
+        self.epoch += 1
+        return float(total) / self.n_train
+
+    def validate(self) -> float | None:
+        import torch.distributed as dist
+
+        if not self.n_val:
+            return None
+        rows, cols, y = self.va
+        a, b = self._share(0, self.n_val)
+        pred = self.val_runner.classes(self.kept, self.padded, rows[a:b], cols[a:b], self.options.patch_size)
+        correct = (pred == y[a:b]).sum().to(torch.int64).reshape(1)
+        dist.all_reduce(correct)
+        return int(correct) / self.n_val

@@ -64,7 +64,12 @@ def sha_tree(folder: Path) -> dict[str, str]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".gtiff", ".lock")) or ".tmp." in p.name]
+    """Temporary and lock files left behind (a link a case planted is the case's, not a leftover)."""
+    return [
+        p.name
+        for p in folder.rglob("*")
+        if (p.name.endswith((".tmp", ".gtiff", ".lock")) or ".tmp." in p.name) and not p.is_symlink()
+    ]
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -441,6 +446,182 @@ CASES = [
     Case(
         "-v after the subcommand", ["train", "{p.h5}", "-o", "o.pt", "--epochs", "0", "-v"], 2, ("--epochs",), outputs=("o.pt",)
     ),
+]
+
+
+# --------------------------------------------------------------------------- [hardening-2]
+def _victim_link(link: str):
+    """A file of the user's (``victim.txt``, its sha256 checked after the case) and a link to it planted at ``link``."""
+
+    def setup(d: Path, a: Path) -> None:
+        (d / "victim.txt").write_bytes(b"the user's precious file")
+        os.symlink(d / "victim.txt", d / link)
+
+    return setup
+
+
+def _bad_bands(record):
+    def setup(d: Path, a: Path) -> None:
+        import torch
+
+        good = torch.load(a / "m.pt", weights_only=True)
+        torch.save({**good, "bands": record}, d / "bb.pt")
+
+    return setup
+
+
+CASES += [
+    # 1. a link planted at a side file is never written through
+    Case(
+        "link planted at predict-map's lock",
+        [*MAP, "{m.pt}", "-o", "map.tif"],
+        1,
+        ("map.tif.lock", "symbolic link"),
+        outputs=("map.tif",),
+        setup=_victim_link("map.tif.lock"),
+    ),
+    Case(
+        "link planted at train's lock",
+        ["train", "{p.h5}", "-o", "o.pt", *E1],
+        1,
+        ("o.pt.lock", "symbolic link"),
+        outputs=("o.pt",),
+        setup=_victim_link("o.pt.lock"),
+    ),
+    Case(
+        "link planted at the map's .aux.xml",
+        [*MAP, "{m.pt}", "-o", "map.tif"],
+        1,
+        ("map.tif.aux.xml", "symbolic link"),
+        outputs=("map.tif",),
+        setup=_victim_link("map.tif.aux.xml"),
+    ),
+    Case(
+        "link planted at the map's .qml",
+        [*MAP, "{m.pt}", "-o", "map.tif"],
+        1,
+        ("map.qml", "symbolic link"),
+        outputs=("map.tif",),
+        setup=_victim_link("map.qml"),
+    ),
+    # 2. a side file never replaces a file the user gave or made
+    Case(
+        "map's .qml sidecar over the --palette .qml",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "map.qml", "--overwrite"],
+        1,
+        ("map.qml", "the input"),
+        outputs=("map.tif",),
+        setup=_file(
+            "map.qml",
+            b'<qgis><renderer-v2><colorPalette><paletteEntry value="1" color="#ff0000" label="a"/></colorPalette></renderer-v2></qgis>',
+        ),
+    ),
+    Case(
+        "train over an earlier run's log",
+        ["train", "{p.h5}", "-o", "o.pt", *E1],
+        1,
+        ("o.pt.log.jsonl", "already exists"),
+        outputs=("o.pt",),
+        setup=_file("o.pt.log.jsonl", b'{"epoch": 1}\n'),
+    ),
+    # 3. malformed palettes and bundle records: one line naming the file
+    Case(
+        "palette: broken JSON",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.json"],
+        1,
+        ("p.json", "palette"),
+        outputs=("map.tif",),
+        setup=_file("p.json", b'{"1": [255, 0'),
+    ),
+    Case(
+        "palette: JSON list",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.json"],
+        1,
+        ("p.json", "palette"),
+        outputs=("map.tif",),
+        setup=_file("p.json", b"[1, 2, 3]"),
+    ),
+    Case(
+        "palette: short .clr line",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.clr"],
+        1,
+        ("p.clr", "palette"),
+        outputs=("map.tif",),
+        setup=_file("p.clr", b"1 255 0\n"),
+    ),
+    Case(
+        "palette: non-numeric .clr",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.clr"],
+        1,
+        ("p.clr", "palette"),
+        outputs=("map.tif",),
+        setup=_file("p.clr", b"1 red green blue\n"),
+    ),
+    Case(
+        "palette: truncated .qml",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.qml"],
+        1,
+        ("p.qml", "palette"),
+        outputs=("map.tif",),
+        setup=_file("p.qml", b'<qgis><renderer-v2><colorPalette><paletteEntry value="1" col'),
+    ),
+    Case(
+        "bundle: wavelengths of the wrong type",
+        [*MAP, "bb.pt", "-o", "map.tif"],
+        1,
+        ("bb.pt", "band record"),
+        outputs=("map.tif",),
+        setup=_bad_bands({"count": 8, "wavelengths": "400-900"}),
+    ),
+    Case(
+        "bundle: wavelengths of the wrong length",
+        [*MAP, "bb.pt", "-o", "map.tif"],
+        1,
+        ("bb.pt", "wavelengths"),
+        outputs=("map.tif",),
+        setup=_bad_bands({"count": 8, "wavelengths": [500.0, 600.0]}),
+    ),
+    Case(
+        "bundle: band record not a table",
+        [*MAP, "bb.pt", "-o", "map.tif"],
+        1,
+        ("bb.pt", "band record"),
+        outputs=("map.tif",),
+        setup=_bad_bands([1, 2, 3]),
+    ),
+    Case(
+        "bundle: NaN wavelengths",
+        [*MAP, "bb.pt", "-o", "map.tif"],
+        1,
+        ("bb.pt", "finite"),
+        outputs=("map.tif",),
+        setup=_bad_bands({"count": 8, "wavelengths": [float("nan")] * 8}),
+    ),
+    # 4. no silent contradiction
+    Case(
+        "duplicate --class-map",
+        ["assess", "map.tif", "-r", "{labels.tif}", "--class-map", "1=a", "--class-map", "1=b"],
+        2,
+        ("--class-map", "given twice"),
+        setup=_file("map.tif"),
+    ),
+    Case(
+        "config file with tables for other stages only",
+        ["train", "{p.h5}", "-o", "o.pt", "--config", "c.toml"],
+        2,
+        ("c.toml", "[train]"),
+        outputs=("o.pt",),
+        setup=_file("c.toml", b"[evaluate]\nbatch_size = 4\n"),
+    ),
+    Case(
+        "--folds above the number of groups",
+        [*PRE, "-o", "g.h5", "--split", "group", "--group-by", "block", "--block-size", "12", "--folds", "9"],
+        2,
+        ("--folds 9", "groups"),
+        outputs=("g.h5",),
+    ),
+    # 5. --out-dir that does not exist is created
+    Case("--out-dir created", [*MAP, "{m.pt}", "--out-dir", "new/maps"], 0, (), outputs=("new/maps/scene_map.tif",)),
 ]
 
 

@@ -1,0 +1,79 @@
+"""[speed] --precision auto on the CPU: bf16 only where native, classes always equal to fp32's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from hsicls import runtime
+from hsicls.bundle import load_bundle
+from hsicls.inference import Runner, bf16_error
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    "native, error, precision, expected",
+    [
+        (False, 0.01, "auto", "fp32"),  # no native bf16: fp32
+        (True, None, "auto", "fp32"),  # a bundle from before the bf16 check: fp32
+        (True, 0.01, "auto", "bf16-checked"),
+        (False, 0.01, "bf16", "bf16"),  # asked for: no check
+        (True, 0.01, "fp32", "fp32"),
+    ],
+)
+def test_auto_uses_bf16_only_where_native(monkeypatch, native, error, precision, expected):
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: native)
+    assert Runner.resolve("cpu", precision, bf16_error=error).precision == expected
+
+
+def test_cpu_flags_are_read():
+    flags = runtime.cpu_flags()
+    assert isinstance(flags, set)
+    assert runtime.native_bf16_cpu() == bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def _near_tie_model(channels: int, patch: int) -> torch.nn.Module:
+    """Three classes, two of them nearly identical: most pixels are near-ties between them."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(channels * patch * patch, 3)
+    with torch.no_grad():
+        lin.weight[1] = lin.weight[0] * (1 + 1e-3)
+        lin.bias[1] = lin.bias[0]
+    return torch.nn.Sequential(torch.nn.Flatten(), lin).eval()
+
+
+def test_recheck_makes_near_ties_equal_fp32():
+    patch, c = 3, 8
+    padded = torch.randn(c, 40 + patch - 1, 40 + patch - 1)
+    rows, cols = (t.reshape(-1) for t in torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij"))
+    model = _near_tie_model(c, patch)
+    err = bf16_error(model, padded, rows[:400], cols[:400], patch)  # "validation" pixels: the first 10 rows
+    fp32 = Runner(torch.device("cpu"), False, 128).classes(model, padded, rows, cols, patch)
+    plain = Runner(torch.device("cpu"), False, 128, "bf16").classes(model, padded, rows, cols, patch)
+    checked_runner = Runner(torch.device("cpu"), False, 128, "bf16-checked", err)
+    checked = checked_runner.classes(model, padded, rows, cols, patch)
+    assert (plain != fp32).any(), "the scene was meant to have near-ties that bf16 gets wrong"
+    assert torch.equal(checked, fp32)
+    assert 0 < checked_runner.rechecked_fraction < 1
+
+
+def test_bf16_map_equals_fp32_map_on_sample_scene(monkeypatch, tiny_scene, prepared, bundle, tmp_path):
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    assert load_bundle(bundle).training["bf16_error"] > 0
+    r32 = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "a.tif", "--precision", "fp32")
+    r16 = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "b.tif", "--json")
+    assert r32.exit_code == 0 and r16.exit_code == 0, r16.stderr
+    summary = json.loads(r16.stdout)
+    assert summary["precision"] == "bf16-checked" and summary["rechecked_fraction"] is not None
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+    ev = run_cli("evaluate", bundle, prepared, "--json")
+    e32 = run_cli("evaluate", bundle, prepared, "--json", "--precision", "fp32")
+    assert ev.exit_code == 0 and e32.exit_code == 0, ev.stderr
+    a, b = json.loads(ev.stdout), json.loads(e32.stdout)
+    assert a["precision"] == "bf16-checked" and b["precision"] == "fp32"
+    assert a["confusion_matrix"] == b["confusion_matrix"]
