@@ -32,7 +32,7 @@ _INT = re.compile(r"[+-]?\d+")
 class Merge:
     """One ``--class-map`` entry: the classes ``sources`` of ``side`` (codes or names) become class ``target``."""
 
-    side: str  # "map" or "reference"
+    side: str  # "map", "reference" or "both" (no prefix: a merge applies to both sides, so it can never lower OA)
     sources: tuple[int | str, ...]
     target: int | str
     text: str
@@ -47,7 +47,7 @@ def parse_class_map(entries: dict[str, str]) -> list[Merge]:
     name, else the smallest source code) or a code (merging into an existing class of that code keeps its name)."""
     out = []
     for key, target in entries.items():
-        text, side, body = f"{key}={target}", "map", key.strip()
+        text, side, body = f"{key}={target}", "both", key.strip()
         m = re.fullmatch(r"(map|ref|reference):(.*)", body, re.IGNORECASE | re.DOTALL)
         if m:
             side, body = ("map" if m.group(1).lower() == "map" else "reference"), m.group(2)
@@ -97,9 +97,11 @@ def merge_side(
         if names.get(c):
             by_name.setdefault(_norm(names[c]), c)
     used: dict[int, str] = {}
-    for m in (m for m in merges if m.side == label):
+    for m in (m for m in merges if m.side in (label, "both")):
         src = []
         for tok in m.sources:
+            if m.side == "both" and (isinstance(tok, int) and text or not isinstance(tok, int) and _norm(tok) not in by_name):
+                continue  # a merge of both sides: the codes of a side of text classes are its own; a name it lacks
             code = tok if isinstance(tok, int) else by_name.get(_norm(tok))
             if isinstance(tok, int) and code not in lut and code not in names and notes is not None:
                 notes.append(f"--class-map '{m.text}': the {label} has no class {tok}; skipped")
@@ -125,6 +127,20 @@ def merge_side(
     return Side(label, path, lut, merged, text, dict(names))
 
 
+def _names_known(merges: list[Merge], grid, ref) -> None:
+    """A class name in a merge of both sides must be a class of one side at least (a typo is an error)."""
+    known = {_norm(n) for n in [*grid.names.values(), *ref.names.values()] if n}
+    for m in merges:
+        for tok in m.sources:
+            if m.side == "both" and not isinstance(tok, int) and _norm(tok) not in known:
+                mine = ", ".join(repr(n) for n in grid.names.values() if n) or "none"
+                theirs = ", ".join(repr(n) for n in ref.names.values() if n) or "none"
+                raise InputError(
+                    f"--class-map '{m.text}': the map {grid.path.name} has no class {tok!r} (its names: {mine}), "
+                    f"nor has the reference {ref.path.name} (its names: {theirs})"
+                )
+
+
 @dataclass
 class ScoredClass:
     code: int
@@ -134,10 +150,14 @@ class ScoredClass:
 
 
 def match_classes(mp: Side, rf: Side, notes: list[str]) -> tuple[list[ScoredClass], dict[int, int], dict[int, int], str]:
-    """The classes scored, and original map / reference code -> class index. By name when both sides have names
+    """The classes scored, and original map / reference code -> class index. By name when both sides name every class
     (classes of one name are one class), else by code. Unmatched classes are kept (a map class the reference never
     shows has user's accuracy 0; a reference class the map never shows, producer's accuracy 0) and noted."""
-    by_name = any(rf.names.values()) and any(mp.names.values())
+    # by name only when every class on both sides has one (a merged class named on both sides must not make the
+    # unnamed ones unmatchable): else by code, which a merge of both sides keeps aligned
+    # (a reference of text classes has no codes of its own: it is matched by name, the map's unnamed classes unmatched)
+    named = all(rf.names.get(c) for c in rf.codes) and all(mp.names.get(c) for c in mp.codes)
+    by_name = named or bool(rf.text and any(mp.names.values()))
     if rf.text and not by_name:
         raise InputError(
             f"{rf.path}: its classes are names ({', '.join(repr(n) for n in rf.names.values())}) but the map {mp.path.name} has "
@@ -228,6 +248,7 @@ def assess_map(map_path: str | Path, reference_path: str | Path, options: Assess
         )
     rows, cols, ref_codes = ref.rows[on_map], ref.cols[on_map], ref.codes[on_map]
     map_codes, map_counts = np.unique(grid.codes[grid.valid], return_counts=True)
+    _names_known(merges, grid, ref)
     mp = merge_side("map", grid.path, map_codes.tolist(), grid.names, merges, notes=notes)
     rf = merge_side("reference", ref.path, np.unique(ref_codes).tolist(), ref.names, merges, ref.text, notes)
     classes, map_index, ref_index, how = match_classes(mp, rf, notes)
@@ -344,13 +365,12 @@ def render_assessment(result: dict) -> None:
             _pm(a.get("area"), a.get("area_ci95"), digits),
             _pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),
         )
-    out = console.err_console()
-    out.print(table)
+    console.show(table)
     line = f"sample OA {_f(result['oa'], 4)}, kappa {_f(result['kappa'], 4)}"
     if adj:
         line += f"; area-adjusted OA {_pm(adj['oa'], adj['oa_ci95'], 4)}"
-    out.print(line + " (UA/PA/F1: sample figures; 'adj.': estimates for the map, Olofsson et al. 2014)")
-    out.print(_matrix_table(result))
+    console.show(line + " (UA/PA/F1: sample figures; 'adj.': estimates for the map, Olofsson et al. 2014)")
+    console.show(_matrix_table(result))
 
 
 def _matrix_table(result: dict):

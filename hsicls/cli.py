@@ -446,7 +446,7 @@ def datasets(as_json: bool = Json) -> None:
             str(len(d.class_names)),
             verified,
         )
-    console.err_console().print(table)
+    console.listing(table)
 
 
 @options_command(app, "models", ModelInfoOptions, exclude=("model", "model_options"), wrap=handle_errors)
@@ -479,7 +479,7 @@ def models(*, opts, given, as_json: bool = Json) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], f"{r['params']:,}" if r["params"] is not None else "fitted", r["description"])
-    console.err_console().print(table)
+    console.listing(table)
 
 
 @options_command(app, "model-info", ModelInfoOptions, wrap=handle_errors)
@@ -508,7 +508,7 @@ def model_info(*, opts, given, as_json: bool = Json) -> None:
         table.add_row("FLOPs / sample", f"{info['flops'] / 1e6:.2f}M")
     if info.get("inference_macs"):
         table.add_row("MACs, merged inference path", f"{info['inference_macs'] / 1e6:.2f}M")
-    console.err_console().print(table)
+    console.listing(table)
 
 
 _GLOBAL_FLAG = re.compile(r"^(-v+|-q|--verbose|--quiet)$")

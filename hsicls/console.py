@@ -57,6 +57,27 @@ def err_console() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True, width=width)
 
 
+def show(renderable) -> None:
+    """A table or report for a person, on stderr (nothing under ``-q``: errors only)."""
+    if _state["verbosity"] >= 0:
+        err_console().print(renderable)
+
+
+def listing(renderable) -> None:
+    """A listing that is the command's result (``hsicls datasets``, ``models``) on stdout, so that
+    ``hsicls datasets | grep indian`` works."""
+    from .errors import HsiclsError, StdoutClosed
+
+    width = None if sys.stdout.isatty() else 160
+    try:
+        Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width).print(renderable)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed("standard output was closed") from None
+    except OSError as exc:
+        raise HsiclsError(f"cannot write to standard output ({exc.strerror or exc})") from None
+
+
 def set_verbosity(level: int) -> None:
     """-1 quiet (errors only), 0 normal, 1 verbose."""
     _state["verbosity"] = level

@@ -77,10 +77,31 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     report = classification_report(truth, logits.argmax(1).numpy(), prep.n_classes)
     report["classes"] = class_table(report["confusion_matrix"], bundle.class_values, bundle.class_names)
     report["calibration"] = _calibration(bundle, logits, truth)
+    report.update(per_group_report(prep, rows, cols, truth, logits.argmax(1).numpy()))
     report["precision"] = runner.precision  # fp32, bf16 (autocast or a bf16 copy) or bf16-checked
     report["rechecked_fraction"] = runner.rechecked_fraction
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report
+
+
+def per_group_report(prep, rows: np.ndarray, cols: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
+    """A group split: the held-out groups (tiles) by name and OA / AA / kappa on each of them, beside the pooled figures."""
+    split = prep.meta.get("split", {})
+    if prep.groups is None or split.get("protocol") != "group":
+        return {}
+    from .splits import group_names
+
+    by = split.get("group_by", "scene")
+    g = prep.groups[rows, cols]
+    out = []
+    for gid in np.unique(g[g > 0]).tolist():
+        sel = g == gid
+        rep = classification_report(truth[sel], pred[sel], prep.n_classes)
+        mask = np.zeros(prep.labels.shape, bool)
+        mask[rows[sel], cols[sel]] = True
+        name = group_names(prep.groups, mask, prep.scenes, by)[0]
+        out.append({"group": name, "pixels": int(sel.sum()), "oa": rep["oa"], "aa": rep["aa"], "kappa": rep["kappa"]})
+    return {"held_out_groups": [r["group"] for r in out], "per_group": out}
 
 
 def class_table(confusion: list[list[int]], codes: list[int], names: list[str]) -> dict:
@@ -197,7 +218,37 @@ def report_markdown(report: dict) -> str:
     lines += ["", "PA = producer's accuracy (recall), UA = user's accuracy (precision); intervals: 1.96 standard errors."]
     if calibration_line(report):
         lines += ["", calibration_line(report)]
+    lines += _group_lines(report, markdown=True)
+    lines += _matrix_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _group_lines(report: dict, markdown: bool = False) -> list[str]:
+    """Per held-out group (tile): pixels, OA, AA, kappa."""
+    rows = report.get("per_group") or []
+    if not rows:
+        return []
+    head = f"Held-out groups ({len(rows)}): {', '.join(r['group'] for r in rows)}"
+    if not markdown:
+        return [head] + [
+            f"  {r['group']}: {r['pixels']} px, OA {100 * r['oa']:.2f}, AA {100 * r['aa']:.2f}, kappa {100 * r['kappa']:.2f}"
+            for r in rows
+        ]
+    out = ["", head + ".", "", "| group | test px | OA % | AA % | kappa % |", "|---|---|---|---|---|"]
+    return out + [
+        f"| {r['group']} | {r['pixels']} | {100 * r['oa']:.2f} | {100 * r['aa']:.2f} | {100 * r['kappa']:.2f} |" for r in rows
+    ]
+
+
+def _matrix_markdown(report: dict) -> list[str]:
+    """The confusion matrix (rows = true class, columns = predicted class) as a Markdown table."""
+    names = list(report.get("class_names") or [])
+    m = report.get("confusion_matrix") or []
+    if not m or len(names) != len(m):
+        return []
+    out = ["", "Confusion matrix (rows = true class, columns = predicted class):", ""]
+    out += ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    return out + [f"| {n} | " + " | ".join(str(int(v)) for v in row) + " |" for n, row in zip(names, m)]
 
 
 def report_csv(report: dict) -> str:
@@ -317,6 +368,8 @@ def render_report(report: dict) -> None:
     table.add_row("OA", "", "", f"{100 * report['oa']:.2f}", "", "")
     table.add_row("AA", "", "", f"{100 * report['aa']:.2f}", "", "")
     table.add_row("kappa", "", "", f"{100 * report['kappa']:.2f}", "", "")
-    console.err_console().print(table)
+    console.show(table)
     if calibration_line(report):
         console.info(calibration_line(report))
+    for line in _group_lines(report):
+        console.info(line)

@@ -27,6 +27,25 @@ NPY_SUFFIXES = {".npy"}
 ROI_SUFFIXES = {".txt"}
 VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml"}
 ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".envi")
+# files whose suffix says they are rasters or arrays: never probed as vectors
+_NOT_VECTOR = {".tif", ".tiff", ".vrt", ".hdr", ".jp2", ".nc", ".h5", ".he5", ".hdf", ".png", ".jpg", ".pt", *ENVI_DATA_SUFFIXES}
+
+
+def is_vector(path: str | Path) -> bool:
+    """A vector file, recognised by content as GDAL/OGR tools do: a known vector suffix, or any other
+    file (a GeoJSON named ``.json``, a ``.zip``'d shapefile) that OGR opens with at least one layer."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in VECTOR_SUFFIXES:
+        return True
+    if suffix in _NOT_VECTOR | MAT_SUFFIXES | NPY_SUFFIXES | ROI_SUFFIXES or not path.is_file():
+        return False
+    try:
+        import fiona
+
+        return len(fiona.listlayers(path)) > 0
+    except Exception:  # fiona absent, or not a vector file
+        return False
 
 
 @dataclass
@@ -457,7 +476,7 @@ def read_labels(path: str | Path, key: str | None = None, like: Scene | None = N
     suffix = path.suffix.lower()
     if suffix in ROI_SUFFIXES:
         arr = read_envi_roi(path)[0]
-    elif suffix in VECTOR_SUFFIXES:
+    elif is_vector(path):
         if like is None:
             raise InputError(f"{path}: vector labels need the scene's grid to be rasterised onto")
         arr = rasterize_vector_labels(path, like, field)[0]
@@ -518,7 +537,7 @@ def read_label_metadata(path: str | Path) -> tuple[dict[int, str], dict[int, tup
     if path.suffix.lower() in ROI_SUFFIXES:
         _, names_list, colours_list = read_envi_roi(path)
         return ({k: n for k, n in enumerate(names_list, 1)}, {k: c for k, c in enumerate(colours_list, 1) if c})
-    if _is_array_file(path) or path.suffix.lower() in VECTOR_SUFFIXES:
+    if _is_array_file(path) or is_vector(path):
         return {}, {}
     ds = _open_raster(path)
     names: dict[int, str] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import ROI_SUFFIXES, VECTOR_SUFFIXES, read_label_metadata, read_labels, read_raster_georef, read_vector_features
+from .io import ROI_SUFFIXES, is_vector, read_label_metadata, read_labels, read_raster_georef, read_vector_features
 
 
 def is_georeferenced(grid) -> bool:
@@ -59,7 +59,7 @@ def labels_on_grid(path: Path, grid, key: str | None = None, field: str | None =
     """``(H, W)`` int32 label codes of ``path`` on ``grid`` (0 = unlabelled)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in VECTOR_SUFFIXES:
+    if is_vector(path):
         from .io import rasterize_vector_labels
 
         return rasterize_vector_labels(path, grid, field, layer)[0]
@@ -114,7 +114,7 @@ def count_outside(path: Path, grids: list, field: str | None = None, layer: str 
     path = Path(path)
     if not all(is_georeferenced(g) for g in grids):
         return 0, 0
-    if path.suffix.lower() in VECTOR_SUFFIXES:
+    if is_vector(path):
         feats, _, crs = read_vector_features(path, field, layer)
         boxes = [_bounds(g, crs) for g in grids]
         outside = 0
@@ -163,7 +163,7 @@ def label_names_and_colours(path: Path, grid=None, field: str | None = None, lay
     """``({code: name}, {code: rgb})`` carried by a label file (raster tags/colour table, ROI names,
     or a vector field's text values)."""
     path = Path(path)
-    if path.suffix.lower() in VECTOR_SUFFIXES:
+    if is_vector(path):
         _, names, _ = read_vector_features(path, field, layer)
         return {k: n for k, n in enumerate(names, start=1)}, {}
     return read_label_metadata(path)

@@ -287,10 +287,16 @@ def _summary(
     h, w = source.height, source.width
     names = table.names
     area, unit = pixel_area(source.transform, source.crs)
+    ha = area / 1e4 if unit == "m²" else None  # hectares from a CRS in metres
     summary = {
         "scene": str(source.path),
         "classes": {
-            str(c): {"name": n, "pixels": int(counts[i]), "area": float(counts[i] * area)}
+            str(c): {
+                "name": n,
+                "pixels": int(counts[i]),
+                "area": float(counts[i] * area),
+                "hectares": None if ha is None else float(counts[i] * ha),
+            }
             for i, (c, n) in enumerate(zip(table.codes, names), start=1)
         },
         "map": str(outputs.map),
@@ -299,6 +305,9 @@ def _summary(
         "nodata": int(h * w - classified),
         "per_class": {n: int(counts[i]) for i, n in enumerate(names, start=1)},
         "area_unit": unit,
+        "area_note": None
+        if ha is not None
+        else f"no hectares: the map's grid is in {unit} (no CRS in metres); areas are in {unit}",
         "per_class_area": {n: float(counts[i] * area) for i, n in enumerate(names, start=1)},
         "seconds": seconds,
         "pixels_per_second": (h * w) / seconds if seconds > 0 else None,

@@ -28,7 +28,7 @@ from .scenesets import (
     raw_bytes,
     warn_outside,
 )
-from .splits import count_split, disjoint_split, fixed_split, group_split, stratified_split
+from .splits import count_split, disjoint_split, fixed_split, group_names, group_split, stratified_split
 
 PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
 
@@ -117,6 +117,13 @@ def split_record(o: PreprocessOptions) -> dict:
     if o.split == "group":
         rec.update(group_by=o.group_by, test_groups=o.test_groups, folds=_folds(o), fold=o.fold, patch_size=o.patch_size)
     return rec
+
+
+def held_out_groups(groups, test: np.ndarray, val: np.ndarray, scenes: list, by: str) -> dict:
+    """The groups actually held out for testing and for validation (a group split; else nothing)."""
+    if groups is None:
+        return {}
+    return {"test_groups": group_names(groups, test, scenes, by), "validation_groups": group_names(groups, val, scenes, by)}
 
 
 def _folds(o: PreprocessOptions) -> int:
@@ -269,7 +276,7 @@ def preprocess(
         "fit_on": options.fit_on,
         "whiten": options.whiten,
         "standardize": options.standardize,
-        "split": split_record(options),
+        "split": {**split_record(options), **held_out_groups(groups, test, val, scenes, options.group_by)},
         "options": options.to_record(),
         "bands": bands.to_dict(),
     }

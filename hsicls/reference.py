@@ -32,10 +32,10 @@ from .io import (
     MAT_SUFFIXES,
     NPY_SUFFIXES,
     ROI_SUFFIXES,
-    VECTOR_SUFFIXES,
     _georef,
     _open_raster,
     _require_file,
+    is_vector,
     pick_vector_layer,
     read_label_metadata,
     read_labels,
@@ -151,7 +151,7 @@ def read_map(path: str | Path) -> MapGrid:
     Codes must be whole numbers (a float band of whole values is accepted)."""
     path = Path(path)
     _require_file(path)
-    if path.suffix.lower() in VECTOR_SUFFIXES:
+    if is_vector(path):
         raise InputError(f"{path}: the map must be a raster (a single-band class map), not a vector file")
     ds = _open_raster(path)
     with ds:
@@ -182,7 +182,7 @@ def read_reference(path: str | Path, grid: MapGrid, field: str | None = None, la
     """Reference samples on ``grid`` from a raster (any grid) or a vector file of points/polygons (any CRS)."""
     path = Path(path)
     _require_file(path)
-    if path.suffix.lower() in VECTOR_SUFFIXES:
+    if is_vector(path):
         return _vector_reference(path, grid, field, layer)
     if field is not None or layer is not None:
         raise InputError(f"{path}: --reference-field and --reference-layer apply to vector references only")

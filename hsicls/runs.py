@@ -150,4 +150,4 @@ def render_summary(s: dict) -> None:
     table.add_section()
     for k, label in (("oa", "OA"), ("aa", "AA"), ("kappa", "kappa")):
         table.add_row(label, f"{100 * s[k]['mean']:.2f} ± {100 * s[k]['std']:.2f}")
-    console.err_console().print(table)
+    console.show(table)

@@ -232,3 +232,9 @@ def _group_fold(y: np.ndarray, g: np.ndarray, folds: int, fold: int, seed: int) 
     mask = np.zeros(len(y), bool)
     mask[test_idx] = True
     return mask
+
+
+def group_names(groups: np.ndarray, mask: np.ndarray, scenes: list, by: str) -> list[str]:
+    """The groups of the pixels in ``mask``: scene names (``--group-by scene``), else group numbers."""
+    ids = np.unique(groups[mask & (groups > 0)]).tolist()
+    return [scenes[i - 1].name for i in ids] if by == "scene" else [str(i) for i in ids]

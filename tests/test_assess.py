@@ -353,3 +353,41 @@ def test_enmap_tile_map_against_the_geopackage_and_the_label_raster(shared_data,
     assert lab["reference"]["warped_nearest"] and lab["reference"]["read"] == 5672
     assert lab["reference"]["used"] == 414 and lab["reference"]["outside_map"] == 5672 - 414
     assert lab["oa"] > 0.6  # half of the tile's labels trained the forest
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_any_merge_of_classes_never_lowers_oa(scene, tmp_path, named):
+    """[practitioner] 1: a merge without a side prefix merges both sides, so OA can only rise (property over
+    random merges; with class names on both sides too, and a new name for the merged class)."""
+    from hsicls.assess import assess_map
+
+    m, r = scene["map"], scene["ref_raster"]
+    if named:  # the same six names on both sides, as GDAL category names
+        m, r = tmp_path / "m.tif", tmp_path / "r.tif"
+        for src, dst in ((scene["map"], m), (scene["ref_raster"], r)):
+            with rasterio.open(src) as ds:
+                arr, nd = ds.read(1), ds.nodata
+            _write(dst, arr, nodata=nd)
+            with rasterio.open(dst, "r+") as ds:
+                ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(NAMES6, start=1)})
+    base = assess_map(m, r)["oa"]
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        k = int(rng.integers(2, 5))
+        codes = sorted(rng.choice(np.arange(1, 7), k, replace=False).tolist())
+        target = "merged class" if rng.random() < 0.5 else str(codes[0])
+        merged = assess_map(m, r, class_map={",".join(map(str, codes)): target})
+        assert merged["oa"] >= base - 1e-12, (codes, target, merged["oa"], base)
+
+
+def test_geojson_named_json_is_recognised_by_content(scene, tmp_path):
+    """[practitioner] 12: a GeoJSON reference called ``points.json`` is read as vector points (OGR's own check)."""
+    import fiona
+
+    gpkg = _write_points(tmp_path / "p.gpkg", _centres(scene["rows"], scene["cols"]), scene["truth"].tolist(), 32633)
+    with fiona.open(gpkg) as src, fiona.open(tmp_path / "points.json", "w", driver="GeoJSON", crs=src.crs, schema=src.schema) as dst:
+        for f in src:
+            dst.write(f)
+    a, _ = _assess_json(scene["map"], "-r", gpkg, "--reference-field", "cls")
+    b, _ = _assess_json(scene["map"], "-r", tmp_path / "points.json", "--reference-field", "cls")
+    assert a["error_matrix"] == b["error_matrix"] and a["oa"] == b["oa"]
