@@ -385,7 +385,10 @@ def test_geojson_named_json_is_recognised_by_content(scene, tmp_path):
     import fiona
 
     gpkg = _write_points(tmp_path / "p.gpkg", _centres(scene["rows"], scene["cols"]), scene["truth"].tolist(), 32633)
-    with fiona.open(gpkg) as src, fiona.open(tmp_path / "points.json", "w", driver="GeoJSON", crs=src.crs, schema=src.schema) as dst:
+    with (
+        fiona.open(gpkg) as src,
+        fiona.open(tmp_path / "points.json", "w", driver="GeoJSON", crs=src.crs, schema=src.schema) as dst,
+    ):
         for f in src:
             dst.write(f)
     a, _ = _assess_json(scene["map"], "-r", gpkg, "--reference-field", "cls")
