@@ -37,6 +37,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: install lint
 	$(BIN)/python -m pytest -q

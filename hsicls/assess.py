@@ -235,35 +235,100 @@ def area_of_pixel(grid: MapGrid, unit: str) -> tuple[float, str]:
 
 def assess_map(map_path: str | Path, reference_path: str | Path, options: AssessOptions | None = None, **overrides) -> dict:
     """The JSON-ready assessment of a class map against a reference (see the module docstring and README)."""
+    return assess_maps([map_path], reference_path, options, **overrides)
+
+
+@dataclass
+class _Tile:
+    """One map of an assessment and the reference samples on its classified pixels."""
+
+    grid: MapGrid
+    ref: Reference
+    on_map: np.ndarray  # (n read,) bool: the sample is on a classified pixel
+    map_at: np.ndarray  # (n on map,) map codes at the samples
+    ref_at: np.ndarray  # (n on map,) reference codes
+
+    @classmethod
+    def read(cls, path, reference_path, options: AssessOptions) -> _Tile:
+        grid = read_map(path)
+        ref = read_reference(reference_path, grid, options.reference_field, options.reference_layer)
+        on = grid.valid[ref.rows, ref.cols]
+        return cls(grid, ref, on, grid.codes[ref.rows[on], ref.cols[on]], ref.codes[on])
+
+
+def _cell(grid: MapGrid) -> float:
+    a, b, _, d, e, _ = grid.transform[:6]
+    return abs(a * e - b * d)
+
+
+def _pooled(tiles: list[_Tile]) -> tuple[MapGrid, np.ndarray, np.ndarray]:
+    """Several maps (tiles of one map) as one: their class names, pixel counts per code and pixel size must agree."""
+    first = tiles[0].grid
+    for t in tiles[1:]:
+        if t.grid.crs != first.crs or (t.grid.transform is None) != (first.transform is None):
+            raise InputError(f"{t.grid.path}: another CRS than {first.path.name}; assess maps of one CRS together")
+        if t.grid.transform is not None and abs(_cell(t.grid) - _cell(first)) > 1e-9 * _cell(first):
+            raise InputError(f"{t.grid.path}: its pixels differ in size from {first.path.name}'s; assess them apart")
+        if t.ref.names != tiles[0].ref.names:
+            raise InputError(f"{t.ref.path}: its classes read differently on {t.grid.path.name} and {first.path.name}")
+    names: dict[int, str] = {}
+    counts: dict[int, int] = {}
+    for t in tiles:
+        names.update({c: n for c, n in t.grid.names.items() if n})
+        codes, n = np.unique(t.grid.codes[t.grid.valid], return_counts=True)
+        for c, k in zip(codes.tolist(), n.tolist()):
+            counts[int(c)] = counts.get(int(c), 0) + int(k)
+    grid = MapGrid(first.path, first.codes, first.valid, first.crs, first.transform, first.nodata, names)
+    codes = np.array(sorted(counts), np.int64)
+    return grid, codes, np.array([counts[int(c)] for c in codes], np.int64)
+
+
+def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOptions | None = None, **overrides) -> dict:
+    """One error matrix and one area estimate over several maps (tiles of one map) against one reference, with a
+    row per map (its samples and OA); with one map, :func:`assess_map`."""
     options = (options or AssessOptions()).replace(**overrides).validate()
     merges = parse_class_map(options.class_map)
-    grid = read_map(map_path)
-    ref = read_reference(reference_path, grid, options.reference_field, options.reference_layer)
-    notes: list[str] = []
-    on_map = grid.valid[ref.rows, ref.cols]
-    if not on_map.any():
+    tiles = [_Tile.read(p, reference_path, options) for p in map_paths]
+    grid, map_codes, map_counts = _pooled(tiles)
+    ref = tiles[0].ref
+    map_at, ref_at = np.concatenate([t.map_at for t in tiles]), np.concatenate([t.ref_at for t in tiles])
+    if map_at.size == 0:
+        t = tiles[0]
         raise InputError(
-            f"{ref.path}: no reference sample falls on a classified pixel of {grid.path.name} "
-            f"({ref.outside} of {ref.read} outside the map, {int((~on_map).sum())} on its nodata)"
+            f"{ref.path}: no reference sample falls on a classified pixel of {', '.join(x.grid.path.name for x in tiles)} "
+            f"({t.ref.outside} of {t.ref.read} outside {t.grid.path.name}, {int((~t.on_map).sum())} on its nodata)"
         )
-    rows, cols, ref_codes = ref.rows[on_map], ref.cols[on_map], ref.codes[on_map]
-    map_codes, map_counts = np.unique(grid.codes[grid.valid], return_counts=True)
+    notes: list[str] = []
     _names_known(merges, grid, ref)
     mp = merge_side("map", grid.path, map_codes.tolist(), grid.names, merges, notes=notes)
-    rf = merge_side("reference", ref.path, np.unique(ref_codes).tolist(), ref.names, merges, ref.text, notes)
+    rf = merge_side("reference", ref.path, np.unique(ref_at).tolist(), ref.names, merges, ref.text, notes)
     classes, map_index, ref_index, how = match_classes(mp, rf, notes)
     mapped = np.zeros(len(classes))
     np.add.at(mapped, _lookup(map_index, map_codes), map_counts)
     n = np.zeros((len(classes), len(classes)), np.int64)
-    np.add.at(n, (_lookup(map_index, grid.codes[rows, cols]), _lookup(ref_index, ref_codes)), 1)
+    np.add.at(n, (_lookup(map_index, map_at), _lookup(ref_index, ref_at)), 1)
     area, unit = area_of_pixel(grid, options.area_unit)
     result = assess(n, mapped, area, unit, options.sampling, [c.code for c in classes], [c.name for c in classes])
     for k, entry in enumerate(result["classes"].values()):  # the original codes (text values) each class stands for
         entry["map_values"] = [o for o in sorted(mp.lut) if map_index[o] == k]
         entry["reference_values"] = [rf.original_names[o] if rf.text else o for o in sorted(rf.lut) if ref_index[o] == k]
     _note_strata(result, notes)
-    result.update(_provenance(grid, ref, int((~on_map).sum()), int(on_map.sum()), how, options, notes))
+    on_nodata = sum(int((~t.on_map).sum()) for t in tiles)
+    result.update(_provenance(tiles[0].grid, ref, on_nodata, int(map_at.size), how, options, notes))
+    if len(tiles) > 1:
+        result["maps"] = [_per_map(t, map_index, ref_index) for t in tiles]
     return result
+
+
+def _per_map(t: _Tile, map_index: dict, ref_index: dict) -> dict:
+    """One map's row of a several-map assessment: its pixels, samples and sample OA (same class matching)."""
+    agree = int((_lookup(map_index, t.map_at) == _lookup(ref_index, t.ref_at)).sum()) if t.map_at.size else 0
+    return {
+        "map": str(t.grid.path),
+        "classified_pixels": int(t.grid.valid.sum()),
+        "samples": int(t.map_at.size),
+        "oa": agree / t.map_at.size if t.map_at.size else None,
+    }
 
 
 def _note_strata(result: dict, notes: list[str]) -> None:
@@ -371,6 +436,21 @@ def render_assessment(result: dict) -> None:
         line += f"; area-adjusted OA {_pm(adj['oa'], adj['oa_ci95'], 4)}"
     console.show(line + " (UA/PA/F1: sample figures; 'adj.': estimates for the map, Olofsson et al. 2014)")
     console.show(_matrix_table(result))
+    for line in _map_rows(result):
+        console.show(line)
+
+
+def _map_rows(result: dict, markdown: bool = False) -> list[str]:
+    """Several maps: one row per map (its classified pixels, samples and sample OA)."""
+    rows = result.get("maps") or []
+    if not rows:
+        return []
+    oa = lambda r: "-" if r["oa"] is None else f"{100 * r['oa']:.2f}"
+    if markdown:
+        out = ["", f"Per map ({len(rows)} maps, one error matrix above):", "", "| map | classified px | samples | sample OA % |"]
+        out.append("|---|---|---|---|")
+        return out + [f"| {Path(r['map']).name} | {r['classified_pixels']:,} | {r['samples']:,} | {oa(r)} |" for r in rows]
+    return [f"{Path(r['map']).name}: {r['classified_pixels']:,} px, {r['samples']:,} samples, OA {oa(r)}" for r in rows]
 
 
 def _matrix_table(result: dict):
@@ -401,7 +481,7 @@ def markdown(result: dict) -> str:
         + ".",
     ]
     lines += [""] + [f"- {n}" for n in result["notes"]] if result["notes"] else []
-    return "\n".join(lines) + "\n\n" + report_markdown(result)
+    return "\n".join(lines) + "\n\n" + report_markdown(result) + "\n".join(_map_rows(result, markdown=True)) + "\n"
 
 
 def write_assessment_files(result: dict, prefix: Path, overwrite: bool) -> list[Path]:

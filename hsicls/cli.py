@@ -20,7 +20,15 @@ import typer
 
 from . import __version__, console
 from .cliargs import options_command
-from .config import AssessOptions, EvaluateOptions, MapOptions, ModelInfoOptions, PreprocessOptions, TrainOptions
+from .config import (
+    AssessOptions,
+    EvaluateOptions,
+    MapOptions,
+    ModelInfoOptions,
+    PreprocessOptions,
+    SampleOptions,
+    TrainOptions,
+)
 from .distributed import launched
 from .errors import HsiclsError, OptionError, StdoutClosed
 from .fileutil import check_folder, command_scope, guard_outputs, note_input
@@ -150,6 +158,13 @@ def train(
         help="Under torchrun with --runs K: spread the K runs over the ranks, one whole run per rank (the default on the "
         "CPU), or train each run with all ranks together (DDP; the default on GPUs).",
     ),
+    folds_all: bool = typer.Option(
+        False,
+        "--folds-all",
+        help="Cross-validation by group: train every fold of PREPARED (made with --split group --folds K) without "
+        "preprocessing again, one bundle per fold (OUTPUT.fold<i>.pt), the same network seed for every fold; write "
+        "OUTPUT.cv.json and OUTPUT.cv.md (per fold the held-out groups and OA/AA/kappa, then mean ± std).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.ckpt."),
     as_json: bool = Json,
     overwrite: bool = Overwrite,
@@ -158,6 +173,9 @@ def train(
 
     Under torchrun (torchrun --nproc-per-node N -m hsicls train ...) the N ranks train one network with
     DistributedDataParallel (--batch-size is the global batch); rank 0 alone writes the bundle, log and checkpoint."""
+    if folds_all:
+        _train_folds(prepared, output, opts, overwrite, as_json)
+        return
     if launched():
         _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
         return
@@ -168,10 +186,10 @@ def train(
 
     if dataset is not None:
         if prepared is not None:
-            raise HsiclsError("give either PREPARED or --dataset, not both")
+            raise OptionError("give either PREPARED or --dataset, not both")
         prepared = prepared_for_dataset(dataset, data_dir, opts.seed)
     elif prepared is None:
-        raise HsiclsError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
+        raise OptionError("give PREPARED (from 'hsicls preprocess') or --dataset NAME")
     if runs != 1:
         from .runs import render_summary, train_runs
 
@@ -183,6 +201,34 @@ def train(
     result = run(prepared, output, opts, overwrite=overwrite, resume=resume)
     if as_json:
         _print_json(result.summary(output))
+
+
+def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool) -> None:
+    """``train --folds-all`` (under torchrun: the folds spread over the ranks)."""
+    from .runs import train_folds
+
+    if prepared is None:
+        raise OptionError("--folds-all needs PREPARED, made with --split group --folds K")
+    w = None
+    if launched():
+        from .distributed import world
+
+        w = world()
+        if not w.is_main:
+            console.set_verbosity(-1)
+    try:
+        summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w)
+    finally:
+        if w is not None:
+            from .distributed import leave
+
+            leave()
+    if summary is None:
+        return
+    m = {k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f}" for k in ("oa", "aa", "kappa")}
+    console.info(f"{summary['protocol']}: OA {m['oa']}, AA {m['aa']}, kappa {m['kappa']}; wrote {output.name}.cv.json/.md")
+    if as_json:
+        _print_json(summary)
 
 
 def _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts) -> None:
@@ -322,6 +368,25 @@ def predict_map(
         raise typer.Exit(code=1)
 
 
+@options_command(app, "sample", SampleOptions, section="sample", wrap=handle_errors)
+def sample(
+    *,
+    opts,
+    given,
+    maps: list[Path] = typer.Argument(..., help="Class map(s) to sample (tiles of one map are one population)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Sample points: .gpkg, .geojson (.json) or .csv."),
+    as_json: bool = Json,
+    overwrite: bool = Overwrite,
+) -> None:
+    """Draw a stratified random reference sample from class maps (Olofsson et al. 2014), ready for 'hsicls assess'."""
+    from .sample import sample_maps
+
+    guard_outputs([output], overwrite, inputs=maps)
+    design = sample_maps(maps, output, opts, overwrite=overwrite)
+    if as_json:
+        _print_json(design)
+
+
 def _predict_map_ranks(scene, bundle, template, opts, overwrite: bool, many: bool, as_json: bool) -> None:
     from .bundle import precheck_bundle
     from .distributed import leave, world
@@ -344,7 +409,11 @@ def assess(
     *,
     opts,
     given,
-    map: Path = typer.Argument(..., help="Single-band class map (hsicls's or any GDAL raster; its nodata respected)."),
+    map: list[Path] = typer.Argument(
+        ...,
+        help="Single-band class map(s) (hsicls's or any GDAL raster; nodata respected); several maps (tiles of one map) "
+        "give one error matrix and one area estimate, with a row per map.",
+    ),
     reference: Path = typer.Option(
         ..., "--reference", "-r", help="Reference labels: a raster on any grid, or points/polygons in a vector file in any CRS."
     ),
@@ -353,13 +422,11 @@ def assess(
     overwrite: bool = Overwrite,
 ) -> None:
     """Error matrix, user's/producer's accuracy and F1 with 95 % intervals, and area-adjusted class areas (Olofsson et al. 2014)."""
-    from .assess import assess_map, render_assessment, report_paths, write_assessment_files
-    from .fileutil import check_output
+    from .assess import assess_maps, render_assessment, report_paths, write_assessment_files
 
-    if report_prefix is not None:
-        for p in report_paths(report_prefix):
-            check_output(p, overwrite)
-    result = assess_map(map, reference, opts)
+    if report_prefix is not None:  # never over the reference or a map (a GeoJSON reference named PREFIX.json)
+        guard_outputs(report_paths(report_prefix), overwrite, inputs=[*map, reference])
+    result = assess_maps(map, reference, opts)
     render_assessment(result)
     if report_prefix is not None:
         for p in write_assessment_files(result, report_prefix, overwrite):

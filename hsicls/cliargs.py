@@ -51,7 +51,7 @@ def _field_param(f, spec: Spec, tp: Any) -> inspect.Parameter:
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     base, _ = _base_type(tp)
     flag = spec.flag(f.name)
-    decls = (f"{flag}/--no-{flag[2:]}",) if base is bool else (flag,)
+    decls = (f"{flag}/--no-{flag[2:]}",) if base is bool else tuple(spec.flags) or (flag,)  # short forms after the name
     if spec.repeat:
         default = []
     elif spec.comma_list:

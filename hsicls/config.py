@@ -21,6 +21,7 @@ Padding = Literal["reflect", "zero"]
 ConfidenceDtype = Literal["float32", "uint8"]
 Sampling = Literal["stratified", "random"]
 AreaUnit = Literal["auto", "pixels", "m2", "ha", "km2"]
+Allocation = Literal["proportional", "equal", "neyman"]
 
 
 @dataclass
@@ -149,6 +150,12 @@ class MapOptions(Options):
     confidence_dtype: ConfidenceDtype = opt("float32", "Confidence raster: float32, or uint8 (1-255 for 0-1, 0 = nodata).")
     reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)
     palette: str | None = opt(None, "Class colours and names: JSON {code: {color, name}}, a GDAL .clr or a QGIS .qml file.")
+    majority: int | None = opt(
+        None, "Clean the map with an N x N majority filter (odd N; nodata neither votes nor changes).", min=3, odd=True
+    )
+    sieve: int | None = opt(
+        None, "Minimum mapping unit: regions smaller than PIXELS (8-connected) take their largest neighbour's class.", min=2
+    )
 
 
 @dataclass
@@ -172,6 +179,28 @@ class AssessOptions(Options):
         "Design of the reference sample: stratified by map class (Olofsson et al. 2014, Eq. 2-10) or simple random.",
     )
     area_unit: AreaUnit = opt("auto", "Unit of the adjusted areas (auto: ha for a map in metres, else the CRS unit²).")
+
+
+@dataclass
+class SampleOptions(Options):
+    """``hsicls sample``: a stratified random reference sample drawn from class maps (Olofsson et al. 2014)."""
+
+    size: int = opt(500, "Total number of sample points.", min=1, flags=("--size", "-n"))
+    min_per_class: int = opt(50, "At least this many points per mapped class (fewer where the class has fewer pixels).", min=0)
+    allocation: Allocation = opt(
+        "proportional",
+        "How the points beyond the minimum are shared: in proportion to class area, equally, or by Neyman allocation "
+        "(area x sqrt(U (1 - U)) from the expected user's accuracies).",
+    )
+    expected_ua: dict[str, str] = opt(
+        {},
+        "Expected user's accuracy of a class for Neyman allocation, CODE=U (repeatable; classes not given: 0.8).",
+        flags=("--expected-ua",),
+        repeat=True,
+        metavar="CODE=U",
+    )
+    reference_field: str = opt("reference", "Name of the empty attribute the interpreter fills with the reference class.")
+    seed: int = shared("seed")
 
 
 @dataclass

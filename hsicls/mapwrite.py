@@ -106,6 +106,52 @@ def write_sidecars(map_path: Path, table: ClassTable) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
+def majority_filter(codes: np.ndarray, size: int, nodata: int = 0) -> np.ndarray:
+    """Each classified pixel takes the most frequent class of its ``size x size`` neighbourhood (nodata
+    pixels neither vote nor change; a tie keeps the pixel's own class when it is among the most frequent)."""
+    from scipy.ndimage import uniform_filter
+
+    valid = codes != nodata
+    out, best, own = codes.copy(), np.zeros(codes.shape, np.int32), np.zeros(codes.shape, np.int32)
+    for c in np.unique(codes[valid]).tolist():
+        is_c = codes == c
+        count = np.rint(uniform_filter(is_c.astype(np.float32), size=size, mode="constant") * size * size).astype(np.int32)
+        better = count > best
+        out[better], best[better] = c, count[better]
+        own[is_c] = count[is_c]
+    keep = valid & (own >= best)
+    out[keep] = codes[keep]
+    out[~valid] = nodata
+    return out
+
+
+def sieve_filter(codes: np.ndarray, pixels: int, nodata: int = 0) -> np.ndarray:
+    """GDAL's sieve (``rasterio.features.sieve``, 8-connected): regions smaller than ``pixels`` take the
+    class of their largest neighbour; nodata stays nodata and is no neighbour."""
+    from rasterio.features import sieve
+
+    valid = codes != nodata
+    out = sieve(codes, size=pixels, mask=valid, connectivity=8)
+    out[~valid] = nodata
+    return out.astype(codes.dtype)
+
+
+def clean_map(path: Path, majority: int | None, sieve: int | None) -> np.ndarray:
+    """Apply ``--majority`` then ``--sieve`` to the class map file in place (the whole map at once, so the
+    result does not depend on the window size) and record them in its metadata; the cleaned codes."""
+    import rasterio
+
+    with rasterio.open(path, "r+") as ds:
+        codes = ds.read(1)
+        if majority:
+            codes = majority_filter(codes, majority)
+        if sieve:
+            codes = sieve_filter(codes, sieve)
+        ds.write(codes, 1)
+        ds.update_tags(**{k: str(v) for k, v in (("MAJORITY_FILTER", majority), ("SIEVE_PIXELS", sieve)) if v})
+    return codes
+
+
 def to_cog(src: Path, dst: Path, resampling: str = "mode") -> None:
     """Cloud-Optimized GeoTIFF (GDAL's COG driver) with overviews; ``mode`` resampling for class
     maps (no invented classes at coarse zoom), ``average`` for confidences and probabilities."""
@@ -141,12 +187,16 @@ class MapWriter:
         confidence_dtype: str = "float32",
         cog: bool = False,
         overwrite: bool = False,
+        majority: int | None = None,
+        sieve: int | None = None,
     ):
         self.outputs, self.h, self.w, self.crs, self.transform = outputs, h, w, crs, transform
         self.table, self.names, self.k = table, table.names, n_classes
         self.dtype = "uint8" if max(table.codes) <= 255 else "uint16"
         self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
         self.files: list[tuple[object, Path, Path, str]] = []  # (dataset, written, final tmp, resampling)
+        self.majority, self.sieve = majority, sieve
+        self.cleaned: np.ndarray | None = None  # the class codes after --majority / --sieve
 
     def _open(self, final_tmp: Path, resampling: str, **prof):
         import rasterio
@@ -209,6 +259,9 @@ class MapWriter:
         for ds, path, _, _ in self.files:
             with native_errors(path):
                 ds.close()
+        if self.majority or self.sieve:
+            with native_errors(self.files[0][1]):
+                self.cleaned = clean_map(self.files[0][1], self.majority, self.sieve)
         if self.cog:
             for _, path, final_tmp, resampling in self.files:
                 with native_errors(final_tmp):

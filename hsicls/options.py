@@ -60,7 +60,8 @@ SHARED: dict[str, dict[str, Any]] = {
     "device": dict(default="auto", help="auto (a GPU when present), cpu or cuda."),
     "precision": dict(
         default="auto",
-        help="auto (bf16 autocast on a GPU, fp32 on the CPU), fp32 or bf16.",
+        help="auto (bf16 autocast on a GPU; on a CPU with native bf16, AMX or AVX512-BF16, a bf16 network whose "
+        "narrow-margin pixels are recomputed in fp32, so classes equal fp32's; else fp32), fp32 or bf16.",
     ),
     "batch_size": dict(
         default=None,
@@ -227,7 +228,7 @@ def read_config(path: Path, section: str) -> dict[str, Any]:
     return table
 
 
-_COMMANDS = {"preprocess", "train", "evaluate", "predict-map", "assess"}
+_COMMANDS = {"preprocess", "train", "evaluate", "predict-map", "assess", "sample"}
 
 
 def _toml_value(v: Any) -> str:

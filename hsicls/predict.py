@@ -170,9 +170,15 @@ class _Classifier:
         (r0, r1, c0, c1), (R0, R1, C0, C1) = inner_box, outer_box
         prep, halo, dev = self.bundle.preprocessing, self.halo, self.runner.device
         ok = valid_mask(raw, nodata)
-        feats = np.zeros(raw.shape[:2] + (prep.n_components,), np.float32)
-        feats[ok] = prep.apply(raw[ok])
-        x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1))).to(dev)
+        if dev.type == "cuda":  # standardisation + PCA on the GPU, one matrix product (hsicls.prepared.Preprocessing.apply_torch)
+            raw_t, ok_t = torch.from_numpy(np.ascontiguousarray(raw)).to(dev), torch.from_numpy(ok).to(dev)
+            feats_t = torch.zeros(raw.shape[:2] + (prep.n_components,), dtype=torch.float32, device=dev)
+            feats_t[ok_t] = prep.apply_torch(raw_t[ok_t])
+            x = feats_t.permute(2, 0, 1).contiguous()
+        else:
+            feats = np.zeros(raw.shape[:2] + (prep.n_components,), np.float32)
+            feats[ok] = prep.apply(raw[ok])
+            x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1)))
         pads = (halo - (c0 - C0), halo - (C1 - c1), halo - (r0 - R0), halo - (R1 - r1))
         x = pad_sides(x, pads, self.bundle.model.padding)  # (C, (r1-r0)+2h, (c1-c0)+2h): window + full halo
         inner = ok[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
@@ -257,9 +263,7 @@ def _run_windows(
     lut = np.array([0] + table.codes, np.uint16)  # class index (0 = nodata, 1..K, K+1 unknown) -> code
     counts = np.zeros(len(names) + 1, np.int64)
     classified = 0
-    writer = MapWriter(
-        outputs, h, w, source.crs, source.transform, table, classify.k, options.confidence_dtype, options.cog, overwrite
-    )
+    writer = map_writer(outputs, source, table, classify.k, options, overwrite)
     from rasterio.windows import Window
 
     with writer, console.progress() as bar, torch.inference_mode():
@@ -278,7 +282,27 @@ def _run_windows(
                 f"{source.path}: every pixel is nodata (NaN or inf in a band, the nodata value in every band, or zero in "
                 f"every band); no map written"
             )
-    return counts, classified
+    return cleaned_counts(writer, table, counts), classified
+
+
+def map_writer(outputs: MapOutputs, source: CubeSource, table: ClassTable, k: int, options: MapOptions, overwrite: bool):
+    o = options
+    return MapWriter(
+        outputs, source.height, source.width, source.crs, source.transform, table, k, o.confidence_dtype, o.cog, overwrite,
+        majority=o.majority, sieve=o.sieve,
+    )  # fmt: skip
+
+
+def cleaned_counts(writer: MapWriter, table: ClassTable, counts: np.ndarray) -> np.ndarray:
+    """Pixels per class index (0 = nodata, 1..K, K+1 unknown) of the map as written: after --majority / --sieve."""
+    if writer.cleaned is None:
+        return counts
+    index = {c: i for i, c in enumerate(table.codes, start=1)}
+    out = np.zeros_like(counts)
+    codes, n = np.unique(writer.cleaned, return_counts=True)
+    for c, m in zip(codes.tolist(), n.tolist()):
+        out[index.get(c, 0)] += m
+    return out
 
 
 def _summary(

@@ -31,7 +31,7 @@ from .errors import HsiclsError, InputError
 from .fileutil import check_output, json_safe
 from .inference import Runner
 from .mapparts import PartFolder, job_fingerprint
-from .mapwrite import MapOutputs, MapWriter, write_sidecars
+from .mapwrite import MapOutputs, write_sidecars
 from .predict import (
     _Classifier,
     _open_scene,
@@ -42,6 +42,8 @@ from .predict import (
     check_sidecars,
     checkable_bf16,
     class_table,
+    cleaned_counts,
+    map_writer,
 )
 from .runtime import tune_allocator
 
@@ -137,18 +139,7 @@ class _RankJob:
         outputs, k = job["outputs"], self.classify.k
         counts, classified = np.zeros(len(self.table.names) + 1, np.int64), 0
         o = self.options
-        writer = MapWriter(
-            outputs,
-            source.height,
-            source.width,
-            source.crs,
-            source.transform,
-            self.table,
-            k,
-            o.confidence_dtype,
-            o.cog,
-            self.overwrite,
-        )
+        writer = map_writer(outputs, source, self.table, k, o, self.overwrite)
         with writer:
             for j, (r0, r1, c0, c1) in enumerate(wins):
                 part = parts.load(j)
@@ -157,6 +148,7 @@ class _RankJob:
                 classified += int(part["n"])
             if classified == 0:
                 raise InputError(f"{source.path}: every pixel is nodata; no map written")
+        counts = cleaned_counts(writer, self.table, counts)
         write_sidecars(outputs.map, self.table)
         parts.remove()
         now = time.perf_counter()

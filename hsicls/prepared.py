@@ -75,6 +75,29 @@ class Preprocessing:
             z = (z - self.pca_mean) @ self.components.T
         return z.astype(np.float32)
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W (B, C), b (C,))`` with ``apply(x) = x @ W + b``: standardisation folded into the PCA (float64)."""
+        comps = self.components if self.components.shape[0] else np.eye(self.n_bands)
+        center = self.pca_mean if self.components.shape[0] else np.zeros(self.n_bands)
+        w = (comps / self.std).T
+        return w, -(self.mean / self.std + center) @ comps.T
+
+    def apply_torch(self, x):
+        """:meth:`apply` as one matrix product on ``x``'s device (a GPU: no host round trip), float32:
+        ``(N, B)`` tensor -> ``(N, C)``. Equal to the float64 host path to float32 rounding."""
+        import torch
+
+        cache = self.__dict__.setdefault("_affine_t", {})
+        key = (x.device.type, x.device.index)
+        if key not in cache:
+            w, b = self.affine()
+            cache[key] = (
+                torch.as_tensor(w, dtype=torch.float32, device=x.device),
+                torch.as_tensor(b, dtype=torch.float32, device=x.device),
+            )
+        w, b = cache[key]
+        return torch.addmm(b, x.to(torch.float32), w)
+
     def to_dict(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean, "std": self.std, "pca_components": self.components, "pca_mean": self.pca_mean}
 

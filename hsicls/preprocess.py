@@ -381,10 +381,10 @@ def scene_inputs(scene, labels, dataset, data_dir, opts: PreprocessOptions):
     options the user left unset)."""
     if dataset is None:
         if not scene or not labels:
-            raise HsiclsError("give SCENE and --labels, or --dataset NAME")
+            raise OptionError("give SCENE and --labels, or --dataset NAME")
         return list(scene) if isinstance(scene, (list, tuple)) else scene, list(labels), opts
     if scene or labels:
-        raise HsiclsError("give either SCENE with --labels, or --dataset, not both")
+        raise OptionError("give either SCENE with --labels, or --dataset, not both")
     from .datasets import resolve_dataset
 
     r = resolve_dataset(dataset, data_dir)

@@ -7,6 +7,7 @@ error matrices are counted by hand from the arrays the files were made from.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -394,3 +395,57 @@ def test_geojson_named_json_is_recognised_by_content(scene, tmp_path):
     a, _ = _assess_json(scene["map"], "-r", gpkg, "--reference-field", "cls")
     b, _ = _assess_json(scene["map"], "-r", tmp_path / "points.json", "--reference-field", "cls")
     assert a["error_matrix"] == b["error_matrix"] and a["oa"] == b["oa"]
+
+
+def test_sample_then_assess_two_tiles_as_one_map(scene, tmp_path):
+    """[practitioner] 4 and 5: ``hsicls sample`` draws a stratified sample over two tiles (nodata never drawn,
+    the same points for the same seed, the minimum per class met); filled in, ``assess`` over both tiles gives the
+    error matrix and areas of the whole map, with a row per tile."""
+    import fiona
+
+    cls = scene["cls"]
+    left, right = tmp_path / "left.tif", tmp_path / "right.tif"
+    _write(left, cls[:, :15], nodata=255)
+    _write(right, cls[:, 15:], transform=_transform((ORIGIN[0] + 15 * PIXEL, ORIGIN[1])), nodata=255)
+    pts = tmp_path / "pts.gpkg"
+    r = run_cli("sample", left, right, "-n", "60", "--min-per-class", "5", "-o", pts, "--seed", "3", "--json")
+    assert r.exit_code == 0, r.stderr
+    design = json.loads(r.stdout)
+    assert design["points"] == 60 and all(c["points"] >= 5 for c in design["classes"].values())
+    again = tmp_path / "again.csv"
+    assert run_cli("sample", left, right, "-n", "60", "--min-per-class", "5", "-o", again, "--seed", "3").exit_code == 0
+    with fiona.open(pts) as src:
+        feats = list(src)
+        schema, crs = src.schema, src.crs
+    assert [(f.properties["map"], f.properties["row"], f.properties["col"]) for f in feats] == [
+        (row["map"], int(row["row"]), int(row["col"])) for row in __import__("csv").DictReader(again.open())
+    ]
+    assert all(f.properties["reference"] is None and f.properties["map_code"] != 255 for f in feats)
+    rng = np.random.default_rng(1)  # the interpreter: right 80 % of the time
+    filled = tmp_path / "filled.gpkg"
+    with fiona.open(filled, "w", driver="GPKG", crs=crs, schema=schema) as dst:
+        for f in feats:
+            code = f.properties["map_code"] if rng.random() < 0.8 else int(rng.integers(1, 7))
+            dst.write({"geometry": f.geometry, "properties": {**dict(f.properties), "reference": code}})
+    both, _ = _assess_json(left, right, "-r", filled, "--reference-field", "reference")
+    whole, _ = _assess_json(scene["map"], "-r", filled, "--reference-field", "reference")
+    assert both["error_matrix"] == whole["error_matrix"]
+    assert [c["map_pixels"] for c in both["classes"].values()] == [c["map_pixels"] for c in whole["classes"].values()]
+    assert abs(both["area_adjusted"]["oa"] - whole["area_adjusted"]["oa"]) < 1e-12
+    assert [Path(m["map"]).name for m in both["maps"]] == ["left.tif", "right.tif"]
+    assert sum(m["samples"] for m in both["maps"]) == 60
+
+
+def test_assess_report_never_replaces_the_reference(scene, tmp_path):
+    """[hardening-2] 2: ``--report P --overwrite`` with a reference called P.json is refused, the reference kept."""
+    import fiona
+
+    ref = tmp_path / "acc.json"
+    gpkg = _write_points(tmp_path / "p.gpkg", _centres(scene["rows"], scene["cols"]), scene["truth"].tolist(), 32633)
+    with fiona.open(gpkg) as src, fiona.open(ref, "w", driver="GeoJSON", crs=src.crs, schema=src.schema) as dst:
+        for f in src:
+            dst.write(f)
+    before = ref.read_bytes()
+    r = run_cli("assess", scene["map"], "-r", ref, "--reference-field", "cls", "--report", tmp_path / "acc", "--overwrite")
+    assert r.exit_code == 1 and "acc.json" in r.stderr and "input" in r.stderr
+    assert ref.read_bytes() == before

@@ -184,3 +184,10 @@ def test_usage_error_is_one_line():
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "--output" in lines[0], r.stderr
+
+
+def test_usage_errors_exit_2(tmp_path, tiny_scene):
+    """[design-2] 7: a missing or contradictory argument and an unknown dataset name are usage errors."""
+    assert run_cli("preprocess", tiny_scene[0], "-o", tmp_path / "p.h5").exit_code == 2  # no --labels
+    assert run_cli("download", "atlantis", "--data-dir", tmp_path).exit_code == 2
+    assert run_cli("train", "-o", tmp_path / "m.pt").exit_code == 2  # neither PREPARED nor --dataset

@@ -439,7 +439,7 @@ CASES = [
     Case(
         "unknown dataset for train defaults",
         ["train", "--dataset", "atlantis", "-o", "o.pt"],
-        1,
+        2,  # a usage error ([design-2] 7)
         ("atlantis", "unknown dataset"),
         outputs=("o.pt",),
     ),

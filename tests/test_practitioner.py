@@ -59,3 +59,73 @@ def test_evaluate_names_held_out_groups_and_scores_each(tiny_scene, tmp_path):
     assert all(0 <= g["oa"] <= 1 for g in rep["per_group"])
     md = (tmp_path / "rep.md").read_text()
     assert "Held-out groups" in md and "Confusion matrix" in md
+
+
+def test_majority_and_sieve_filters():
+    import numpy as np
+
+    from hsicls.mapwrite import majority_filter, sieve_filter
+
+    a = np.ones((7, 7), np.uint8)
+    a[3, 3] = 2  # a lone pixel: voted away
+    a[0, :] = 0  # nodata row: neither votes nor changes
+    out = majority_filter(a, 3)
+    assert out[3, 3] == 1 and (out[0] == 0).all()
+    b = np.ones((10, 10), np.uint8)
+    b[2:4, 2:4] = 3  # a 4-pixel region
+    b[6:9, 6:9] = 4  # a 9-pixel region
+    s = sieve_filter(b, 5)
+    assert (s[2:4, 2:4] == 1).all() and (s[6:9, 6:9] == 4).all()
+
+
+def test_predict_map_clean_up_is_independent_of_the_window(bundle, tiny_scene, tmp_path):
+    import numpy as np
+    import rasterio
+
+    maps = {}
+    for window in (16, 64):
+        out = tmp_path / f"m{window}.tif"
+        r = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--window", window, "--majority", "3",
+                    "--sieve", "4", "--json")  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        with rasterio.open(out) as ds:
+            maps[window] = ds.read(1)
+            assert ds.tags()["MAJORITY_FILTER"] == "3" and ds.tags()["SIEVE_PIXELS"] == "4"
+        summary = json.loads(r.stdout)
+        codes, n = np.unique(maps[window][maps[window] > 0], return_counts=True)
+        assert {str(c): int(k) for c, k in zip(codes, n)} == {
+            c: v["pixels"] for c, v in summary["classes"].items() if v["pixels"]
+        }
+    assert np.array_equal(maps[16], maps[64])
+    raw = tmp_path / "raw.tif"
+    assert run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", raw).exit_code == 0
+    with rasterio.open(raw) as ds:
+        assert not np.array_equal(ds.read(1), maps[16])  # the clean-up did something
+
+
+def test_majority_must_be_odd(bundle, tiny_scene, tmp_path):
+    r = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--majority", "4")
+    assert r.exit_code == 2 and "odd" in r.stderr
+
+
+def test_folds_all_cross_validates_by_group_without_preprocessing_again(tiny_scene, tmp_path):
+    """[holdout] 2: every fold of a group split from one prepared file, the same network seed, a summary naming the
+    held-out groups of each fold (disjoint, together every group) with mean ± std."""
+    cube, labels = tiny_scene
+    p, m = tmp_path / "g.h5", tmp_path / "cv.pt"
+    r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "6", "--split", "group", "--group-by", "block",
+                "--block-size", "10", "--folds", "3")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("train", p, "-o", m, "--folds-all", "--epochs", "1", "--patch-size", "3", "--seed", "5", "--json")
+    assert r.exit_code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert [f["fold"] for f in s["folds"]] == [0, 1, 2] and "seed 5" in s["protocol"]
+    held = [set(f["held_out"]) for f in s["folds"]]
+    assert all(not (a & b) for i, a in enumerate(held) for b in held[i + 1 :])
+    assert abs(s["oa"]["mean"] - sum(f["oa"] for f in s["folds"]) / 3) < 1e-12
+    from hsicls.bundle import load_bundle
+
+    for i in range(3):
+        b = load_bundle(tmp_path / f"cv.pt.fold{i}.pt")
+        assert b.training["seed"] == 5 and b.training["split"]["fold"] == i
+    assert "mean ± std" in (tmp_path / "cv.pt.cv.md").read_text()

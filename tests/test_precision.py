@@ -77,3 +77,20 @@ def test_bf16_map_equals_fp32_map_on_sample_scene(monkeypatch, tiny_scene, prepa
     a, b = json.loads(ev.stdout), json.loads(e32.stdout)
     assert a["precision"] == "bf16-checked" and b["precision"] == "fp32"
     assert a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_device_side_pca_equals_host_side():
+    """[speed] 4: standardisation + PCA as one matrix product (the GPU path) equals the float64 host path to
+    float32 rounding: |difference| <= 1e-4 x (1 + |value|), on the CPU here (the GPU runs the same code)."""
+    from hsicls.prepared import Preprocessing
+
+    rng = np.random.default_rng(0)
+    b, c = 48, 8
+    comps = np.linalg.qr(rng.normal(size=(b, b)))[0][:c]
+    prep = Preprocessing(rng.normal(500, 100, b), rng.uniform(5, 50, b), comps, rng.normal(0, 0.1, b))
+    x = rng.normal(500, 120, (1000, b)).astype(np.float32)
+    host = prep.apply(x)
+    dev = prep.apply_torch(torch.from_numpy(x)).numpy()
+    assert np.all(np.abs(dev - host) <= 1e-4 * (1 + np.abs(host)))
+    none = Preprocessing(prep.mean, prep.std, np.zeros((0, b)), np.zeros(b))  # no PCA: standardisation only
+    assert np.allclose(none.apply_torch(torch.from_numpy(x)).numpy(), none.apply(x), rtol=1e-5, atol=1e-4)

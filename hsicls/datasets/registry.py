@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import HsiclsError
+from ..errors import OptionError
 
 GIC = "https://www.ehu.eus/ccwintco/uploads/"
 GIC_OLD = "http://www.ehu.es/ccwintco/uploads/"
@@ -438,7 +438,7 @@ def get_dataset(name: str) -> DatasetInfo:
     found = by_compact.get(key) or ALIASES.get(key)
     if found is None:
         short = ", ".join(ALIASES)
-        raise HsiclsError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)}; short names: {short})")
+        raise OptionError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)}; short names: {short})")
     return DATASETS[found]
 
 
