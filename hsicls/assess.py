@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import console
-from .assessment import assess, report_csv, report_markdown
+from .assessment import accuracy_text, assess, report_csv, report_markdown
 from .config import AssessOptions
 from .errors import InputError, OptionError
 from .reference import MapGrid, Reference, read_map, read_reference
@@ -424,8 +424,8 @@ def render_assessment(result: dict) -> None:
             c["name"],
             f"{c['map_pixels']:,}",
             f"{int(rows[i].sum()):,}",
-            _pm(c["users_accuracy"], c["users_accuracy_ci95"]),
-            _pm(c["producers_accuracy"], c["producers_accuracy_ci95"]),
+            accuracy_text(c, "users_accuracy"),
+            accuracy_text(c, "producers_accuracy"),
             _f(c["f1"]),
             _pm(a.get("area"), a.get("area_ci95"), digits),
             _pm(a.get("producers_accuracy"), a.get("producers_accuracy_ci95")),

@@ -245,6 +245,9 @@ def _sample_classes(n: np.ndarray, mapped: np.ndarray | None, srs: dict, codes: 
             "users_accuracy_ci95": _ci(srs["ua_se"][k]),
             "producers_accuracy": _num(pa),
             "producers_accuracy_ci95": _ci(srs["pa_se"][k]),
+            # Wilson score intervals [low, high]: valid at 0 % and 100 %, where the normal approximation gives ± 0
+            "users_accuracy_wilson95": wilson(n[k, k], rows[k]),
+            "producers_accuracy_wilson95": wilson(n[k, k], cols[k]),
             "f1": _f1(ua, pa),
             "map_pixels": int(rows[k] if mapped is None else mapped[k]),
             "reference_pixels": int(cols[k]),
@@ -308,6 +311,17 @@ def _binom_se(p: float | None, m: float) -> float | None:
     return math.sqrt(max(p * (1.0 - p), 0.0) / (float(m) - 1.0))
 
 
+def wilson(successes: float, trials: float, z: float = Z95) -> list[float] | None:
+    """Wilson's score interval ``[low, high]`` for a proportion (Wilson 1927): unlike ``p ± z se`` it does not
+    collapse to a point at p = 0 or 1 (``[0, 0.52]`` for 0 of 3). ``None`` without trials."""
+    if trials <= 0:
+        return None
+    p, n = float(successes) / float(trials), float(trials)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def _ci(se: float | None) -> float | None:
     """95 % half-width 1.96 × se."""
     return None if se is None else _num(Z95 * se)
@@ -348,8 +362,8 @@ def report_markdown(result: dict) -> str:
     ]
     for code, c in cls.items():
         lines.append(
-            f"| {code} | {_md(c['name'])} | {_pm(c['users_accuracy'], c['users_accuracy_ci95'], 3)} | "
-            f"{_pm(c['producers_accuracy'], c['producers_accuracy_ci95'], 3)} | {_fmt(c['f1'], 3)} | "
+            f"| {code} | {_md(c['name'])} | {accuracy_text(c, 'users_accuracy')} | "
+            f"{accuracy_text(c, 'producers_accuracy')} | {_fmt(c['f1'], 3)} | "
             f"{c['map_pixels']:,} | {c['reference_pixels']:,} |"
         )
     lines += [
@@ -456,3 +470,12 @@ def _md(text: str) -> str:
 def _cell(v: object) -> object:
     """CSV cell: empty for ``None``."""
     return "" if v is None else v
+
+
+def accuracy_text(c: dict, key: str) -> str:
+    """A sample UA or PA with its interval: ``± half-width``, or Wilson's ``[low, high]`` at 0 % and 100 % (where the
+    normal approximation would print ± 0.000)."""
+    p, w = c.get(key), c.get(f"{key}_wilson95")
+    if p is not None and w is not None and (p == 0.0 or p == 1.0):
+        return f"{_fmt(p, 3)} [{_fmt(w[0], 3)}, {_fmt(w[1], 3)}] (Wilson)"
+    return _pm(p, c.get(f"{key}_ci95"), 3)

@@ -442,10 +442,14 @@ def download(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Target folder (default $HSICLS_DATA or ~/.cache/hsicls)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
     retries: int = typer.Option(3, "--retries", min=0, help="Retries per source on transient failures (resuming each time)."),
-    from_: list[Path] = typer.Option([], "--from", help="Import a file obtained by hand (its sha256 is checked); repeatable."),
+    from_: list[Path] = typer.Option(
+        [],
+        "--from",
+        help="Import a file obtained by hand, or every file of the scene found in a folder (sha256 checked; no network); repeatable.",
+    ),
 ) -> None:
     """Download a benchmark scene, verifying every file's sha256 (or import files with --from)."""
-    from .datasets import default_data_dir, download_dataset, get_dataset, import_file
+    from .datasets import default_data_dir, download_dataset, get_dataset, import_file, import_folder
 
     if not math.isfinite(timeout) or timeout <= 0:
         raise OptionError(f"--timeout must be a finite number of seconds > 0, got {timeout}")
@@ -454,7 +458,10 @@ def download(
     root = check_folder(data_dir, "--data-dir") or check_folder(default_data_dir(), "$HSICLS_DATA")
     if from_:
         for src in from_:
-            import_file(info, src, root)
+            if Path(src).is_dir():  # a folder: every file of the scene found in it, by name, verified
+                import_folder(info, Path(src), root)
+            else:
+                import_file(info, src, root)
         return
     paths = download_dataset(info, root, timeout=timeout, retries=retries)
     for p in paths:

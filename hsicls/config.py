@@ -125,6 +125,19 @@ class TrainOptions(Options):
         max=1,
         max_open=True,
     )
+    patch_search: list[str] | None = opt(
+        None,
+        "Choose the patch size on the validation split among these odd sizes (e.g. 3,5,7,9,11,13): a short run of "
+        "--search-epochs each, the best validation OA wins (ties: the smaller patch); the test split is never looked at. "
+        "The choice and every candidate's validation OA are printed and kept in the bundle.",
+        comma_list=True,
+    )
+    search_epochs: int = opt(15, "Epochs of each short run of --patch-search.", min=1, max=10_000)
+
+    def _check(self) -> None:
+        for p in self.patch_search or []:
+            if not p.strip().isdigit() or int(p) % 2 == 0:
+                raise OptionError(f"--patch-search takes odd patch sizes, e.g. 3,5,7; got {p!r}")
 
 
 @dataclass

@@ -60,7 +60,7 @@ def err_console() -> Console:
 def show(renderable) -> None:
     """A table or report for a person, on stderr (nothing under ``-q``: errors only)."""
     if _state["verbosity"] >= 0:
-        err_console().print(renderable)
+        _emit(renderable)
 
 
 def listing(renderable) -> None:
@@ -95,23 +95,38 @@ def _plain(message: str) -> str:
     return escape(" ".join(str(message).split("\n")))
 
 
+def _emit(renderable) -> None:
+    """Print to stderr; a reader of stderr that went away (``2>&1 | head -1``) never stops the job: stderr
+    goes to /dev/null from then on and the work goes on to write its outputs."""
+    try:
+        err_console().print(renderable)
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def info(message: str) -> None:
     if _state["verbosity"] >= 0:
-        err_console().print(_plain(message))
+        _emit(_plain(message))
 
 
 def debug(message: str) -> None:
     if _state["verbosity"] >= 1:
-        err_console().print(f"[dim]{_plain(message)}[/dim]")
+        _emit(f"[dim]{_plain(message)}[/dim]")
 
 
 def warn(message: str) -> None:
     if _state["verbosity"] >= 0:
-        err_console().print(f"[yellow]warning:[/yellow] {_plain(message)}")
+        _emit(f"[yellow]warning:[/yellow] {_plain(message)}")
 
 
 def error(message: str) -> None:
-    err_console().print(f"[red]error:[/red] {_plain(message)}")
+    _emit(f"[red]error:[/red] {_plain(message)}")
 
 
 def progress_enabled() -> bool:

@@ -13,6 +13,7 @@ Formats: GeoTIFF and any other raster GDAL reads (rasterio), MATLAB v5 (scipy.io
 
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,6 +217,11 @@ def _wavelengths(ds, bands: list[int], key: str = "wavelength") -> list[float] |
         try:
             v = float(w)
         except ValueError:
+            return None
+        if not math.isfinite(v) or v <= 0:  # named and ignored: band matching then goes by count
+            from . import console
+
+            console.warn(f"{ds.name}: band {i} has {key} {w!r} (not a positive finite number); the {key}s are ignored")
             return None
         units = tags.get("wavelength_units", "").lower()
         values.append(v * 1000.0 if units.startswith("micro") or units in ("um", "µm") else v)

@@ -153,9 +153,10 @@ def _train(
         if not world.is_main:  # one fit, by rank 0
             return TrainResult(best_epoch=0, val_oa=None, selection="final", seconds=0.0, history=[])
         return _fit_classic(entry, prep, prepared_path, output, options, overwrite or resume)
-    _check_prepared(prep, prepared_path, options)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    options, search = _search_patch(prep, prepared_path, options, device, world, resume)
+    _check_prepared(prep, prepared_path, options)
     bf16 = uses_bf16(options.precision, device)
     run = (
         DistributedTrainingRun(prep, options, device, bf16, world)
@@ -186,6 +187,7 @@ def _train(
         "history": run.history,
         "world_size": world.size,
         "global_batch_size": options.batch_size,
+        "patch_search": search,
     }
     if not world.is_main:
         return TrainResult(
@@ -203,6 +205,42 @@ def _train(
     )
     console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {log_path(output).name}")
     return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=sel["selection"], seconds=seconds, history=run.history)
+
+
+def _search_patch(prep, prepared_path, options: TrainOptions, device, world: World, resume: bool):
+    """``--patch-search``: a short run per candidate patch size on the training split, scored on the
+    validation split only; returns the options with the chosen size, and the record of the search."""
+    if not options.patch_search:
+        return options, None
+    if resume:
+        raise HsiclsError("--patch-search cannot resume: give the chosen --patch-size with --resume")
+    if not prep.val.any():
+        raise HsiclsError(f"{prepared_path}: --patch-search needs a validation split (--val-ratio > 0)")
+    split = prep.meta.get("split", {})
+    cap = int(split["patch_size"]) if split.get("protocol") == "disjoint" else 101
+    sizes = sorted({int(p) for p in options.patch_search if int(p) <= cap})
+    if not sizes:
+        raise HsiclsError(f"{prepared_path}: its disjoint split guards {cap}x{cap} footprints; no --patch-search size fits")
+    epochs = min(options.search_epochs, options.epochs)
+    scores = {}
+    for p in sizes:
+        seed_everything(options.seed)
+        trial = options.replace(patch_size=p, epochs=epochs, early_stopping=0, patch_search=None)
+        bf16 = uses_bf16(options.precision, device)
+        run = (
+            DistributedTrainingRun(prep, trial, device, bf16, world)
+            if world.distributed
+            else TrainingRun(prep, trial, device, bf16)
+        )
+        while run.epoch < epochs:
+            run.step()
+        scores[p] = run.best["oa"]
+        console.info(f"patch search: {p}x{p}, best validation OA {scores[p]:.4f} in {epochs} epochs")
+    best = max(sizes, key=lambda p: (scores[p], -p))
+    console.info(f"patch search: {best}x{best} chosen on the validation split")
+    seed_everything(options.seed)
+    record = {"chosen": best, "validation_oa": {str(p): scores[p] for p in sizes}, "epochs": epochs, "on": "validation split"}
+    return options.replace(patch_size=best), record
 
 
 def _check_prepared(prep, prepared_path, options: TrainOptions) -> None:
@@ -280,8 +318,11 @@ def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_
     try:
         with console.progress() as bar:
             task = bar.add_task("train", total=epochs, completed=run.epoch, status="") if bar else None
+            batches = bar.add_task("epoch", total=len(run.bounds), status="batches") if bar else None
             while run.epoch < epochs:
-                rec = run.step()
+                if bar:  # progress within the epoch too: a long epoch (a large scene set) is not silent
+                    bar.reset(batches, total=len(run.bounds))
+                rec = run.step(on_batch=(lambda: bar.advance(batches)) if bar else None)
                 _check_finite(rec, run, ckpt)
                 if run.world.is_main:  # rank 0 alone writes
                     _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})

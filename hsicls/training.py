@@ -154,8 +154,9 @@ class TrainingRun:
         """The network that is validated and kept: the EMA when on, else the trained one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def train_epoch(self) -> float:
-        """One pass over the training pixels in a seeded random order; returns the mean loss."""
+    def train_epoch(self, on_batch=None) -> float:
+        """One pass over the training pixels in a seeded random order; returns the mean loss. ``on_batch()``
+        is called after every optimiser step (the progress within an epoch)."""
         rows, cols, y = self.tr
         self.model.train()
         order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
@@ -173,6 +174,8 @@ class TrainingRun:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             total += float(loss.detach()) * idx.numel()
+            if on_batch is not None:
+                on_batch()
         if self.sched is not None:
             self.sched.step()
         self.epoch += 1
@@ -197,11 +200,11 @@ class TrainingRun:
         else:
             self.stale += 1
 
-    def step(self) -> dict:
+    def step(self, on_batch=None) -> dict:
         """Train one epoch, validate, select; returns the epoch's log record."""
         t0 = time.perf_counter()
         lr = self.opt.param_groups[0]["lr"]
-        loss = self.train_epoch()
+        loss = self.train_epoch(on_batch)
         val_oa = self.validate()
         self.select(val_oa)
         rec = {"epoch": self.epoch, "loss": loss, "val_oa": val_oa, "lr": lr, "seconds": time.perf_counter() - t0}
@@ -293,7 +296,7 @@ class DistributedTrainingRun(TrainingRun):
         n, r, k = hi - lo, self.world.rank, self.world.size
         return lo + n * r // k, lo + n * (r + 1) // k
 
-    def train_epoch(self) -> float:
+    def train_epoch(self, on_batch=None) -> float:
         import torch.distributed as dist
 
         rows, cols, y = self.tr
@@ -315,6 +318,8 @@ class DistributedTrainingRun(TrainingRun):
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             total += loss.detach()
+            if on_batch is not None:
+                on_batch()
         for module in (self.model, self.ema):
             for buf in module.buffers() if module is not None else ():
                 dist.broadcast(buf, 0)

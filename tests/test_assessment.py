@@ -297,3 +297,20 @@ def test_validation() -> None:
         assess(PAPER_N, PAPER_MAPPED, pixel_area=0.0)
     with pytest.raises(ValueError):
         assess(PAPER_N, codes=[1, 2, 2, 3])
+
+
+def test_wilson_interval_is_valid_at_0_and_100_percent():
+    """[practitioner] 8: no ± 0.000 at 0 % or 100 %: Wilson's interval (values checked against the formula's
+    published examples: 0 of 10 -> [0, 0.278], 10 of 10 -> [0.722, 1])."""
+    from hsicls.assessment import accuracy_text, wilson
+
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 1e-3
+    lo, hi = wilson(10, 10)
+    assert abs(lo - 0.7225) < 1e-3 and hi == 1.0
+    lo, hi = wilson(5, 10)
+    assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+    text = accuracy_text(
+        {"users_accuracy": 1.0, "users_accuracy_ci95": 0.0, "users_accuracy_wilson95": [0.7225, 1.0]}, "users_accuracy"
+    )
+    assert "Wilson" in text and "0.000" not in text.split("[")[0].replace("1.000", "")

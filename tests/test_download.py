@@ -132,7 +132,7 @@ def test_checksum_mismatch_deletes_file(server, tmp_path, monkeypatch):
     assert "cube.mat" in r.stderr and expected in r.stderr and _sha(b"tampered") in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "fake-scene" / "cube.mat").exists()
-    assert no_temp_files(tmp_path / "fake-scene")
+    assert not (tmp_path / "fake-scene").exists() or no_temp_files(tmp_path / "fake-scene")  # the empty folder goes too
 
 
 def test_all_sources_fail_one_line(server, tmp_path, monkeypatch):
@@ -196,3 +196,21 @@ def test_import_from_file(tmp_path, monkeypatch):
     r = run_cli("download", "fake-scene", "--data-dir", tmp_path / "d", "--from", right)
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "d" / "fake-scene" / "cube.mat").read_bytes() == b"real cube"
+
+
+def test_files_already_in_the_data_dir_are_used_without_the_network(tmp_path, monkeypatch):
+    """[practitioner] 10: a verified file in --data-dir (flat, as a user copies it there) or in a --from folder is
+    used without touching the network (its only URL is unreachable), and a failure leaves no empty folder."""
+    _register(monkeypatch, RemoteFile("cube.mat", ("http://127.0.0.1:9/cube.mat",), _sha(b"real cube")))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "cube.mat").write_bytes(b"real cube")
+    r = run_cli("download", "fake-scene", "--data-dir", flat, "--timeout", "1", "--retries", "0")
+    assert r.exit_code == 0, r.stderr
+    assert (flat / "fake-scene" / "cube.mat").read_bytes() == b"real cube" and "without downloading" in r.stderr
+    r = run_cli("download", "fake-scene", "--data-dir", tmp_path / "d", "--from", flat)  # a folder
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "d" / "fake-scene" / "cube.mat").read_bytes() == b"real cube"
+    monkeypatch.setattr("hsicls.datasets.download.time.sleep", lambda s: None)
+    r = run_cli("download", "fake-scene", "--data-dir", tmp_path / "new", "--timeout", "1", "--retries", "0")
+    assert r.exit_code != 0 and not (tmp_path / "new").exists()

@@ -460,6 +460,14 @@ def _victim_link(link: str):
     return setup
 
 
+def _nan_wavelength(d: Path, a: Path) -> None:
+    import rasterio
+
+    shutil.copy(a / "scene.tif", d / "nanwl.tif")
+    with rasterio.open(d / "nanwl.tif", "r+") as ds:
+        ds.update_tags(2, wavelength="nan")
+
+
 def _bad_bands(record):
     def setup(d: Path, a: Path) -> None:
         import torch
@@ -619,6 +627,15 @@ CASES += [
         2,
         ("--folds 9", "groups"),
         outputs=("g.h5",),
+    ),
+    Case(
+        "NaN wavelength in a scene",
+        ["preprocess", "nanwl.tif", "-l", "{labels.tif}", "-o", "p.h5", "--components", "4"],
+        0,
+        ("nanwl.tif", "wavelength", "ignored"),
+        outputs=("p.h5",),
+        setup=_nan_wavelength,
+        warn=True,
     ),
     # 5. --out-dir that does not exist is created
     Case("--out-dir created", [*MAP, "{m.pt}", "--out-dir", "new/maps"], 0, (), outputs=("new/maps/scene_map.tif",)),
@@ -1069,3 +1086,31 @@ def test_an_envi_header_protects_its_data_file_and_back(tmp_path):
     with pytest.raises(HsiclsError, match="the input"):
         check_output(tmp_path / "scene.hdr", True, inputs=[tmp_path / "scene.img"])
     assert check_output(tmp_path / "map.hdr", True, inputs=[tmp_path / "scene.img"]) == tmp_path / "map.hdr"
+
+
+# --------------------------------------------------------------------------- [hardening-2], beyond the table
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path):
+    """The temporary name (``.<name>.<pid>.tmp``) is reserved with O_EXCL | O_NOFOLLOW after any link there is
+    removed: the victim keeps its bytes and the output is written."""
+    from hsicls.fileutil import atomic_output, temp_name
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out.json"
+    os.symlink(victim, temp_name(out))
+    with atomic_output(out) as tmp:
+        with open(tmp, "w") as f:
+            f.write("{}")
+    assert victim.read_bytes() == b"precious" and out.read_text() == "{}" and not out.is_symlink()
+
+
+def test_a_closed_stderr_does_not_stop_training_before_its_bundle(assets, tmp_path):
+    """``hsicls train ... 2>&1 | head -1``: the reader leaves after one line; the job still writes its bundle."""
+    shutil.copy(assets / "p.h5", tmp_path / "p.h5")
+    cmd = f"{sys.executable} -m hsicls -v train p.h5 -o m.pt --epochs 3 --patch-size 3 --device cpu 2>&1 | head -1"
+    p = subprocess.run(cmd, shell=True, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert p.stdout.count("\n") <= 1
+    deadline = time.time() + 120  # the pipeline ends with head; the job may still be finishing
+    while time.time() < deadline and not ((tmp_path / "m.pt").exists() and not leftovers(tmp_path)):
+        time.sleep(0.2)
+    assert (tmp_path / "m.pt").exists() and not leftovers(tmp_path)

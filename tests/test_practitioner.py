@@ -129,3 +129,71 @@ def test_folds_all_cross_validates_by_group_without_preprocessing_again(tiny_sce
         b = load_bundle(tmp_path / f"cv.pt.fold{i}.pt")
         assert b.training["seed"] == 5 and b.training["split"]["fold"] == i
     assert "mean ± std" in (tmp_path / "cv.pt.cv.md").read_text()
+
+
+def test_patch_search_chooses_on_validation_only(prepared, tmp_path):
+    """[holdout] 1: --patch-search scores each candidate on the validation split; scrambling the test labels
+    changes nothing in the search (the test split is never looked at), and the choice is kept in the bundle."""
+    import dataclasses
+
+    import numpy as np
+
+    from hsicls.bundle import load_bundle
+    from hsicls.prepared import load_prepared, save_prepared
+
+    base = load_prepared(prepared)
+    labels = base.labels.copy()
+    k = base.n_classes
+    labels[base.test] = (labels[base.test] % k) + 1  # every test pixel now has another class
+    scrambled = tmp_path / "scrambled.h5"
+    save_prepared(scrambled, dataclasses.replace(base, labels=labels))
+    records = []
+    for p in (prepared, scrambled):
+        out = tmp_path / f"{p.stem}.pt"
+        r = run_cli("train", p, "-o", out, "--patch-search", "3,5", "--search-epochs", "2", "--epochs", "2", "--seed", "0")
+        assert r.exit_code == 0, r.stderr
+        rec = load_bundle(out).training["patch_search"]
+        assert rec["on"] == "validation split" and set(rec["validation_oa"]) == {"3", "5"}
+        assert load_bundle(out).model.patch_size == rec["chosen"]
+        records.append(rec)
+    assert records[0] == records[1]
+    assert not np.array_equal(labels[base.test], base.labels[base.test])
+
+
+def test_patch_search_takes_odd_sizes(prepared, tmp_path):
+    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--patch-search", "3,4")
+    assert r.exit_code == 2 and "odd" in r.stderr
+
+
+def test_progress_within_an_epoch(prepared, monkeypatch, tmp_path):
+    """[practitioner] 11: on a terminal, the progress shows the batches of the running epoch (one advance per
+    optimiser step); off a terminal nothing is drawn."""
+    from hsicls import console
+    from hsicls.config import TrainOptions
+    from hsicls.train import train
+
+    advances = []
+    real = console.progress
+
+    class Bar:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, k):
+            return getattr(self.inner, k)
+
+        def advance(self, task, n=1):
+            advances.append(task)
+            self.inner.advance(task, n)
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def fake(kind="count"):
+        monkeypatch.setattr(console, "progress_enabled", lambda: True)
+        with real(kind) as bar:
+            yield Bar(bar)
+
+    monkeypatch.setattr(console, "progress", fake)
+    train(prepared, tmp_path / "m.pt", TrainOptions(epochs=2, patch_size=3, batch_size=32, device="cpu"))
+    assert len(advances) >= 4 and len(set(advances)) == 1  # every step of both epochs, on the epoch's task

@@ -1,6 +1,6 @@
 """Public benchmark scenes: a declarative registry and checksummed downloads."""
 
-from .download import default_data_dir, download_dataset, download_file, import_file, safe_extract, sha256_file
+from .download import default_data_dir, download_dataset, download_file, import_file, import_folder, safe_extract, sha256_file
 from .registry import ALIASES, DATASETS, DatasetInfo, RemoteFile, aliases_of, get_dataset, list_datasets
 from .resolve import ResolvedScene, resolve_dataset
 
@@ -16,6 +16,7 @@ __all__ = [
     "download_file",
     "get_dataset",
     "import_file",
+    "import_folder",
     "list_datasets",
     "resolve_dataset",
     "safe_extract",

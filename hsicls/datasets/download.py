@@ -227,13 +227,51 @@ def import_file(info: DatasetInfo, src: Path, data_dir: Path) -> Path:
     return dest
 
 
+def import_folder(info: DatasetInfo, folder: Path, data_dir: Path) -> list[Path]:
+    """``--from FOLDER``: every file of the scene found in ``folder`` by name, verified and imported; no network."""
+    found = [folder / f.name for f in info.files if (folder / f.name).is_file()]
+    if not found:
+        names = ", ".join(f.name for f in info.files)
+        raise InputError(f"{folder}: holds none of the files of {info.name} ({names})")
+    return [import_file(info, p, data_dir) for p in found]
+
+
+def _already_here(remote: RemoteFile, data_dir: Path, target: Path) -> Path | None:
+    """A verified copy of ``remote`` already in ``data_dir`` itself (a flat folder): imported without the network."""
+    flat = data_dir / remote.name
+    if target.joinpath(remote.name).exists() or not flat.is_file() or remote.sha256 is None:
+        return None
+    if sha256_file(flat) != remote.sha256:
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    dest = target / remote.name
+    try:
+        os.link(flat, dest)
+    except OSError:
+        with atomic_output(dest, overwrite=True) as tmp:
+            shutil.copyfile(flat, tmp)
+    console.info(f"{flat}: present and verified; used without downloading")
+    return dest
+
+
 def download_dataset(info: DatasetInfo, data_dir: Path, timeout: float = 60.0, retries: int = 3) -> list[Path]:
-    """Download (or verify) every file of a scene; extract archives; returns the files."""
+    """Download (or verify) every file of a scene; extract archives; returns the files. Files already in the
+    scene's folder or in ``data_dir`` itself are verified and used without the network; a failure leaves no
+    folder it created empty behind."""
     target = data_dir / info.name
+    made = [p for p in (data_dir, target) if not p.exists()]
     paths = []
-    for f in info.files:
-        p = download_file(f, target, timeout, retries)
-        if f.extract:
-            safe_extract(p, target)
-        paths.append(p)
+    try:
+        for f in info.files:
+            p = _already_here(f, data_dir, target) or download_file(f, target, timeout, retries)
+            if f.extract:
+                safe_extract(p, target)
+            paths.append(p)
+    except BaseException:
+        for d in reversed(made):  # the scene's folder, then the data folder, if this run made them and left them empty
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
     return paths
