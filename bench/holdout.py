@@ -66,8 +66,17 @@ def indian_runs(args, tmp: Path) -> dict:
 
 
 def one_run(args, prep: Path, tmp: Path, model: str, patch: int, seed: int) -> dict:
+    search = args.patch_search.split(",") if args.patch_search and model not in ("svm", "rf") else None
     opts = TrainOptions(
-        model=model, epochs=args.epochs, patch_size=patch, seed=seed, device=args.device, augment=args.augment, ema=args.ema
+        model=model,
+        epochs=args.epochs,
+        patch_size=patch,
+        seed=seed,
+        device=args.device,
+        augment=args.augment,
+        ema=args.ema,
+        patch_search=search,
+        search_epochs=args.search_epochs,
     )
     bundle = tmp / f"{prep.stem}_{model}.pt"
     t0 = time.perf_counter()
@@ -81,6 +90,7 @@ def one_run(args, prep: Path, tmp: Path, model: str, patch: int, seed: int) -> d
         "val_oa": res.val_oa,
         "seconds": time.perf_counter() - t0,
         "split": rep["split"]["description"],
+        "patch_size": rep.get("training_config", {}).get("patch_size"),
     }
     print(
         f"{prep.stem} {model}: OA {rep['oa']:.4f} AA {rep['aa']:.4f} kappa {rep['kappa']:.4f} (val OA {res.val_oa})", flush=True
@@ -106,6 +116,8 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=7, help="patch size on the 32-px EnMAP tiles")
     ap.add_argument("--models", default="md2f-mamba,ssftt,svm,rf")
     ap.add_argument("--augment", action="store_true")
+    ap.add_argument("--patch-search", default="", help="e.g. 3,5,7: the patch size chosen per fold on the validation tiles")
+    ap.add_argument("--search-epochs", type=int, default=15)
     ap.add_argument("--ema", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-sets", default="enmap,indian")

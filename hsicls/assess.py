@@ -127,6 +127,27 @@ def merge_side(
     return Side(label, path, lut, merged, text, dict(names))
 
 
+def _refuse_unmatched(classes: list[ScoredClass], mp: Side, rf: Side, how: str, allow: bool, merges: list[Merge]) -> None:
+    """Matched by name, a named map class whose name is not in the reference's legend scores 0 whatever the map
+    is worth (a merged class under a new name, a spelling): refused unless ``--allow-unmatched``. A class of the
+    legend that merely has no sample on this map is not refused (it is noted)."""
+    if how != "name" or allow:
+        return
+    legend = {_norm(n) for n in [*rf.original_names.values(), *rf.names.values()] if n}
+    legend |= {_norm(m.target) for m in merges if m.side in ("reference", "both") and isinstance(m.target, str)}
+    lost = [
+        c.name
+        for c in classes
+        if c.map_code is not None and c.ref_code is None and mp.names.get(c.map_code) and _norm(c.name) not in legend
+    ]
+    if lost:
+        theirs = ", ".join(sorted({repr(n) for n in rf.original_names.values() if n}))
+        raise InputError(
+            f"map class(es) {', '.join(repr(n) for n in lost)} of {mp.path.name} match no reference class of {rf.path.name} "
+            f"by name (its classes: {theirs}); rename or merge them with --class-map, or pass --allow-unmatched to score them as 0"
+        )
+
+
 def _names_known(merges: list[Merge], grid, ref) -> None:
     """A class name in a merge of both sides must be a class of one side at least (a typo is an error)."""
     known = {_norm(n) for n in [*grid.names.values(), *ref.names.values()] if n}
@@ -303,6 +324,7 @@ def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOpti
     mp = merge_side("map", grid.path, map_codes.tolist(), grid.names, merges, notes=notes)
     rf = merge_side("reference", ref.path, np.unique(ref_at).tolist(), ref.names, merges, ref.text, notes)
     classes, map_index, ref_index, how = match_classes(mp, rf, notes)
+    _refuse_unmatched(classes, mp, rf, how, options.allow_unmatched, merges)
     mapped = np.zeros(len(classes))
     np.add.at(mapped, _lookup(map_index, map_codes), map_counts)
     n = np.zeros((len(classes), len(classes)), np.int64)

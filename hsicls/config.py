@@ -192,6 +192,9 @@ class AssessOptions(Options):
         "Design of the reference sample: stratified by map class (Olofsson et al. 2014, Eq. 2-10) or simple random.",
     )
     area_unit: AreaUnit = opt("auto", "Unit of the adjusted areas (auto: ha for a map in metres, else the CRS unit²).")
+    allow_unmatched: bool = opt(
+        False, "Score a named map class that no reference class of its name matches (user's accuracy 0) instead of refusing."
+    )
 
 
 @dataclass

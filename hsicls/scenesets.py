@@ -16,7 +16,7 @@ import numpy as np
 
 from . import console
 from .errors import InputError
-from .io import ROI_SUFFIXES, CubeSource, open_cube, read_label_metadata
+from .io import ROI_SUFFIXES, CubeSource, is_vector, open_cube, read_label_metadata, read_vector_features
 from .labels import count_outside, is_georeferenced, labels_on_grid
 
 RAW_IN_MEMORY_BYTES = 1 << 30  # scenes whose raw bands sum to less than this are held in memory while fitting
@@ -83,11 +83,36 @@ def pair_labels(sources: list[CubeSource], label_paths: list[Path]) -> list[list
     return [[p] for p in label_paths]
 
 
+def _legend_kind(path: Path, field, layer) -> str:
+    """``names`` for labels whose classes are text (ENVI ROI names, a text attribute of a vector file), else ``codes``."""
+    if path.suffix.lower() in ROI_SUFFIXES:
+        return "names"
+    if is_vector(path):
+        return "names" if read_vector_features(path, field, layer)[1] else "codes"
+    return "codes"
+
+
+def _same_legend_kind(paths: list[Path], field, layer) -> None:
+    """Label files of codes and of text class names are not merged code for code (their legends differ):
+    refused with one line naming which file has which."""
+    if len(paths) < 2:
+        return
+    kinds = {p: _legend_kind(Path(p), field, layer) for p in paths}
+    if len(set(kinds.values())) > 1:
+        codes = ", ".join(Path(p).name for p, k in kinds.items() if k == "codes")
+        names = ", ".join(Path(p).name for p, k in kinds.items() if k == "names")
+        raise InputError(
+            f"{names}: its classes are text names but {codes} holds numeric class codes; their legends cannot be "
+            f"merged code for code (use label files of one kind, e.g. a numeric --label-field)"
+        )
+
+
 def merge_labels(paths: list[Path], grid, key, field, layer) -> np.ndarray:
     """Labels of several files on one grid; later files fill unlabelled pixels (e.g. Houston 2013's
     training and test ROIs). Overlapping, disagreeing labels are an error. ENVI ROI files are matched
     by ROI name, not position."""
     merged, first_names = None, None
+    _same_legend_kind(paths, field, layer)
     for p in paths:
         lab = labels_on_grid(p, grid, key=key, field=field, layer=layer)
         if p.suffix.lower() in ROI_SUFFIXES:

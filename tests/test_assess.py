@@ -449,3 +449,22 @@ def test_assess_report_never_replaces_the_reference(scene, tmp_path):
     r = run_cli("assess", scene["map"], "-r", ref, "--reference-field", "cls", "--report", tmp_path / "acc", "--overwrite")
     assert r.exit_code == 1 and "acc.json" in r.stderr and "input" in r.stderr
     assert ref.read_bytes() == before
+
+
+def test_a_named_map_class_without_its_reference_class_is_refused_unless_asked(scene, tmp_path):
+    """[practitioner] 1: matched by name, a map class merged under a name the reference lacks would score 0:
+    refused with one line, unless --allow-unmatched."""
+    m, r = tmp_path / "m.tif", tmp_path / "r.tif"
+    for src, dst in ((scene["map"], m), (scene["ref_raster"], r)):
+        with rasterio.open(src) as ds:
+            arr, nd = ds.read(1), ds.nodata
+        _write(dst, arr, nodata=nd)
+        with rasterio.open(dst, "r+") as ds:
+            ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(NAMES6, start=1)})
+    bad = run_cli("assess", m, "-r", r, "--class-map", "map:3,4=vegetation")
+    assert bad.exit_code == 1 and "'vegetation'" in bad.stderr and "--allow-unmatched" in bad.stderr
+    ok = run_cli("assess", m, "-r", r, "--class-map", "map:3,4=vegetation", "--allow-unmatched", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    both = run_cli("assess", m, "-r", r, "--class-map", "3,4=vegetation", "--json")  # both sides: fine
+    plain = run_cli("assess", m, "-r", r, "--json")
+    assert json.loads(both.stdout)["oa"] >= json.loads(plain.stdout)["oa"]

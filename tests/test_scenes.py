@@ -340,3 +340,22 @@ def test_salinas_a_end_to_end_keeps_its_codes(shared_data, tmp_path):
     truth = read_labels(gt)
     assert set(np.unique(pred)) <= {1, 10, 11, 12, 13, 14}
     assert (pred[truth > 0] == truth[truth > 0]).mean() > 0.8
+
+
+def test_numeric_raster_and_text_vector_labels_are_not_merged_code_for_code(tiles, world, tmp_path):
+    """[practitioner] 2: a label raster of codes and vector labels with text class names have different legends:
+    refused with one line naming which file has codes and which has names, no prepared file written."""
+    import fiona
+
+    a, _, lab = tiles
+    pts = tmp_path / "named.gpkg"
+    schema = {"geometry": "Point", "properties": {"cls": "str"}}
+    with fiona.open(pts, "w", driver="GPKG", crs="EPSG:4326", schema=schema) as dst:
+        for r, c, name in ((5, 5, "water"), (25, 15, "forest")):
+            dst.write({"geometry": {"type": "Point", "coordinates": _lonlat(world, r, c)}, "properties": {"cls": name}})
+    out = tmp_path / "p.h5"
+    r = run_cli("preprocess", a, "-l", lab, "-l", pts, "--label-field", "cls", "-o", out, "--components", "3")
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 1 and len(errors) == 1, r.stderr
+    assert "named.gpkg" in errors[0] and "world_labels.tif" in errors[0] and "names" in errors[0] and "codes" in errors[0]
+    assert not out.exists()
