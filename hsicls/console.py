@@ -65,17 +65,13 @@ def show(renderable) -> None:
 
 def listing(renderable) -> None:
     """A listing that is the command's result (``hsicls datasets``, ``models``) on stdout, so that
-    ``hsicls datasets | grep indian`` works."""
-    from .errors import HsiclsError, StdoutClosed
+    ``hsicls datasets | grep indian`` works (rendered, then written by :func:`stdout_write`)."""
+    import io
 
+    buf = io.StringIO()
     width = None if sys.stdout.isatty() else 160
-    try:
-        Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width).print(renderable)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise StdoutClosed("standard output was closed") from None
-    except OSError as exc:
-        raise HsiclsError(f"cannot write to standard output ({exc.strerror or exc})") from None
+    Console(file=buf, highlight=False, soft_wrap=True, width=width, force_terminal=sys.stdout.isatty()).print(renderable)
+    stdout_write(buf.getvalue())
 
 
 def set_verbosity(level: int) -> None:
