@@ -43,9 +43,13 @@ def stdout_write(text: str) -> None:
 def silence_stdout() -> None:
     """Point stdout (and what Python still holds for it) at /dev/null after its reader left, so the
     interpreter's final flush does not print a BrokenPipeError."""
+    _to_devnull(sys.stdout)
+
+
+def _to_devnull(stream) -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
@@ -98,12 +102,7 @@ def _emit(renderable) -> None:
         err_console().print(renderable)
         sys.stderr.flush()
     except (BrokenPipeError, ValueError, OSError):
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stderr.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        _to_devnull(sys.stderr)
 
 
 def info(message: str) -> None:
