@@ -55,10 +55,19 @@ def _to_devnull(stream) -> None:
         pass
 
 
+class _StderrConsole(Console):
+    """rich's console, except that a reader of stderr that went away ends the logging, not the job (rich's
+    own answer is ``SystemExit(1)``, which would stop a training run before its bundle is written)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _to_devnull(sys.stderr)
+
+
 def err_console() -> Console:
     """A console on the *current* ``sys.stderr`` (so test runners that swap it see output)."""
     width = None if stderr_is_tty() else 120  # logs and CI: no wrapping at 80 columns
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True, width=width)
+    return _StderrConsole(file=sys.stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def show(renderable) -> None:
