@@ -423,10 +423,10 @@ CASES = [
     ),
     Case("directory given as -o", [*PRE, "-o", "out"], 1, ("out", "is a directory"), setup=_folder("out")),
     Case(
-        "directory given as --from",
+        "empty directory given as --from",  # a folder is searched for the scene's files ([practitioner] 10)
         ["download", "houston", "--from", "d", "--data-dir", "data"],
         1,
-        ("d", "is a directory"),
+        ("d", "holds none of the files of houston2013"),
         setup=_folder("d"),
     ),
     Case("missing output folder", [*PRE, "-o", "nowhere/p.h5"], 1, ("nowhere", "does not exist")),
@@ -1003,7 +1003,7 @@ def test_a_diverging_run_writes_no_bundle(assets, tmp_path, monkeypatch):
     from hsicls.training import TrainingRun
 
     step = TrainingRun.step
-    monkeypatch.setattr(TrainingRun, "step", lambda self: {**step(self), "loss": float("nan")})
+    monkeypatch.setattr(TrainingRun, "step", lambda self, on_batch=None: {**step(self, on_batch), "loss": float("nan")})
     r = run_cli("train", assets / "p.h5", "-o", tmp_path / "m.pt", *E1)
     assert r.exit_code == 1 and "diverged" in error_lines(r.stderr)[0], r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
