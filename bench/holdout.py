@@ -77,6 +77,7 @@ def one_run(args, prep: Path, tmp: Path, model: str, patch: int, seed: int) -> d
         ema=args.ema,
         patch_search=search,
         search_epochs=args.search_epochs,
+        class_weighting=args.class_weighting if model not in ("svm", "rf") else "none",
     )
     bundle = tmp / f"{prep.stem}_{model}.pt"
     t0 = time.perf_counter()
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--patch-search", default="", help="e.g. 3,5,7: the patch size chosen per fold on the validation tiles")
     ap.add_argument("--search-epochs", type=int, default=15)
+    ap.add_argument("--class-weighting", default="none", choices=["none", "balanced"])
     ap.add_argument("--ema", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-sets", default="enmap,indian")

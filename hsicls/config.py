@@ -22,6 +22,7 @@ ConfidenceDtype = Literal["float32", "uint8"]
 Sampling = Literal["stratified", "random"]
 AreaUnit = Literal["auto", "pixels", "m2", "ha", "km2"]
 Allocation = Literal["proportional", "equal", "neyman"]
+ClassWeighting = Literal["none", "balanced"]
 
 
 @dataclass
@@ -124,6 +125,11 @@ class TrainOptions(Options):
         min=0,
         max=1,
         max_open=True,
+    )
+    class_weighting: ClassWeighting = opt(
+        "none",
+        "Weight the loss per class: none, or balanced (n / (K n_k) from the training pixels, so every class counts "
+        "alike; raises AA when classes are very unequal). Kept in the bundle.",
     )
     patch_search: list[str] | None = opt(
         None,

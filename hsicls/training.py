@@ -102,6 +102,17 @@ def ema_update(decay: float):
     return update
 
 
+def class_weights(y: torch.Tensor, n_classes: int, how: str) -> torch.Tensor | None:
+    """``balanced``: weight ``n / (K n_k)`` per class from the training labels ``y`` (0-based), so that each class
+    contributes alike to the loss (scikit-learn's ``class_weight="balanced"``); a class without training pixels
+    gets 0. ``none``: ``None``."""
+    if how == "none":
+        return None
+    counts = torch.bincount(y, minlength=n_classes).to(torch.float32)
+    w = torch.where(counts > 0, y.numel() / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
+    return w.to(y.device)
+
+
 def make_scheduler(opt, o: TrainOptions):
     if o.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs)
@@ -132,7 +143,8 @@ class TrainingRun:
         # EMA of the weights and BN statistics: the averaged network is validated and kept.
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(o.ema), use_buffers=True) if o.ema else None
         self.sched = make_scheduler(self.opt, o)
-        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=o.label_smoothing)
+        self.class_weights = class_weights(self.tr[2], self.n_classes, o.class_weighting)  # (K,) or None
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=self.class_weights, label_smoothing=o.label_smoothing)
         self.order_gen = torch.Generator(device="cpu").manual_seed(o.seed)
         self.aug_gen = torch.Generator(device="cpu").manual_seed(o.seed + 1)
         self.bounds = batch_bounds(self.n_train, o.batch_size)
@@ -290,7 +302,15 @@ class DistributedTrainingRun(TrainingRun):
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.bounds = batch_bounds(self.n_train, options.batch_size, world.size)
-        self.loss_sum = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing, reduction="sum")
+        self.loss_sum = torch.nn.CrossEntropyLoss(
+            weight=self.class_weights, label_smoothing=options.label_smoothing, reduction="sum"
+        )
+
+    def _batch_weight(self, idx: torch.Tensor) -> float:
+        """The global batch's normaliser: its size, or its summed class weights (as a weighted mean's)."""
+        if self.class_weights is None:
+            return float(idx.numel())
+        return float(self.class_weights[self.tr[2][idx]].sum())
 
     def _share(self, lo: int, hi: int) -> tuple[int, int]:
         n, r, k = hi - lo, self.world.rank, self.world.size
@@ -313,7 +333,7 @@ class DistributedTrainingRun(TrainingRun):
             with autocast(self.device, self.use_bf16):
                 loss = self.loss_sum(self.net(x).float(), y[idx])
             self.opt.zero_grad(set_to_none=True)
-            (loss * (self.world.size / (hi - lo))).backward()
+            (loss * (self.world.size / self._batch_weight(order[lo:hi]))).backward()
             self.opt.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)

@@ -197,3 +197,19 @@ def test_progress_within_an_epoch(prepared, monkeypatch, tmp_path):
     monkeypatch.setattr(console, "progress", fake)
     train(prepared, tmp_path / "m.pt", TrainOptions(epochs=2, patch_size=3, batch_size=32, device="cpu"))
     assert len(advances) >= 4 and len(set(advances)) == 1  # every step of both epochs, on the epoch's task
+
+
+def test_balanced_class_weights(prepared, tmp_path):
+    """[holdout] 1: --class-weighting balanced weighs each class n / (K n_k) (scikit-learn's "balanced")."""
+    import torch
+
+    from hsicls.bundle import load_bundle
+    from hsicls.training import class_weights
+
+    y = torch.tensor([0, 0, 0, 1, 2, 2])
+    w = class_weights(y, 4, "balanced")
+    assert torch.allclose(w, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))
+    assert class_weights(y, 4, "none") is None
+    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--epochs", "1", "--patch-size", "3", "--class-weighting", "balanced")
+    assert r.exit_code == 0, r.stderr
+    assert load_bundle(tmp_path / "m.pt").training["class_weighting"] == "balanced"
