@@ -189,3 +189,30 @@ def test_unit_on_bad_data_fails_cleanly(bundle, tmp_path):
         ln for ln in p.stderr_text.splitlines() if ln.strip().startswith("File ")
     )  # torchrun's own only
     assert not out.exists() and not (tmp_path / "m.tif.aux.xml").exists()
+
+
+def test_a_link_planted_at_the_part_folder_is_refused(tiny_scene, bundle, tmp_path):
+    """[hardening-2] 1: the part folder is never a planted link: one line, nothing written through it."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    os.symlink(victim, tmp_path / ".m.tif.parts")
+    p = hsicls("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", ranks=2)
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr_text.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and ".m.tif.parts" in lines[0] and "link" in lines[0], p.stderr_text
+    assert sorted(f.name for f in victim.iterdir()) == ["keep.txt"] and not (tmp_path / "m.tif").exists()
+
+
+def test_reject_below_preview_uint8_confidence_and_cleanup_under_two_ranks(tiny_scene, bundle, tmp_path):
+    """The outputs that depend on the whole map (--majority, --preview) or on probabilities (--reject-below,
+    uint8 confidence) equal the one-process ones."""
+    common = ["--window", "16", "--reject-below", "0.5", "--confidence-dtype", "uint8", "--majority", "3"]
+    for ranks, d in ((1, tmp_path / "one"), (2, tmp_path / "two")):
+        d.mkdir()
+        p = hsicls("predict-map", tiny_scene[0], "-m", bundle, "-o", d / "m.tif", "--confidence", d / "c.tif",
+                   "--preview", d / "m.png", *common, ranks=ranks)  # fmt: skip
+        assert p.returncode == 0, p.stderr_text
+    assert same(tmp_path / "one" / "m.tif", tmp_path / "two" / "m.tif")
+    assert same(tmp_path / "one" / "c.tif", tmp_path / "two" / "c.tif")
+    assert (tmp_path / "two" / "m.png").stat().st_size > 0
