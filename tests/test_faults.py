@@ -460,6 +460,18 @@ def _victim_link(link: str):
     return setup
 
 
+def _other_crs(d: Path, a: Path) -> None:
+    """A one-band class map like labels.tif but declared in another CRS."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    with rasterio.open(a / "labels.tif") as src:
+        prof, data = src.profile, src.read(1)
+    prof.update(crs=CRS.from_epsg(4326), count=1)
+    with rasterio.open(d / "other.tif", "w", **prof) as dst:
+        dst.write(data, 1)
+
+
 def _nan_wavelength(d: Path, a: Path) -> None:
     import rasterio
 
@@ -636,6 +648,60 @@ CASES += [
         outputs=("p.h5",),
         setup=_nan_wavelength,
         warn=True,
+    ),
+    # new commands and options of this session
+    Case(
+        "sample: output named like the map",
+        ["sample", "map.tif", "-o", "map.tif", "--overwrite"],
+        1,
+        ("map.tif", "the input"),
+        setup=_copy("labels.tif", "map.tif"),
+    ),
+    Case(
+        "sample: unknown output format",
+        ["sample", "map.tif", "-o", "pts.txt"],
+        2,
+        ("pts.txt", ".gpkg"),
+        outputs=("pts.txt",),
+        setup=_copy("labels.tif", "map.tif"),
+    ),
+    Case(
+        "sample: a text file as the map",
+        ["sample", "notes.tif", "-o", "pts.gpkg"],
+        1,
+        ("notes.tif",),
+        outputs=("pts.gpkg",),
+        setup=_file("notes.tif", b"not a raster"),
+    ),
+    Case(
+        "sample: expected UA out of range",
+        ["sample", "map.tif", "-o", "p.gpkg", "--allocation", "neyman", "--expected-ua", "1=1.5"],
+        2,
+        ("--expected-ua", "(0, 1)"),
+        outputs=("p.gpkg",),
+        setup=_copy("labels.tif", "map.tif"),
+    ),
+    Case(
+        "train --folds-all on a random split",
+        ["train", "{p.h5}", "-o", "cv.pt", "--folds-all", *E1],
+        1,
+        ("--folds", "group"),
+        outputs=("cv.pt.cv.json", "cv.pt.fold0.pt"),
+    ),
+    Case(
+        "--patch-search with an even size",
+        ["train", "{p.h5}", "-o", "o.pt", "--patch-search", "3,4", *E1],
+        2,
+        ("--patch-search", "odd"),
+        outputs=("o.pt",),
+    ),
+    Case("--sieve 1", [*MAP, "{m.pt}", "-o", "map.tif", "--sieve", "1"], 2, ("--sieve",), outputs=("map.tif",)),
+    Case(
+        "assess of maps in two CRSs",
+        ["assess", "{labels.tif}", "other.tif", "-r", "{labels.tif}"],
+        1,
+        ("other.tif", "CRS"),
+        setup=_other_crs,
     ),
     # 5. --out-dir that does not exist is created
     Case("--out-dir created", [*MAP, "{m.pt}", "--out-dir", "new/maps"], 0, (), outputs=("new/maps/scene_map.tif",)),
