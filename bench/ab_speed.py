@@ -35,7 +35,7 @@ def main() -> None:
     import hsicls_old.models as old
 
     import hsicls.models as new
-    from hsicls.runtime import tune_allocator
+    from hsicls.engine.runtime import tune_allocator
 
     tune_allocator()
     torch.manual_seed(0)

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hsicls.evaluate import evaluate
 from hsicls.models import get_entry
 from hsicls.models.complexity import model_info
-from hsicls.preprocess import PreprocessOptions, preprocess
-from hsicls.train import TrainOptions, train
+from hsicls.stages.evaluate import evaluate
+from hsicls.stages.preprocess import PreprocessOptions, preprocess
+from hsicls.stages.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "indian_pines"

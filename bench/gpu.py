@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from predict_map import DATA, build_scene  # noqa: E402
 
+from hsicls.engine.patches import gather_patches, pad_cube  # noqa: E402
 from hsicls.models import create_model  # noqa: E402
-from hsicls.patches import gather_patches, pad_cube  # noqa: E402
-from hsicls.train import batch_bounds  # noqa: E402
+from hsicls.stages.train import batch_bounds  # noqa: E402
 
 H, W, BANDS, P, K = 610, 340, 30, 13, 9
 
@@ -108,8 +108,8 @@ def train_speed(name: str, precision: str, epochs: int = 5) -> dict:
 
 
 def end_to_end(tmp: Path) -> dict:
-    from hsicls.preprocess import PreprocessOptions, preprocess
-    from hsicls.train import TrainOptions, train
+    from hsicls.stages.preprocess import PreprocessOptions, preprocess
+    from hsicls.stages.train import TrainOptions, train
 
     scene = tmp / "pavia_size.tif"
     build_scene(scene, H, W)

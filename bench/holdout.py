@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from hsicls.config import PreprocessOptions, TrainOptions
-from hsicls.evaluate import evaluate
-from hsicls.preprocess import preprocess
-from hsicls.train import train
+from hsicls.stages.evaluate import evaluate
+from hsicls.stages.preprocess import preprocess
+from hsicls.stages.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -17,9 +17,9 @@ import time
 
 import torch
 
+from hsicls.engine.runtime import tune_allocator
 from hsicls.models import create_model, list_models
 from hsicls.models.complexity import count_flops, count_params, params_per_child
-from hsicls.runtime import tune_allocator
 
 
 def timeit(fn, repeat: int) -> float:

@@ -33,9 +33,9 @@ from predict_map import DATA, build_scene  # noqa: E402
 
 
 def model_only(bundle_path: Path, prep_path: Path, rounds: int) -> None:
-    from hsicls.bundle import load_bundle
-    from hsicls.inference import Runner
-    from hsicls.prepared import load_prepared
+    from hsicls.artifacts.bundle import load_bundle
+    from hsicls.artifacts.prepared import load_prepared
+    from hsicls.engine.inference import Runner
 
     bundle, prep = load_bundle(bundle_path), load_prepared(prep_path)
     model, patch = bundle.build_model(), bundle.model.patch_size
@@ -93,7 +93,7 @@ def end_to_end(bundle: Path, d: Path, size: int, rounds: int) -> None:
 
 
 def main() -> None:
-    from hsicls.runtime import cpu_flags, native_bf16_cpu
+    from hsicls.engine.runtime import cpu_flags, native_bf16_cpu
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)

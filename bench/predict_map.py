@@ -96,11 +96,11 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--naive-pixels", type=int, default=20000)
     args = ap.parse_args()
-    from hsicls.bundle import load_bundle
+    from hsicls.artifacts.bundle import load_bundle
+    from hsicls.engine.runtime import tune_allocator
     from hsicls.models.complexity import count_flops
-    from hsicls.preprocess import PreprocessOptions, preprocess
-    from hsicls.runtime import tune_allocator
-    from hsicls.train import TrainOptions, train
+    from hsicls.stages.preprocess import PreprocessOptions, preprocess
+    from hsicls.stages.train import TrainOptions, train
 
     tune_allocator()
     with tempfile.TemporaryDirectory() as tmp:

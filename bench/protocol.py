@@ -21,10 +21,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from hsicls.evaluate import evaluate
-from hsicls.preprocess import PreprocessOptions, preprocess
-from hsicls.runs import summarize
-from hsicls.train import TrainOptions, train
+from hsicls.stages.evaluate import evaluate
+from hsicls.stages.preprocess import PreprocessOptions, preprocess
+from hsicls.stages.runs import summarize
+from hsicls.stages.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "indian_pines"

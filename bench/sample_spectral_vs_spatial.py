@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hsicls.evaluate import evaluate
-from hsicls.metrics import classification_report
-from hsicls.prepared import load_prepared
-from hsicls.preprocess import PreprocessOptions, preprocess
-from hsicls.train import TrainOptions, train
+from hsicls.artifacts.prepared import load_prepared
+from hsicls.science.metrics import classification_report
+from hsicls.stages.evaluate import evaluate
+from hsicls.stages.preprocess import PreprocessOptions, preprocess
+from hsicls.stages.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -116,7 +116,7 @@ def _prepare(d: Path) -> None:
 
 
 def _train_pixels(prepared: Path) -> int:
-    from hsicls.prepared import load_prepared
+    from hsicls.artifacts.prepared import load_prepared
 
     return int(load_prepared(prepared).train.sum())
 

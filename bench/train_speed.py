@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsicls.inference import Runner
+from hsicls.engine.inference import Runner
+from hsicls.engine.patches import gather_patches, pad_cube
+from hsicls.engine.runtime import resolve_device, tune_allocator
 from hsicls.models import create_model
-from hsicls.patches import gather_patches, pad_cube
-from hsicls.runtime import resolve_device, tune_allocator
-from hsicls.train import batch_bounds
+from hsicls.stages.train import batch_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HSICLS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "indian_pines"
@@ -114,9 +114,9 @@ def main() -> None:
     args = ap.parse_args()
     tune_allocator()
     device = resolve_device(args.device)
-    from hsicls.io import read_cube, read_labels
-    from hsicls.preprocess import fit_preprocessing
-    from hsicls.splits import stratified_split
+    from hsicls.io.readers import read_cube, read_labels
+    from hsicls.science.splits import stratified_split
+    from hsicls.stages.preprocess import fit_preprocessing
 
     scene = read_cube(DATA / "Indian_pines_corrected.npy")
     labels = read_labels(DATA / "Indian_pines_gt.mat")

@@ -1,3 +1,3 @@
-from .cli import main
+from hsicls.cli.commands import main
 
 main()

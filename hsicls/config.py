@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import OptionError
-from .options import Device, Options, Precision, opt, shared
+from hsicls.errors import OptionError
+from hsicls.options import Device, Options, Precision, opt, shared
 
 Split = Literal["random", "count", "disjoint", "fixed", "group"]
 GroupBy = Literal["scene", "polygon", "block"]

@@ -29,7 +29,7 @@ _state = {"verbosity": 0}
 def stdout_write(text: str) -> None:
     """Write results (``--json``, ``--print-config``) to stdout and flush them; a reader that went
     away (``| head``) is :class:`~hsicls.errors.StdoutClosed`, a failing stdout one error line."""
-    from .errors import HsiclsError, StdoutClosed
+    from hsicls.errors import HsiclsError, StdoutClosed
 
     try:
         sys.stdout.write(text)

@@ -5,7 +5,7 @@ An options class is a dataclass deriving from :class:`Options` whose fields are 
 annotation is its type; a ``Literal[...]`` annotation is its list of choices. From these
 declarations
 
-* the CLI (:mod:`hsicls.cli`) derives each command's flags, with the same name, type, default,
+* the CLI (:mod:`hsicls.cli.commands`) derives each command's flags, with the same name, type, default,
   help and choices, and binds them by keyword;
 * :meth:`Options.validate` checks every value (type, finite, range, odd, choice) in one place,
   then the class's cross-field rules (``_check``), raising :class:`OptionError` before any data
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import OptionError
+from hsicls.errors import OptionError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from hsicls.assessment import assess
+from hsicls.science.olofsson import assess
 
 from .conftest import run_cli
 
@@ -249,7 +249,7 @@ def test_names_from_the_map_metadata_are_matched_by_name(scene, tmp_path):
 
 
 def test_raster_attribute_table_and_envi_names(tmp_path):
-    from hsicls.reference import class_names_of
+    from hsicls.io.references import class_names_of
 
     path = _write(tmp_path / "rat.tif", np.ones((4, 4), np.uint8))
     (tmp_path / "rat.tif.aux.xml").write_text(
@@ -360,7 +360,7 @@ def test_enmap_tile_map_against_the_geopackage_and_the_label_raster(shared_data,
 def test_any_merge_of_classes_never_lowers_oa(scene, tmp_path, named):
     """[practitioner] 1: a merge without a side prefix merges both sides, so OA can only rise (property over
     random merges; with class names on both sides too, and a new name for the merged class)."""
-    from hsicls.assess import assess_map
+    from hsicls.stages.assess import assess_map
 
     m, r = scene["map"], scene["ref_raster"]
     if named:  # the same six names on both sides, as GDAL category names

@@ -1,4 +1,4 @@
-"""Tests of hsicls.assessment against the numerical example of Olofsson et al. (2014), Section 5 (Tables 8-9).
+"""Tests of hsicls.science.olofsson against the numerical example of Olofsson et al. (2014), Section 5 (Tables 8-9).
 
 Example: four map classes, 30 m Landsat pixels (0.09 ha), mapped areas 200,000 / 150,000 / 3,200,000 / 6,450,000 pixels
 (18,000 / 13,500 / 288,000 / 580,500 ha; 900,000 ha in all), stratified random sample of 640 pixels (Table 8).
@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hsicls.assessment import assess, error_matrix, report_csv, report_markdown
+from hsicls.science.olofsson import assess, error_matrix, report_csv, report_markdown
 
 # Olofsson et al. 2014, Table 8: sample counts, rows = map class, columns = reference class.
 PAPER_N = np.array(
@@ -302,7 +302,7 @@ def test_validation() -> None:
 def test_wilson_interval_is_valid_at_0_and_100_percent():
     """[practitioner] 8: no ± 0.000 at 0 % or 100 %: Wilson's interval (values checked against the formula's
     published examples: 0 of 10 -> [0, 0.278], 10 of 10 -> [0.722, 1])."""
-    from hsicls.assessment import accuracy_text, wilson
+    from hsicls.science.olofsson import accuracy_text, wilson
 
     lo, hi = wilson(0, 10)
     assert lo == 0.0 and abs(hi - 0.2775) < 1e-3

@@ -9,8 +9,8 @@ import pytest
 import rasterio
 import torch
 
-from hsicls.bundle import load_bundle
-from hsicls.calibration import fit_temperature, nll, reliability
+from hsicls.artifacts.bundle import load_bundle
+from hsicls.engine.calibration import fit_temperature, nll, reliability
 
 from .conftest import run_cli
 

@@ -157,7 +157,7 @@ def test_every_cli_option_of_a_stage_is_a_declared_field():
     """The stage commands' option flags are exactly the declared fields plus the command-level ones."""
     from typer.main import get_command
 
-    from hsicls.cli import app
+    from hsicls.cli.commands import app
 
     cmd = get_command(app)
     for name, cls in (("train", TrainOptions), ("evaluate", EvaluateOptions), ("predict-map", MapOptions)):

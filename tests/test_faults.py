@@ -136,8 +136,8 @@ def _write_scenes(a: Path, cube: np.ndarray, labels: np.ndarray) -> None:
 def assets(tmp_path_factory) -> Path:
     """A 24 x 24 px, 8-band GeoTIFF scene, its prepared file and a 1-epoch bundle, plus broken bundles,
     an interrupted run's checkpoint on another split, and odd scenes."""
+    from hsicls.stages.train import TrainOptions, train
     from hsicls.synthetic import make_scene, write_scene
-    from hsicls.train import TrainOptions, train
 
     a = tmp_path_factory.mktemp("faults")
     scene = make_scene(size=24, bands=8, seed=5)
@@ -709,7 +709,7 @@ CASES += [
 
 
 # Cases whose failure is pure Python after torch is loaded: run through the CLI's entry function
-# (``hsicls.cli.run``, as the console script) in this process, which has torch loaded already.
+# (``hsicls.cli.commands.run``, as the console script) in this process, which has torch loaded already.
 IN_PROCESS = {
     "truncated bundle",
     "bundle without weights",
@@ -1066,7 +1066,7 @@ def test_nodata_option_marks_the_frame_and_silences_the_warning(assets, tmp_path
 
 
 def test_a_diverging_run_writes_no_bundle(assets, tmp_path, monkeypatch):
-    from hsicls.training import TrainingRun
+    from hsicls.engine.training import TrainingRun
 
     step = TrainingRun.step
     monkeypatch.setattr(TrainingRun, "step", lambda self, on_batch=None: {**step(self, on_batch), "loss": float("nan")})
@@ -1076,7 +1076,7 @@ def test_a_diverging_run_writes_no_bundle(assets, tmp_path, monkeypatch):
 
 
 def test_no_replace_rename_and_its_fallback(tmp_path, monkeypatch):
-    from hsicls import fileutil
+    from hsicls.artifacts import outputs as fileutil
     from hsicls.errors import OutputExistsError
 
     for fallback in (False, True):
@@ -1093,7 +1093,7 @@ def test_no_replace_rename_and_its_fallback(tmp_path, monkeypatch):
 
 
 def test_stale_temporary_files_of_dead_processes_only(tmp_path):
-    from hsicls import fileutil
+    from hsicls.artifacts import outputs as fileutil
 
     final = tmp_path / "x.tif"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -1108,7 +1108,7 @@ def test_stale_temporary_files_of_dead_processes_only(tmp_path):
 
 
 def test_disk_errors_are_recognised_in_library_messages():
-    from hsicls.fileutil import disk_error_cause
+    from hsicls.artifacts.outputs import disk_error_cause
 
     h5 = OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
     assert disk_error_cause(h5) == "no space left on device"
@@ -1142,8 +1142,8 @@ def test_short_dataset_names_are_aliases():
 
 
 def test_an_envi_header_protects_its_data_file_and_back(tmp_path):
+    from hsicls.artifacts.outputs import check_output
     from hsicls.errors import HsiclsError
-    from hsicls.fileutil import check_output
 
     (tmp_path / "scene.hdr").write_text("ENVI\n")
     (tmp_path / "scene.img").write_bytes(b"\0" * 16)
@@ -1158,7 +1158,7 @@ def test_an_envi_header_protects_its_data_file_and_back(tmp_path):
 def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path):
     """The temporary name (``.<name>.<pid>.tmp``) is reserved with O_EXCL | O_NOFOLLOW after any link there is
     removed: the victim keeps its bytes and the output is written."""
-    from hsicls.fileutil import atomic_output, temp_name
+    from hsicls.artifacts.outputs import atomic_output, temp_name
 
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")

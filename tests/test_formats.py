@@ -14,7 +14,7 @@ import rasterio
 
 from hsicls.datasets import registry
 from hsicls.datasets.registry import DatasetInfo, RemoteFile
-from hsicls.io import read_cube
+from hsicls.io.readers import read_cube
 
 from .conftest import run_cli
 

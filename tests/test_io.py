@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from hsicls.errors import InputError
-from hsicls.io import read_cube, read_labels
+from hsicls.io.readers import read_cube, read_labels
 
 
 def test_mat_v5_autodetect(tmp_path):

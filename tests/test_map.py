@@ -147,10 +147,10 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     (equal to patches cut from the zero-padded prepared cube, not the reflected one), for any window."""
     import torch
 
-    from hsicls.bundle import load_bundle
-    from hsicls.evaluate import evaluate
-    from hsicls.patches import gather_patches, pad_cube
-    from hsicls.prepared import load_prepared
+    from hsicls.artifacts.bundle import load_bundle
+    from hsicls.artifacts.prepared import load_prepared
+    from hsicls.engine.patches import gather_patches, pad_cube
+    from hsicls.stages.evaluate import evaluate
 
     model_path = tmp_path / "zero.pt"
     r = run_cli(

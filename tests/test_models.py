@@ -148,8 +148,8 @@ def test_ssftt_size_matches_paper():
 
 @pytest.mark.parametrize("name", list_models(kind="deep"))
 def test_bundle_round_trip_identical_logits(name, tmp_path):
-    from hsicls.bundle import Bundle, ModelSpec, load_bundle, save_bundle
-    from hsicls.prepared import Preprocessing
+    from hsicls.artifacts.bundle import Bundle, ModelSpec, load_bundle, save_bundle
+    from hsicls.artifacts.prepared import Preprocessing
 
     torch.manual_seed(3)
     m = create_model(name, in_bands=12, n_classes=5, patch_size=9, **({"fusion": "concat"} if name == "md2f-mamba" else {}))

@@ -41,7 +41,7 @@ def test_predict_map_reports_hectares_per_class(bundle, tiny_scene, tmp_path):
 def test_evaluate_names_held_out_groups_and_scores_each(tiny_scene, tmp_path):
     """[practitioner] 3: the held-out groups are named in the prepared file, the bundle and the report, with
     OA / AA / kappa per group beside the pooled figures (their pixel counts add up to the test split)."""
-    from hsicls.bundle import load_bundle
+    from hsicls.artifacts.bundle import load_bundle
 
     cube, labels = tiny_scene
     p, m = tmp_path / "g.h5", tmp_path / "g.pt"
@@ -64,7 +64,7 @@ def test_evaluate_names_held_out_groups_and_scores_each(tiny_scene, tmp_path):
 def test_majority_and_sieve_filters():
     import numpy as np
 
-    from hsicls.mapwrite import majority_filter, sieve_filter
+    from hsicls.io.maps import majority_filter, sieve_filter
 
     a = np.ones((7, 7), np.uint8)
     a[3, 3] = 2  # a lone pixel: voted away
@@ -123,7 +123,7 @@ def test_folds_all_cross_validates_by_group_without_preprocessing_again(tiny_sce
     held = [set(f["held_out"]) for f in s["folds"]]
     assert all(not (a & b) for i, a in enumerate(held) for b in held[i + 1 :])
     assert abs(s["oa"]["mean"] - sum(f["oa"] for f in s["folds"]) / 3) < 1e-12
-    from hsicls.bundle import load_bundle
+    from hsicls.artifacts.bundle import load_bundle
 
     for i in range(3):
         b = load_bundle(tmp_path / f"cv.pt.fold{i}.pt")
@@ -138,8 +138,8 @@ def test_patch_search_chooses_on_validation_only(prepared, tmp_path):
 
     import numpy as np
 
-    from hsicls.bundle import load_bundle
-    from hsicls.prepared import load_prepared, save_prepared
+    from hsicls.artifacts.bundle import load_bundle
+    from hsicls.artifacts.prepared import load_prepared, save_prepared
 
     base = load_prepared(prepared)
     labels = base.labels.copy()
@@ -170,7 +170,7 @@ def test_progress_within_an_epoch(prepared, monkeypatch, tmp_path):
     optimiser step); off a terminal nothing is drawn."""
     from hsicls import console
     from hsicls.config import TrainOptions
-    from hsicls.train import train
+    from hsicls.stages.train import train
 
     advances = []
     real = console.progress
@@ -203,8 +203,8 @@ def test_balanced_class_weights(prepared, tmp_path):
     """[holdout] 1: --class-weighting balanced weighs each class n / (K n_k) (scikit-learn's "balanced")."""
     import torch
 
-    from hsicls.bundle import load_bundle
-    from hsicls.training import class_weights
+    from hsicls.artifacts.bundle import load_bundle
+    from hsicls.engine.training import class_weights
 
     y = torch.tensor([0, 0, 0, 1, 2, 2])
     w = class_weights(y, 4, "balanced")

@@ -9,9 +9,9 @@ import pytest
 import rasterio
 import torch
 
-from hsicls import runtime
-from hsicls.bundle import load_bundle
-from hsicls.inference import Runner, bf16_error
+from hsicls.artifacts.bundle import load_bundle
+from hsicls.engine import runtime
+from hsicls.engine.inference import Runner, bf16_error
 from tests.conftest import run_cli
 
 
@@ -82,7 +82,7 @@ def test_bf16_map_equals_fp32_map_on_sample_scene(monkeypatch, tiny_scene, prepa
 def test_device_side_pca_equals_host_side():
     """[speed] 4: standardisation + PCA as one matrix product (the GPU path) equals the float64 host path to
     float32 rounding: |difference| <= 1e-4 x (1 + |value|), on the CPU here (the GPU runs the same code)."""
-    from hsicls.prepared import Preprocessing
+    from hsicls.artifacts.prepared import Preprocessing
 
     rng = np.random.default_rng(0)
     b, c = 48, 8

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hsicls.splits import count_split, disjoint_split, footprint, stratified_split
-from hsicls.train import TrainOptions, train
+from hsicls.science.splits import count_split, disjoint_split, footprint, stratified_split
+from hsicls.stages.train import TrainOptions, train
 
 from .conftest import run_cli
 
@@ -114,7 +114,7 @@ def test_whiten_gives_unit_variance_components(tiny_scene, tmp_path):
 def test_no_standardize_is_pca_of_raw_values(tiny_scene, tmp_path):
     from sklearn.decomposition import PCA
 
-    from hsicls.io import read_cube
+    from hsicls.io.readers import read_cube
 
     cube, labels = tiny_scene
     out = tmp_path / "raw.h5"
@@ -195,7 +195,7 @@ def test_ema_weights_are_the_ones_kept(prepared, tmp_path):
     assert [h["loss"] for h in raw.history] == [h["loss"] for h in avg.history] == [h["loss"] for h in near.history]
     assert not all(torch.allclose(a[k], c[k], atol=1e-4) for k in floats)
     assert torch.load(tmp_path / "avg.pt", weights_only=True)["training"]["ema"] == 0.9
-    from hsicls.evaluate import evaluate, report_markdown
+    from hsicls.stages.evaluate import evaluate, report_markdown
 
     rep = evaluate(tmp_path / "avg.pt", prepared, device="cpu")
     assert rep["ema"] == 0.9 and rep["padding"] == "reflect" and "EMA of the weights, decay 0.9" in report_markdown(rep)
@@ -278,7 +278,7 @@ def test_ema_is_the_bias_corrected_exponential_average_of_the_trajectory():
     """``ema_update``: after steps w_1..w_n the average is sum d^(n-t) w_t / sum d^(n-t)."""
     from torch.optim.swa_utils import AveragedModel
 
-    from hsicls.train import ema_update
+    from hsicls.stages.train import ema_update
 
     m = torch.nn.BatchNorm1d(1)
     avg = AveragedModel(m, multi_avg_fn=ema_update(0.9), use_buffers=True)

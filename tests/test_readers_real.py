@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from hsicls.io import Scene, rasterize_vector_labels, read_cube, read_envi_roi, read_label_metadata, read_labels
+from hsicls.io.readers import Scene, rasterize_vector_labels, read_cube, read_envi_roi, read_label_metadata, read_labels
 
 COUNTS = {
     "indian_pines/Indian_pines_gt.mat": [46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93],

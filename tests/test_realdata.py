@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from hsicls.io import read_cube, read_labels
+from hsicls.io.readers import read_cube, read_labels
 
 from .conftest import run_cli
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from hsicls.bundle import load_bundle
+from hsicls.artifacts.bundle import load_bundle
 from tests.test_scale_map import _workers, hsicls
 
 COMMON = ["--epochs", "3", "--patch-size", "5", "--batch-size", "32", "--seed", "0"]

@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from hsicls.classtable import gdal_category_names
-from hsicls.prepared import load_prepared
+from hsicls.artifacts.prepared import load_prepared
+from hsicls.io.classtable import gdal_category_names
 from tests.conftest import run_cli
 
 RF = ("--model", "rf")
@@ -266,7 +266,7 @@ def test_no_group_in_both_training_and_test(tiles, tmp_path, by):
     if by != "scene":  # two scenes, two folds: one training scene, so validation is drawn inside it
         assert not (tr & va)
     if by != "scene":  # groups that touch: no test pixel within the patch footprint of a training pixel
-        from hsicls.splits import footprint
+        from hsicls.science.splits import footprint
 
         assert not (footprint(p.train | p.val, 13) & p.test).any()
 
@@ -333,7 +333,7 @@ def test_salinas_a_end_to_end_keeps_its_codes(shared_data, tmp_path):
     rep = json.loads(run_cli("evaluate", model, prep, "--json").stdout)
     assert rep["class_values"] == [1, 10, 11, 12, 13, 14] and rep["oa"] > 0.8
     assert run_cli("predict-map", cube, "-m", model, "-o", out).exit_code == 0
-    from hsicls.io import read_labels
+    from hsicls.io.readers import read_labels
 
     with rasterio.open(out) as m:
         pred = m.read(1)

@@ -26,9 +26,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .. import __version__, console
-from ..errors import DownloadError, HsiclsError, InputError
-from ..fileutil import DISK_ERRNOS, atomic_output, disk_error_cause
+from hsicls import __version__, console
+from hsicls.artifacts.outputs import DISK_ERRNOS, atomic_output, disk_error_cause
+from hsicls.errors import DownloadError, HsiclsError, InputError
+
 from .registry import DatasetInfo, RemoteFile
 
 CHUNK = 1 << 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import OptionError
+from hsicls.errors import OptionError
 
 GIC = "https://www.ehu.eus/ccwintco/uploads/"
 GIC_OLD = "http://www.ehu.es/ccwintco/uploads/"
@@ -51,7 +51,7 @@ class DatasetInfo:
 
     @property
     def colours(self) -> list[tuple[int, int, int]]:
-        from ..palette import default_palette
+        from hsicls.io.palette import default_palette
 
         return list(self.palette) if self.palette else default_palette(len(self.class_names))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import console
-from ..errors import InputError
+from hsicls import console
+from hsicls.errors import InputError
+
 from .download import default_data_dir, download_dataset
 from .registry import DatasetInfo, get_dataset
 

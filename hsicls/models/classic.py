@@ -6,7 +6,7 @@ pickled estimators), ``evaluate`` and ``predict-map`` as the deep models. Both t
 ``(B, bands, P, P)`` and look only at the centre pixel ``(B, bands)``, and both return
 **log-probabilities** ``(B, classes)``: ``softmax`` (what evaluate and predict-map apply to every
 model's output) gives back the class probabilities exactly, so confidences are real probabilities
-and temperature scaling (:mod:`hsicls.calibration`) treats them like any model's logits.
+and temperature scaling (:mod:`hsicls.engine.calibration`) treats them like any model's logits.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import HsiclsError
+from hsicls.errors import HsiclsError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The training loop, batched inference, patches, device and precision, calibration, the torchrun world."""

@@ -1,0 +1,331 @@
+"""Writing class maps: GeoTIFF profiles, colour tables and class names, COGs, previews, areas.
+
+:class:`MapWriter` opens the class map and the optional confidence and probability rasters
+under temporary names, takes them window by window, and on success turns them into COGs when
+asked, renders the preview, and moves them all under their final names together
+(:func:`hsicls.artifacts.outputs.atomic_outputs`); on any failure no file is left under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hsicls.artifacts.outputs import atomic_output, atomic_outputs, native_errors, write_via_memory
+from hsicls.io.classtable import ClassTable, pam_xml, qgis_style
+
+UNKNOWN = "unknown"
+UNKNOWN_COLOUR = (128, 128, 128)
+
+
+@dataclass
+class MapOutputs:
+    """The files one predict-map run writes."""
+
+    map: Path
+    confidence: Path | None = None
+    probabilities: Path | None = None
+    preview: Path | None = None
+
+    def all(self) -> list[Path]:
+        return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
+
+
+def profile(h, w, dtype, count, crs, transform, nodata) -> dict:
+    from rasterio.transform import Affine
+
+    p = dict(
+        driver="GTiff",
+        height=h,
+        width=w,
+        count=count,
+        dtype=dtype,
+        compress="deflate",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        BIGTIFF="IF_SAFER",
+    )
+    if nodata is not None:
+        p["nodata"] = nodata
+    if crs is not None:
+        p["crs"] = crs
+    if transform is not None:
+        p["transform"] = Affine(*transform)
+    return p
+
+
+def pixel_area(transform, crs) -> tuple[float, str]:
+    """Area of one pixel and its unit (``pixels`` on a pixel grid)."""
+    if transform is None:
+        return 1.0, "pixels"
+    a, b, _, d, e, _ = transform
+    area = abs(a * e - b * d)
+    unit = "map units²"
+    if crs is not None:
+        from rasterio.crs import CRS
+
+        c = CRS.from_wkt(crs)
+        if c.is_projected:
+            unit = f"{(c.linear_units or 'unit')}²".replace("metre²", "m²").replace("meter²", "m²")
+        elif c.is_geographic:
+            unit = "deg²"
+    return area, unit
+
+
+def write_class_metadata(dst, table: ClassTable, dtype) -> None:
+    """Colour table keyed by class code (uint8 maps; it must precede the pixel data), class names as
+    band tags ``CLASS_<code>``; category names go to the ``.aux.xml`` (:func:`write_sidecars`)."""
+    if dtype == "uint8":
+        cmap = {0: (0, 0, 0, 0)}
+        for c, rgb in zip(table.codes, table.colours):
+            cmap[int(c)] = (int(rgb[0]), int(rgb[1]), int(rgb[2]), 255)
+        dst.write_colormap(1, cmap)
+    dst.update_tags(1, **{f"CLASS_{c}": n for c, n in zip(table.codes, table.names)})
+    dst.update_tags(CLASS_NAMES=";".join(table.names), CLASS_CODES=";".join(map(str, table.codes)), SOFTWARE="hsicls")
+    dst.set_band_description(1, "class")
+
+
+def sidecar_paths(map_path: Path) -> tuple[Path, Path]:
+    """``(<map>.aux.xml, <map stem>.qml)``: GDAL's category names and QGIS's style."""
+    map_path = Path(map_path)
+    return map_path.with_name(map_path.name + ".aux.xml"), map_path.with_suffix(".qml")
+
+
+def write_sidecars(map_path: Path, table: ClassTable) -> None:
+    """Category names for GDAL (``gdalinfo`` lists ``Categories:``) and a QGIS paletted style, next to the map."""
+    aux, qml = sidecar_paths(map_path)
+    for path, text in ((aux, pam_xml(table)), (qml, qgis_style(table))):
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def majority_filter(codes: np.ndarray, size: int, nodata: int = 0) -> np.ndarray:
+    """Each classified pixel takes the most frequent class of its ``size x size`` neighbourhood (nodata
+    pixels neither vote nor change; a tie keeps the pixel's own class when it is among the most frequent)."""
+    from scipy.ndimage import uniform_filter
+
+    valid = codes != nodata
+    out, best, own = codes.copy(), np.zeros(codes.shape, np.int32), np.zeros(codes.shape, np.int32)
+    for c in np.unique(codes[valid]).tolist():
+        is_c = codes == c
+        count = np.rint(uniform_filter(is_c.astype(np.float32), size=size, mode="constant") * size * size).astype(np.int32)
+        better = count > best
+        out[better], best[better] = c, count[better]
+        own[is_c] = count[is_c]
+    keep = valid & (own >= best)
+    out[keep] = codes[keep]
+    out[~valid] = nodata
+    return out
+
+
+def sieve_filter(codes: np.ndarray, pixels: int, nodata: int = 0) -> np.ndarray:
+    """GDAL's sieve (``rasterio.features.sieve``, 8-connected): regions smaller than ``pixels`` take the
+    class of their largest neighbour; nodata stays nodata and is no neighbour."""
+    from rasterio.features import sieve
+
+    valid = codes != nodata
+    out = sieve(codes, size=pixels, mask=valid, connectivity=8)
+    out[~valid] = nodata
+    return out.astype(codes.dtype)
+
+
+def clean_map(path: Path, majority: int | None, sieve: int | None) -> np.ndarray:
+    """Apply ``--majority`` then ``--sieve`` to the class map file in place (the whole map at once, so the
+    result does not depend on the window size) and record them in its metadata; the cleaned codes."""
+    import rasterio
+
+    with rasterio.open(path, "r+") as ds:
+        codes = ds.read(1)
+        if majority:
+            codes = majority_filter(codes, majority)
+        if sieve:
+            codes = sieve_filter(codes, sieve)
+        ds.write(codes, 1)
+        ds.update_tags(**{k: str(v) for k, v in (("MAJORITY_FILTER", majority), ("SIEVE_PIXELS", sieve)) if v})
+    return codes
+
+
+def to_cog(src: Path, dst: Path, resampling: str = "mode") -> None:
+    """Cloud-Optimized GeoTIFF (GDAL's COG driver) with overviews; ``mode`` resampling for class
+    maps (no invented classes at coarse zoom), ``average`` for confidences and probabilities."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.enums import Resampling
+
+    with rasterio.open(src, "r+") as ds:
+        factors = [f for f in (2, 4, 8, 16, 32, 64) if min(ds.height, ds.width) // f >= 8] or [2]
+        ds.build_overviews(factors, Resampling[resampling])
+    rasterio.shutil.copy(
+        src, dst, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER"
+    )
+
+
+class MapWriter:
+    """Context manager: ``write(window, classes, confidence, probabilities)`` per window.
+
+    The map, the optional confidence and probability rasters and the preview are one group of
+    :func:`~hsicls.artifacts.outputs.atomic_outputs`: all of them or none reach their final names. GDAL
+    and libtiff run under :func:`~hsicls.artifacts.outputs.native_errors`, so a disk error they only
+    print (a full disk met while flushing blocks on close) still fails the run."""
+
+    def __init__(
+        self,
+        outputs: MapOutputs,
+        h: int,
+        w: int,
+        crs,
+        transform,
+        table: ClassTable,
+        n_classes: int,
+        confidence_dtype: str = "float32",
+        cog: bool = False,
+        overwrite: bool = False,
+        majority: int | None = None,
+        sieve: int | None = None,
+    ):
+        self.outputs, self.h, self.w, self.crs, self.transform = outputs, h, w, crs, transform
+        self.table, self.names, self.k = table, table.names, n_classes
+        self.dtype = "uint8" if max(table.codes) <= 255 else "uint16"
+        self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
+        self.files: list[tuple[object, Path, Path, str]] = []  # (dataset, written, final tmp, resampling)
+        self.majority, self.sieve = majority, sieve
+        self.cleaned: np.ndarray | None = None  # the class codes after --majority / --sieve
+
+    def _open(self, final_tmp: Path, resampling: str, **prof):
+        import rasterio
+
+        path = final_tmp.with_name(final_tmp.name + ".gtiff") if self.cog else final_tmp
+        with native_errors(path):
+            ds = rasterio.open(path, "w", **profile(self.h, self.w, crs=self.crs, transform=self.transform, **prof))
+        self.files.append((ds, path, final_tmp, resampling))
+        return ds
+
+    def __enter__(self) -> MapWriter:
+        self.stack = ExitStack()
+        self.stack.__enter__()
+        self.stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning for pixel-grid outputs
+        o = self.outputs
+        try:
+            tmps = dict(zip(["map", "confidence", "probabilities", "preview"], [None] * 4))
+            wanted = [k for k in tmps if getattr(o, k) is not None]
+            for k, t in zip(wanted, self.stack.enter_context(atomic_outputs([getattr(o, k) for k in wanted], self.overwrite))):
+                tmps[k] = t
+            self.preview_tmp = tmps["preview"]
+            self._open_all(tmps)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def _open_all(self, tmps: dict) -> None:
+        with native_errors(tmps["map"]):
+            self.map = self._open(tmps["map"], "mode", dtype=self.dtype, count=1, nodata=0)
+            write_class_metadata(self.map, self.table, self.dtype)
+        self.conf = self.prob = None
+        if tmps["confidence"] is not None:
+            cd = self.confidence_dtype
+            nodata = 0 if cd == "uint8" else float("nan")
+            self.conf = self._open(tmps["confidence"], "average", dtype=cd, count=1, nodata=nodata)
+            self.conf.set_band_description(1, "confidence (max softmax)" + (" x 254 + 1" if cd == "uint8" else ""))
+        if tmps["probabilities"] is not None:
+            self.prob = self._open(tmps["probabilities"], "average", dtype="float32", count=self.k, nodata=float("nan"))
+            for i, n in enumerate(self.names[: self.k], start=1):
+                self.prob.set_band_description(i, f"P({n})")
+
+    def write(self, window, classes: np.ndarray, confidence: np.ndarray | None, probabilities: np.ndarray | None) -> None:
+        """``classes`` ``(h, w)`` class codes (0 = nodata), ``confidence`` ``(h, w)`` in [0, 1] or NaN, ``probabilities`` ``(K, h, w)``."""
+        with native_errors(self.files[0][1]):
+            self.map.write(classes.astype(self.dtype), 1, window=window)
+        if self.conf is not None:
+            c = confidence
+            if self.confidence_dtype == "uint8":
+                c = np.where(np.isnan(c), 0, np.clip(np.round(c * 254) + 1, 1, 255)).astype(np.uint8)
+            with native_errors(self.files[1][1]):
+                self.conf.write(c, 1, window=window)
+        if self.prob is not None:
+            with native_errors(self.files[-1][1]):
+                self.prob.write(probabilities, window=window)
+
+    def _finish(self) -> None:
+        """Close every raster (GDAL flushes its blocks here), make the COGs, render the preview."""
+        for ds, path, _, _ in self.files:
+            with native_errors(path):
+                ds.close()
+        if self.majority or self.sieve:
+            with native_errors(self.files[0][1]):
+                self.cleaned = clean_map(self.files[0][1], self.majority, self.sieve)
+        if self.cog:
+            for _, path, final_tmp, resampling in self.files:
+                with native_errors(final_tmp):
+                    to_cog(path, final_tmp, resampling)
+        if self.preview_tmp is not None:
+            render_preview(self.files[0][2], self.preview_tmp, self.table, self.outputs.map.name)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._finish()
+            else:
+                for ds, _, _, _ in self.files:
+                    with contextlib.suppress(Exception), native_errors():
+                        ds.close()
+        except BaseException:
+            self._cleanup()
+            self.stack.__exit__(*sys.exc_info())  # removes the temporary files; may raise a clearer error
+            raise
+        self._cleanup()
+        return bool(self.stack.__exit__(exc_type, exc, tb))
+
+    def _cleanup(self) -> None:
+        if self.cog:
+            for _, path, _, _ in self.files:
+                path.unlink(missing_ok=True)
+
+
+def render_preview(map_path: Path, png: Path, table: ClassTable, title: str) -> None:
+    """A quicklook PNG of the map (values = class codes) with a legend of class names and colours
+    (matplotlib), rendered in memory and written to ``png`` in one checked write."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    with rasterio.open(map_path) as ds:
+        step = max(1, max(ds.height, ds.width) // 2000)
+        data = ds.read(
+            1, out_shape=(max(1, ds.height // step), max(1, ds.width // step)), resampling=rasterio.enums.Resampling.mode
+        )
+    top = max(table.codes)
+    colours = [(0, 0, 0, 0)] * (top + 1)
+    for c, (r, g, b) in zip(table.codes, table.colours):
+        colours[c] = (r / 255, g / 255, b / 255, 1)
+    h, w = data.shape
+    fig_w = 8.0
+    fig, ax = plt.subplots(figsize=(fig_w + 3, max(3.0, fig_w * h / max(w, 1))))
+    ax.imshow(data, cmap=ListedColormap(colours), vmin=0, vmax=top, interpolation="nearest")
+    ax.set_axis_off()
+    handles = [Patch(color=colours[c], label=f"{c} {n}") for c, n in zip(table.codes, table.names)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    try:
+        write_via_memory(png, lambda buf: fig.savefig(buf, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def write_preview(map_path: Path, png: Path, table: ClassTable, overwrite: bool) -> None:
+    """The preview of an existing map file (see :func:`render_preview`), written atomically."""
+    with atomic_output(png, overwrite) as tmp:
+        render_preview(map_path, tmp, table, Path(map_path).name)

@@ -1,0 +1,197 @@
+"""The scenes of one preprocess run and their labels: band agreement, label pairing, per-scene labels.
+
+Georeferenced scenes take every label file, each put on the scene's own grid (rasters warped,
+vectors rasterised; :mod:`hsicls.io.labels`), later files filling pixels earlier ones left
+unlabelled. Non-georeferenced scenes (.mat/.npy) pair with label files by position (one scene:
+all label files, as before). Scenes must agree on their bands: by wavelength where every scene has
+them (within half the FWHM, or 1 nm without FWHM), else by count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hsicls import console
+from hsicls.errors import InputError
+from hsicls.io.labels import count_outside, is_georeferenced, labels_on_grid
+from hsicls.io.readers import ROI_SUFFIXES, CubeSource, is_vector, open_cube, read_label_metadata, read_vector_features
+
+RAW_IN_MEMORY_BYTES = 1 << 30  # scenes whose raw bands sum to less than this are held in memory while fitting
+
+
+@dataclass
+class BandInfo:
+    """What identifies the bands of a scene (stored in the prepared file and the bundle)."""
+
+    count: int
+    wavelengths: list[float] | None = None  # nm
+    fwhm: list[float] | None = None  # nm
+    bad_bands: list[int] | None = None  # 1-based bands flagged bbl = 0, not read
+
+    def to_dict(self) -> dict:
+        return {"count": self.count, "wavelengths": self.wavelengths, "fwhm": self.fwhm, "bad_bands": self.bad_bands}
+
+    @classmethod
+    def from_dict(cls, d: dict | None, count: int) -> BandInfo:
+        d = d or {}
+        return cls(int(d.get("count", count)), d.get("wavelengths"), d.get("fwhm"), d.get("bad_bands"))
+
+
+def band_info(src: CubeSource) -> BandInfo:
+    return BandInfo(src.bands, src.wavelengths, getattr(src, "fwhm", None), list(src.dropped_bands) or None)
+
+
+def tolerance(a: BandInfo, b: BandInfo) -> np.ndarray:
+    """Per-band wavelength tolerance: half the FWHM where known (the larger side), else 1 nm."""
+    fw = [np.asarray(x.fwhm, float) for x in (a, b) if x.fwhm is not None and len(x.fwhm) == x.count]
+    return 0.5 * np.maximum.reduce(fw) if fw else np.full(a.count, 1.0)
+
+
+def check_bands_agree(sources: list[CubeSource]) -> BandInfo:
+    """The bands of the first scene; every other scene must have the same ones (one error naming it)."""
+    first = band_info(sources[0])
+    for s in sources[1:]:
+        other = band_info(s)
+        if other.count != first.count:
+            raise InputError(f"{s.path}: has {other.count} bands but {sources[0].path.name} has {first.count}")
+        if first.wavelengths is not None and other.wavelengths is not None:
+            diff = np.abs(np.asarray(other.wavelengths) - np.asarray(first.wavelengths))
+            bad = np.flatnonzero(diff > tolerance(first, other))
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"{s.path}: band {i + 1} is at {other.wavelengths[i]:g} nm but at {first.wavelengths[i]:g} nm in "
+                    f"{sources[0].path.name} ({bad.size} bands differ)"
+                )
+    return first
+
+
+def pair_labels(sources: list[CubeSource], label_paths: list[Path]) -> list[list[Path]]:
+    """The label files of every scene."""
+    geo = [is_georeferenced(s) for s in sources]
+    if len(sources) == 1 or all(geo):
+        return [list(label_paths) for _ in sources]
+    if any(geo):
+        raise InputError("mix of georeferenced and non-georeferenced scenes: give only one kind per run")
+    if len(label_paths) != len(sources):
+        raise InputError(
+            f"{len(sources)} scenes without georeferencing need one label file each, in order (got {len(label_paths)})"
+        )
+    return [[p] for p in label_paths]
+
+
+def _legend_kind(path: Path, field, layer) -> str:
+    """``names`` for labels whose classes are text (ENVI ROI names, a text attribute of a vector file), else ``codes``."""
+    if path.suffix.lower() in ROI_SUFFIXES:
+        return "names"
+    if is_vector(path):
+        return "names" if read_vector_features(path, field, layer)[1] else "codes"
+    return "codes"
+
+
+def _same_legend_kind(paths: list[Path], field, layer) -> None:
+    """Label files of codes and of text class names are not merged code for code (their legends differ):
+    refused with one line naming which file has which."""
+    if len(paths) < 2:
+        return
+    kinds = {p: _legend_kind(Path(p), field, layer) for p in paths}
+    if len(set(kinds.values())) > 1:
+        codes = ", ".join(Path(p).name for p, k in kinds.items() if k == "codes")
+        names = ", ".join(Path(p).name for p, k in kinds.items() if k == "names")
+        raise InputError(
+            f"{names}: its classes are text names but {codes} holds numeric class codes; their legends cannot be "
+            f"merged code for code (use label files of one kind, e.g. a numeric --label-field)"
+        )
+
+
+def merge_labels(paths: list[Path], grid, key, field, layer) -> np.ndarray:
+    """Labels of several files on one grid; later files fill unlabelled pixels (e.g. Houston 2013's
+    training and test ROIs). Overlapping, disagreeing labels are an error. ENVI ROI files are matched
+    by ROI name, not position."""
+    merged, first_names = None, None
+    _same_legend_kind(paths, field, layer)
+    for p in paths:
+        lab = labels_on_grid(p, grid, key=key, field=field, layer=layer)
+        if p.suffix.lower() in ROI_SUFFIXES:
+            names = read_label_metadata(p)[0]
+            if first_names is None:
+                first_names = {v: k for k, v in names.items()}
+            else:
+                unknown = set(names.values()) - set(first_names)
+                if unknown:
+                    raise InputError(f"{p}: ROI names {sorted(unknown)} are not in {paths[0].name}")
+                lut = np.zeros(max(names) + 1, np.int32)
+                for k, n in names.items():
+                    lut[k] = first_names[n]
+                lab = lut[lab]
+        if merged is None:
+            merged = lab
+            continue
+        clash = (merged > 0) & (lab > 0) & (merged != lab)
+        if clash.any():
+            raise InputError(f"{p}: {int(clash.sum())} pixels carry a different label in {paths[0].name}")
+        merged = np.where(merged > 0, merged, lab)
+    return merged
+
+
+def open_scenes(paths: list[Path], key: str | None, nodata: float | None = None) -> list[CubeSource]:
+    sources = [open_cube(p, key, nodata) for p in paths]
+    names = [s.path.stem for s in sources]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"scenes need distinct file names (stems) to be told apart: {', '.join(dup)} given twice")
+    for s in sources:
+        if s.dropped_bands:
+            console.info(f"{s.path.name}: skipped {len(s.dropped_bands)} bands flagged bad (bbl = 0)")
+    return sources
+
+
+def warn_outside(label_paths: list[Path], sources: list[CubeSource], field, layer) -> None:
+    """Say how many labels of every georeferenced label file fall on no scene."""
+    if not all(is_georeferenced(s) for s in sources):
+        return
+    for p in dict.fromkeys(label_paths):
+        total, outside = count_outside(p, sources, field, layer)
+        if outside:
+            what = "features" if p.suffix.lower() in (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml") else "labelled pixels"
+            console.warn(f"{p.name}: {outside} of {total} {what} fall on no scene and are not used")
+
+
+def raw_bytes(sources: list[CubeSource]) -> int:
+    return sum(s.height * s.width * s.bands * 4 for s in sources)
+
+
+def match_bands(model: BandInfo | None, scene: BandInfo, scene_path: Path, model_path: Path) -> list[int] | None:
+    """The scene's band order that gives the model's bands (None: already in order).
+
+    By wavelength when both sides have them: every model band takes the scene band nearest in
+    wavelength, within half the FWHM (1 nm without FWHM), and a permutation of the scene's bands
+    is applied; any model band without a partner is an error. Without wavelengths on one side the
+    band counts must agree, with a warning that the bands could not be checked."""
+    expected = model.count if model is not None else None
+    if model is None or model.wavelengths is None or scene.wavelengths is None:
+        if expected is not None and scene.count != expected:
+            raise InputError(f"{scene_path}: has {scene.count} bands but the model {model_path.name} expects {expected}")
+        if model is not None:
+            side = "the model" if model.wavelengths is None else f"{scene_path.name}"
+            console.warn(
+                f"{side} records no band wavelengths: {scene_path.name}'s bands are matched by count only ({scene.count})"
+            )
+        return None
+    mw, sw = np.asarray(model.wavelengths, float), np.asarray(scene.wavelengths, float)
+    tol = tolerance(model, BandInfo(model.count, None, scene.fwhm if scene.fwhm and len(scene.fwhm) == scene.count else None))
+    order = np.abs(sw[None, :] - mw[:, None]).argmin(axis=1)
+    miss = np.flatnonzero(np.abs(sw[order] - mw) > tol)
+    if miss.size or len(set(order.tolist())) != len(order):
+        i = int(miss[0]) if miss.size else 0
+        raise InputError(
+            f"{scene_path}: its bands do not match the model {model_path.name}'s: no band at {mw[i]:g} nm "
+            f"(nearest {sw[order[i]]:g} nm; {max(miss.size, 1)} of {model.count} bands unmatched)"
+        )
+    if np.array_equal(order, np.arange(len(order))) and scene.count == model.count:
+        return None
+    console.info(f"{scene_path.name}: bands reordered by wavelength to the model's order")
+    return order.tolist()

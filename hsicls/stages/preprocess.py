@@ -1,0 +1,414 @@
+"""Stage ``preprocess``: scene + labels -> standardised, PCA-reduced cube + split, in one HDF5 file.
+
+Steps: read the cube ``(H, W, B)`` and labels ``(H, W)``; mark invalid pixels (nodata/NaN/all
+zero); per-band standardisation (mean/std over valid pixels); PCA to ``components`` axes
+(scikit-learn); stratified train/validation/test split; write :mod:`hsicls.artifacts.prepared`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from hsicls import console
+from hsicls.artifacts.outputs import atomic_output, guard_outputs, write_via_memory
+from hsicls.artifacts.prepared import Prepared, Preprocessing, SceneInfo, save_prepared, stack_scenes
+from hsicls.config import PreprocessOptions
+from hsicls.errors import HsiclsError, InputError, OptionError
+from hsicls.io.labels import label_names_and_colours, labels_on_grid
+from hsicls.io.palette import default_palette
+from hsicls.science.scenesets import (
+    RAW_IN_MEMORY_BYTES,
+    check_bands_agree,
+    merge_labels,
+    open_scenes,
+    pair_labels,
+    raw_bytes,
+    warn_outside,
+)
+from hsicls.science.splits import count_split, disjoint_split, fixed_split, group_names, group_split, stratified_split
+
+PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
+
+
+def fit_preprocessing(
+    data: np.ndarray, valid: np.ndarray | None, components: int, seed: int, whiten: bool = False, standardize: bool = True
+) -> Preprocessing:
+    """Fit per-band standardisation and PCA on the valid pixels of an ``(H, W, B)`` cube (or on
+    ``data`` ``(N, B)`` pixels directly when ``valid`` is None).
+
+    ``whiten``: every kept component is divided by its standard deviation (unit variance), as
+    ``sklearn.decomposition.PCA(whiten=True)`` in HybridSN's and SSFTT's code; folded into the
+    stored components, so applying the preprocessing is unchanged. ``standardize=False`` runs PCA
+    on the raw band values (centred only), as HybridSN's and SSFTT's code do; bright, high-variance
+    bands then dominate the components."""
+
+    pixels = (data if valid is None else data[valid]).astype(np.float64)  # (N, B)
+    n, b = pixels.shape
+    if 0 < components < b and components > n:
+        raise HsiclsError(f"only {n} valid pixels: cannot keep {components} PCA components (use --components {n} or fewer)")
+    mean = pixels.mean(axis=0)
+    std = pixels.std(axis=0) if standardize else np.ones(b)
+    std[std < 1e-12] = 1.0  # constant bands: keep them, scaled by 1
+    return _with_pca(pixels, mean, std, components, seed, whiten)
+
+
+def _with_pca(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray, components: int, seed: int, whiten: bool) -> Preprocessing:
+    """PCA of the standardised ``pixels`` ``(N, B)`` (a seeded sample of at most ``PCA_FIT_MAX_PIXELS``)."""
+    from sklearn.decomposition import PCA
+
+    n, b = pixels.shape
+    if components == 0 or components >= b:
+        if components > b:
+            console.warn(f"--components {components} exceeds the {b} bands; keeping all bands without PCA")
+        comps = np.zeros((0, b))
+        return Preprocessing(mean=mean, std=std, components=comps, pca_mean=np.zeros(b))
+    rng = np.random.default_rng(seed)
+    sample = pixels if n <= PCA_FIT_MAX_PIXELS else pixels[rng.choice(n, PCA_FIT_MAX_PIXELS, replace=False)]
+    z = (sample - mean) / std
+    pca = PCA(n_components=components, svd_solver="full").fit(z)
+    comps = pca.components_.copy()
+    # Deterministic sign: the largest-magnitude loading of each axis is positive.
+    signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
+    comps *= signs[:, None]
+    if whiten:
+        comps /= np.sqrt(np.maximum(pca.explained_variance_, 1e-12))[:, None]
+    console.debug(f"PCA keeps {pca.explained_variance_ratio_.sum():.4f} of the variance with {components} axes")
+    return Preprocessing(mean=mean, std=std, components=comps, pca_mean=pca.mean_.copy())
+
+
+def _relabel(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Map label codes (e.g. Salinas-A's 1, 10..14) to contiguous 1..K; returns the codes."""
+    codes, inverse = np.unique(labels, return_inverse=True)
+    if codes[0] != 0:  # no unlabelled pixel at all: shift so that code index 0 is not "unlabelled"
+        codes = np.concatenate([[0], codes])
+        inverse = inverse + 1
+    return inverse.reshape(labels.shape).astype(np.int32), [int(v) for v in codes[1:]]
+
+
+def describe_split(o: PreprocessOptions) -> str:
+    """The split protocol in words, printed beside every number."""
+    if o.split == "random":
+        what = f"random stratified, {o.train_ratio:g} of each class"
+    elif o.split == "count":
+        what = f"{o.train_count} random pixels per class"
+    elif o.split == "disjoint":
+        what = f"spatially disjoint, {o.train_ratio:g} of each class in {o.block_size or o.patch_size}-px blocks, {o.patch_size}x{o.patch_size} footprint guarded"
+    elif o.split == "group":
+        held = f"test groups {','.join(o.test_groups)}" if o.test_groups else f"fold {o.fold} of {_folds(o)}"
+        what = f"hold-out by {o.group_by}, {held}, validation by {o.group_by}"
+    else:
+        what = f"fixed masks ({Path(o.train_mask).name if o.train_mask else '?'}{', ' + Path(o.test_mask).name if o.test_mask else ''})"
+    return f"{what}, validation {o.val_ratio:g} of training, seed {o.seed}"
+
+
+def split_record(o: PreprocessOptions) -> dict:
+    rec = {"protocol": o.split, "val_ratio": o.val_ratio, "seed": o.seed, "description": describe_split(o)}
+    if o.split in ("random", "disjoint"):
+        rec["train_ratio"] = o.train_ratio
+    if o.split == "count":
+        rec["train_count"] = o.train_count
+    if o.split == "disjoint":
+        rec.update(patch_size=o.patch_size, block_size=o.block_size or o.patch_size)
+    if o.split == "fixed":
+        rec.update(train_mask=o.train_mask, test_mask=o.test_mask)
+    if o.split == "group":
+        rec.update(group_by=o.group_by, test_groups=o.test_groups, folds=_folds(o), fold=o.fold, patch_size=o.patch_size)
+    return rec
+
+
+def held_out_groups(groups, test: np.ndarray, val: np.ndarray, scenes: list, by: str) -> dict:
+    """The groups actually held out for testing and for validation (a group split; else nothing)."""
+    if groups is None:
+        return {}
+    return {"test_groups": group_names(groups, test, scenes, by), "validation_groups": group_names(groups, val, scenes, by)}
+
+
+def _folds(o: PreprocessOptions) -> int:
+    return o.folds if o.folds is not None else max(2, int(round(1 / o.test_fraction)))
+
+
+def make_split(labels: np.ndarray, o: PreprocessOptions, scenes: list, sources, label_sets, groups=None):
+    """``(train, val, test)`` canvas masks of the chosen protocol."""
+    if o.split == "random":
+        return stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
+    if o.split == "count":
+        return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=console.warn)
+    if o.split == "disjoint":
+        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
+    if o.split == "group":
+        test = _test_group_ids(o, scenes, groups) if o.test_groups else None
+        guard = o.patch_size // 2 if o.group_by != "scene" else 0
+        if o.folds is not None and test is None:  # asked for: never silently fewer folds
+            n = len(np.unique(groups[labels > 0]))
+            if o.folds > n:
+                raise OptionError(f"--folds {o.folds} is more than the {n} groups holding labels (--group-by {o.group_by})")
+        return group_split(labels, groups, o.val_ratio, o.seed, _folds(o), o.fold, test, guard, warn=console.warn)
+    masks = [_read_mask(Path(o.train_mask), s, ls) for s, ls in zip(sources, label_sets)]
+    tests = [_read_mask(Path(o.test_mask), s, ls) for s, ls in zip(sources, label_sets)] if o.test_mask else None
+    return fixed_split(labels, stack_scenes(masks), stack_scenes(tests) if tests else None, o.val_ratio, o.seed)
+
+
+def _test_group_ids(o: PreprocessOptions, scenes: list, groups: np.ndarray) -> set[int]:
+    if o.group_by == "scene":
+        stems = {s.name: i + 1 for i, s in enumerate(scenes)}
+        unknown = [g for g in o.test_groups if g not in stems]
+        if unknown:
+            raise HsiclsError(f"--test-groups: no scene named {', '.join(unknown)} (scenes: {', '.join(stems)})")
+        return {stems[g] for g in o.test_groups}
+    try:
+        return {int(g) for g in o.test_groups}
+    except ValueError:
+        raise HsiclsError(f"--test-groups: {o.group_by} groups are numbers, got {', '.join(o.test_groups)}") from None
+
+
+def make_groups(labels: np.ndarray, scenes: list, by: str, block: int) -> np.ndarray:
+    """Group id of every canvas pixel: the scene (1..S), a connected region of one class (8-connected,
+    within one scene), or a ``block x block`` square of one scene."""
+    from scipy import ndimage
+
+    groups = np.zeros(labels.shape, np.int32)
+    nxt = 1
+    for i, s in enumerate(scenes):
+        lab = labels[s.rows, : s.width]
+        view = groups[s.rows, : s.width]
+        if by == "scene":
+            view[lab > 0] = i + 1
+        elif by == "block":
+            r, c = np.indices(lab.shape)
+            ids = (r // block) * ((s.width + block - 1) // block) + c // block
+            view[lab > 0] = nxt + ids[lab > 0]
+            nxt += int(ids.max()) + 1
+        else:
+            for k in np.unique(lab[lab > 0]):
+                comp, n = ndimage.label(lab == k, structure=np.ones((3, 3), int))
+                view[comp > 0] = nxt + comp[comp > 0] - 1
+                nxt += n
+    return groups
+
+
+def _read_mask(path: Path, grid, label_paths) -> np.ndarray:
+    """A split mask: any label raster/ROI/vector file, put on the scene's grid; non-zero = selected."""
+    return labels_on_grid(path, grid)
+
+
+def _labels_on_valid(labels_raw: np.ndarray, valid: np.ndarray, src, label_paths) -> np.ndarray:
+    """Raw label codes kept on valid pixels only (labelled nodata pixels are dropped with a warning)."""
+    if not valid.any():
+        raise InputError(f"{src.path}: every pixel is nodata/NaN")
+    lost = int(((labels_raw > 0) & ~valid).sum())
+    if lost:
+        console.warn(f"{lost} labelled pixels are nodata in {src.path.name} and are dropped")
+    return np.where(valid, labels_raw, 0)
+
+
+def _names_and_palette(options: PreprocessOptions, label_paths, scene, values: list[int]):
+    """Class names and colours: --class-names / a dataset's palette, else the label file's, else defaults."""
+    names_meta, palette_meta = label_names_and_colours(label_paths[0], scene, options.label_field, options.label_layer)
+    if options.class_names is not None:
+        if len(options.class_names) == len(values):  # one name per class present
+            class_names = list(options.class_names)
+        elif len(options.class_names) >= max(values):  # names for every code 1..N (registry lists)
+            class_names = [options.class_names[v - 1] for v in values]
+        else:
+            raise HsiclsError(f"--class-names gives {len(options.class_names)} names for {len(values)} classes")
+    elif names_meta and all(v in names_meta for v in values):
+        class_names = [names_meta[v] for v in values]
+    else:
+        class_names = [f"class {v}" for v in values]
+    if options.palette is not None and len(options.palette) == len(values):
+        palette = [tuple(c) for c in options.palette]
+    elif options.palette is not None and len(options.palette) >= max(values):
+        palette = [tuple(options.palette[v - 1]) for v in values]
+    elif palette_meta and all(v in palette_meta for v in values):
+        palette = [palette_meta[v] for v in values]
+    else:
+        palette = default_palette(len(values))
+    return class_names, palette
+
+
+def preprocess(
+    scene_path: str | Path | list,
+    labels_path: str | Path | list[Path],
+    output: str | Path,
+    options: PreprocessOptions = PreprocessOptions(),
+    overwrite: bool = False,
+) -> Prepared:
+    """Run the whole stage on one or several scenes and write ``output``; returns what was written."""
+    paths = [Path(p) for p in scene_path] if isinstance(scene_path, (list, tuple)) else [Path(scene_path)]
+    label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
+    guard_outputs([output], overwrite, inputs=[*paths, *label_paths, options.train_mask, options.test_mask])
+    options.validate()
+    sources = open_scenes(paths, options.key, options.nodata)
+    bands = check_bands_agree(sources)
+    label_sets = pair_labels(sources, label_paths)
+    in_memory = len(sources) == 1 or raw_bytes(sources) <= RAW_IN_MEMORY_BYTES
+    cubes, valids, raw_labels = _read_scenes(sources, label_sets, options, keep=in_memory)
+    warn_outside(label_paths, sources, options.label_field, options.label_layer)
+    scenes = _scene_infos(sources, label_sets)
+    labels_raw = stack_scenes(raw_labels)
+    if not (labels_raw > 0).any():
+        raise InputError(f"{label_paths[0]}: no labelled pixel falls on valid data of {', '.join(s.path.name for s in sources)}")
+    labels, values = _relabel(labels_raw)
+    if len(values) < 2:
+        raise InputError(f"{label_paths[0]}: every labelled pixel has class {values[0]}; classification needs at least 2 classes")
+    class_names, palette = _names_and_palette(options, label_paths, sources[0], values)
+    groups = (
+        make_groups(labels, scenes, options.group_by, options.block_size or options.patch_size)
+        if options.split == "group"
+        else None
+    )
+    train, val, test = make_split(labels, options, scenes, sources, label_sets, groups)
+    valid = stack_scenes(valids)
+    if options.whiten and not 0 < options.components < bands.count:
+        console.warn("--whiten applies to PCA components; without PCA it is ignored")
+        options = replace(options, whiten=False)
+    fit_masks = valids if options.fit_on == "all" else [v & (train | val)[s.rows, : s.width] for v, s in zip(valids, scenes)]
+    prep = _fit(sources, cubes, fit_masks, options)
+    cube = stack_scenes(_reduce(sources, cubes, valids, prep))
+    _log_split(labels, train, val, test, values, options)
+    meta = {
+        "source": str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
+        "sources": [str(p) for p in paths],
+        "labels_source": ";".join(str(p) for p in label_paths),
+        "fit_on": options.fit_on,
+        "whiten": options.whiten,
+        "standardize": options.standardize,
+        "split": {**split_record(options), **held_out_groups(groups, test, val, scenes, options.group_by)},
+        "options": options.to_record(),
+        "bands": bands.to_dict(),
+    }
+    prepared = Prepared(
+        cube=cube,
+        labels=labels,
+        valid=valid,
+        train=train,
+        val=val,
+        test=test,
+        preprocessing=prep,
+        class_names=class_names,
+        class_values=values,
+        palette=palette,
+        crs=scenes[0].crs,
+        transform=scenes[0].transform,
+        meta=meta,
+        scenes=scenes,
+        groups=groups,
+    )
+    with atomic_output(output, overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
+        write_via_memory(tmp, lambda buf: save_prepared(buf, prepared))
+    console.info(f"wrote {output}")
+    return prepared
+
+
+def _read_scenes(sources, label_sets, o: PreprocessOptions, keep: bool):
+    """Per scene: the raw cube (when ``keep``, else None), the valid mask and the raw label codes."""
+    cubes, valids, labels = [], [], []
+    for src, files in zip(sources, label_sets):
+        scene = src.read()
+        console.info(f"read {src.path.name}: {src.height}x{src.width} px, {src.bands} bands")
+        valid = scene.valid_mask()
+        lab = merge_labels(files, scene, o.labels_key, o.label_field, o.label_layer)
+        labels.append(_labels_on_valid(lab, valid, src, files))
+        valids.append(valid)
+        cubes.append(scene.data if keep else None)
+    return cubes, valids, labels
+
+
+def _scene_infos(sources, label_sets) -> list[SceneInfo]:
+    out, row0 = [], 0
+    for src, files in zip(sources, label_sets):
+        out.append(
+            SceneInfo(
+                src.path.stem, src.height, src.width, row0, src.crs, src.transform, str(src.path), ";".join(map(str, files))
+            )
+        )
+        row0 += src.height
+    return out
+
+
+def _fit(sources, cubes, fit_masks, o: PreprocessOptions) -> Preprocessing:
+    """Standardisation + PCA fitted once over all scenes' fit pixels (in memory, or streamed scene by scene)."""
+    if all(c is not None for c in cubes):
+        data = cubes[0] if len(cubes) == 1 else np.concatenate([c[m] for c, m in zip(cubes, fit_masks)])
+        return fit_preprocessing(data, fit_masks[0] if len(cubes) == 1 else None, o.components, o.seed, o.whiten, o.standardize)
+    return _fit_streamed(sources, fit_masks, o)
+
+
+def _fit_streamed(sources, fit_masks, o: PreprocessOptions) -> Preprocessing:
+    """Two reads per scene: mean, then standard deviation and a PCA sample (a share of
+    ``PCA_FIT_MAX_PIXELS`` per scene); memory stays one raw scene plus the sample."""
+    n = sum(int(m.sum()) for m in fit_masks)
+    total = sum(src.read().data[m].astype(np.float64).sum(0) for src, m in zip(sources, fit_masks))
+    mean = total / n
+    sq, sample = 0.0, []
+    rng = np.random.default_rng(o.seed)
+    for src, m in zip(sources, fit_masks):
+        px = src.read().data[m].astype(np.float64)
+        sq = sq + ((px - mean) ** 2).sum(0)
+        share = max(1, int(PCA_FIT_MAX_PIXELS * len(px) / n))
+        sample.append(px if len(px) <= share else px[rng.choice(len(px), share, replace=False)])
+    std = np.sqrt(sq / n) if o.standardize else np.ones_like(mean)
+    std[std < 1e-12] = 1.0
+    return _with_pca(np.concatenate(sample), mean, std, o.components, o.seed, o.whiten)
+
+
+def _reduce(sources, cubes, valids, prep: Preprocessing) -> list[np.ndarray]:
+    out = []
+    for src, cube, valid in zip(sources, cubes, valids):
+        data = cube if cube is not None else src.read().data
+        z = np.zeros(valid.shape + (prep.n_components,), np.float32)
+        z[valid] = prep.apply(data[valid])
+        out.append(z)
+    return out
+
+
+def _log_split(labels, train, val, test, values, o: PreprocessOptions) -> None:
+    counts = np.bincount(labels[train | val], minlength=len(values) + 1)[1:]
+    console.info(
+        f"{len(values)} classes, {int((labels > 0).sum())} labelled px: "
+        f"{int(train.sum())} train, {int(val.sum())} validation, {int(test.sum())} test "
+        f"({describe_split(o)}); preprocessing fitted on {o.fit_on} pixels"
+    )
+    console.debug(f"training+validation pixels per class: {counts.tolist()}")
+
+
+def scene_inputs(scene, labels, dataset, data_dir, opts: PreprocessOptions):
+    """``(scene, label files, options)`` from SCENE + --labels, or from --dataset NAME (files resolved
+    and fetched if missing; the dataset's keys, class names, colours and official masks fill the
+    options the user left unset)."""
+    if dataset is None:
+        if not scene or not labels:
+            raise OptionError("give SCENE and --labels, or --dataset NAME")
+        return list(scene) if isinstance(scene, (list, tuple)) else scene, list(labels), opts
+    if scene or labels:
+        raise OptionError("give either SCENE with --labels, or --dataset, not both")
+    from hsicls.datasets import resolve_dataset
+
+    r = resolve_dataset(dataset, data_dir)
+    changes = dict(
+        key=opts.key or r.cube_key,
+        labels_key=opts.labels_key or r.labels_key,
+        class_names=opts.class_names or list(r.info.class_names),
+        palette=r.info.colours,
+    )
+    if opts.split == "fixed" and opts.train_mask is None and r.info.train_mask:
+        changes["train_mask"] = str(r.root / r.info.train_mask)
+        changes["test_mask"] = opts.test_mask or (str(r.root / r.info.test_mask) if r.info.test_mask else None)
+    return r.cube, r.labels, opts.replace(**changes)
+
+
+def prepared_for_dataset(dataset: str, data_dir: Path | None, seed: int) -> Path:
+    """``<data-dir>/<name>/prepared_seed<seed>.h5``, made with the preprocess defaults if missing."""
+    from hsicls.datasets import default_data_dir, get_dataset
+
+    info = get_dataset(dataset)
+    path = (data_dir or default_data_dir()) / info.name / f"prepared_seed{seed}.h5"
+    if path.exists():
+        console.info(f"using {path}")
+        return path
+    scene, labels, opts = scene_inputs(None, None, dataset, data_dir, PreprocessOptions(seed=seed))
+    preprocess(scene, labels, path, opts)
+    return path
