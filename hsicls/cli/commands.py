@@ -361,8 +361,12 @@ def predict_map(
             [Path(str(p).replace("{stem}", Path(scene[0]).stem)) for p in template.all()], overwrite, inputs=[scene[0], bundle]
         )
     precheck_bundle(bundle)
-    summary = predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=many)
-    if as_json:
+    _map_result(predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=many), as_json)
+
+
+def _map_result(summary: dict | None, as_json: bool) -> None:
+    """predict-map's JSON (rank 0's under torchrun; other ranks have none) and exit code 1 when a scene failed."""
+    if summary is not None and as_json:
         _print_json(summary)
     if isinstance(summary, dict) and summary.get("failed"):
         raise typer.Exit(code=1)
@@ -398,10 +402,7 @@ def _predict_map_ranks(scene, bundle, template, opts, overwrite: bool, many: boo
         summary = predict_maps_distributed(world(), scene, bundle, template, opts, overwrite, many)
     finally:
         leave()
-    if summary is not None and as_json:
-        _print_json(summary)
-    if isinstance(summary, dict) and summary.get("failed"):
-        raise typer.Exit(code=1)
+    _map_result(summary, as_json)
 
 
 @options_command(app, "assess", AssessOptions, section="assess", wrap=handle_errors)

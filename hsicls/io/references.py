@@ -153,17 +153,7 @@ def read_map(path: str | Path) -> MapGrid:
     _require_file(path)
     if is_vector(path):
         raise InputError(f"{path}: the map must be a raster (a single-band class map), not a vector file")
-    ds = _open_raster(path)
-    with ds:
-        if ds.count != 1:
-            raise InputError(f"{path}: a class map has 1 band, this raster has {ds.count}")
-        try:
-            data, mask = ds.read(1), ds.read_masks(1) > 0
-        except Exception as exc:
-            raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
-        names = class_names_of(path, ds)
-        crs, transform = _georef(ds)
-        nodata = ds.nodata
+    data, mask, names, crs, transform, nodata = _class_band(path, "a class map has 1 band, this raster has {}")
     valid = mask & (np.isfinite(data) if data.dtype.kind == "f" else True)
     if data.dtype.kind == "f" and not np.all(data[valid] == np.round(data[valid])):
         raise InputError(f"{path}: not a class map (its values are not whole numbers)")
@@ -204,17 +194,22 @@ def _array_reference(path: Path, grid: MapGrid) -> Reference:
     return Reference(path, "raster", rows, cols, labels[rows, cols].astype(np.int64), names, False, int(rows.size), 0)
 
 
-def _raster_reference(path: Path, grid: MapGrid) -> Reference:
+def _class_band(path: Path, one_band: str):
+    """``(data, GDAL's valid mask, class names, crs, transform, nodata)`` of a single-band class raster
+    (a map or a reference); ``one_band`` is the message for another band count (``{}``: the count)."""
     ds = _open_raster(path)
     with ds:
         if ds.count != 1:
-            raise InputError(f"{path}: a reference raster has 1 band, this one has {ds.count}")
+            raise InputError(f"{path}: " + one_band.format(ds.count))
         try:
             data, mask = ds.read(1), ds.read_masks(1) > 0
         except Exception as exc:
             raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
-        names = class_names_of(path, ds)
-        crs, transform = _georef(ds)
+        return data, mask, class_names_of(path, ds), *_georef(ds), ds.nodata
+
+
+def _raster_reference(path: Path, grid: MapGrid) -> Reference:
+    data, mask, names, crs, transform, _ = _class_band(path, "a reference raster has 1 band, this one has {}")
     labelled = mask & (np.isfinite(data) if data.dtype.kind == "f" else True)
     labelled &= np.where(labelled, data, 0) != 0
     values = data[labelled]
