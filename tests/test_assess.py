@@ -356,6 +356,18 @@ def test_enmap_tile_map_against_the_geopackage_and_the_label_raster(shared_data,
     assert lab["oa"] > 0.6  # half of the tile's labels trained the forest
 
 
+def _named_pair(scene, tmp_path):
+    """Copies of the map and the reference raster, both carrying the six class names as CLASS_<code> tags."""
+    m, r = tmp_path / "m.tif", tmp_path / "r.tif"
+    for src, dst in ((scene["map"], m), (scene["ref_raster"], r)):
+        with rasterio.open(src) as ds:
+            arr, nd = ds.read(1), ds.nodata
+        _write(dst, arr, nodata=nd)
+        with rasterio.open(dst, "r+") as ds:
+            ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(NAMES6, start=1)})
+    return m, r
+
+
 @pytest.mark.parametrize("named", [False, True])
 def test_any_merge_of_classes_never_lowers_oa(scene, tmp_path, named):
     """[practitioner] 1: a merge without a side prefix merges both sides, so OA can only rise (property over
@@ -364,13 +376,7 @@ def test_any_merge_of_classes_never_lowers_oa(scene, tmp_path, named):
 
     m, r = scene["map"], scene["ref_raster"]
     if named:  # the same six names on both sides, as GDAL category names
-        m, r = tmp_path / "m.tif", tmp_path / "r.tif"
-        for src, dst in ((scene["map"], m), (scene["ref_raster"], r)):
-            with rasterio.open(src) as ds:
-                arr, nd = ds.read(1), ds.nodata
-            _write(dst, arr, nodata=nd)
-            with rasterio.open(dst, "r+") as ds:
-                ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(NAMES6, start=1)})
+        m, r = _named_pair(scene, tmp_path)
     base = assess_map(m, r)["oa"]
     rng = np.random.default_rng(0)
     for _ in range(12):
@@ -454,13 +460,7 @@ def test_assess_report_never_replaces_the_reference(scene, tmp_path):
 def test_a_named_map_class_without_its_reference_class_is_refused_unless_asked(scene, tmp_path):
     """[practitioner] 1: matched by name, a map class merged under a name the reference lacks would score 0:
     refused with one line, unless --allow-unmatched."""
-    m, r = tmp_path / "m.tif", tmp_path / "r.tif"
-    for src, dst in ((scene["map"], m), (scene["ref_raster"], r)):
-        with rasterio.open(src) as ds:
-            arr, nd = ds.read(1), ds.nodata
-        _write(dst, arr, nodata=nd)
-        with rasterio.open(dst, "r+") as ds:
-            ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(NAMES6, start=1)})
+    m, r = _named_pair(scene, tmp_path)
     bad = run_cli("assess", m, "-r", r, "--class-map", "map:3,4=vegetation")
     assert bad.exit_code == 1 and "'vegetation'" in bad.stderr and "--allow-unmatched" in bad.stderr
     ok = run_cli("assess", m, "-r", r, "--class-map", "map:3,4=vegetation", "--allow-unmatched", "--json")

@@ -8,6 +8,7 @@ one padded tensor (:func:`hsicls.engine.patches.gather_patches`), under bf16 aut
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,16 +30,10 @@ RECHECK_FACTOR = 4.0
 def bf16_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A bf16 copy of ``model`` in eval mode (cached per model; the merged inference network of
     md2f-mamba folds its BatchNorms in its forward pass, in bf16 too)."""
-    copy = _BF16_COPIES.get(model)
-    if copy is None:
-        copy = _BF16_COPIES[model] = copy_module(model).to(torch.bfloat16).eval()
-    return copy
-
-
-def copy_module(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
+    low = _BF16_COPIES.get(model)
+    if low is None:
+        low = _BF16_COPIES[model] = copy.deepcopy(model).to(torch.bfloat16).eval()
+    return low
 
 
 @dataclass(frozen=True)
