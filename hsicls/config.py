@@ -12,9 +12,9 @@ from typing import Literal
 
 from hsicls.errors import OptionError
 from hsicls.options import Device, Options, Precision, opt, shared
+from hsicls.science.splits import SPLITS, get_split, option_mixins
 
-Split = Literal["random", "count", "disjoint", "fixed", "group"]
-GroupBy = Literal["scene", "polygon", "block"]
+Split = Literal[tuple(SPLITS)]  # the registered split protocols
 FitOn = Literal["all", "train"]
 Schedule = Literal["constant", "cosine", "step"]
 Padding = Literal["reflect", "zero"]
@@ -26,46 +26,19 @@ ClassWeighting = Literal["none", "balanced"]
 
 
 @dataclass
-class PreprocessOptions(Options):
-    """``hsicls preprocess``: standardisation, PCA and the train/validation/test split."""
-
-    components: int = opt(30, "PCA components to keep (0 = no PCA).", min=0)
+class SplitChoice:
     split: Split = opt(
         "random",
-        "random (stratified ratio), count (N per class), disjoint (spatially disjoint, footprint-guarded), fixed (mask files), "
-        "group (whole scenes, polygons or blocks held out; see --group-by).",
+        ", ".join(f"{p.name} ({p.summary})" for p in SPLITS.values()) + ".",
     )
-    group_by: GroupBy = opt(
-        "scene", "Split group: the unit held out: a scene (file stem), a polygon (a connected region of one class), or a block."
-    )
-    test_groups: list[str] | None = opt(
-        None,
-        "Split group: comma-separated test groups (scene stems, or group numbers); default: drawn by --test-fraction.",
-        comma_list=True,
-    )
-    test_fraction: float = opt(
-        0.25,
-        "Split group: share of the groups held out for testing (sets the folds: 1 / F).",
-        min=0,
-        max=1,
-        min_open=True,
-        max_open=True,
-    )
-    folds: int | None = opt(None, "Split group: K-fold cross-validation by group (train --runs K runs the K folds).", min=2)
-    fold: int = opt(0, "Split group: which fold (0..K-1) is the test fold.", min=0)
-    train_ratio: float = opt(
-        0.05,
-        "Fraction of each class's labelled pixels used for training (random, disjoint).",
-        min=0,
-        max=1,
-        min_open=True,
-        max_open=True,
-    )
-    train_count: int | None = opt(None, "Training pixels per class (split count).", min=1)
-    patch_size: int = shared("patch_size", help="Split disjoint: the patch whose footprint is kept free of test pixels.")
-    block_size: int | None = opt(None, "Split disjoint: block side in pixels (default: the patch size).", min=1)
-    train_mask: str | None = opt(None, "Split fixed: training pixels (non-zero).")
-    test_mask: str | None = opt(None, "Split fixed: test pixels (default: every other labelled pixel).")
+
+
+@dataclass
+class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
+    """``hsicls preprocess``: standardisation, PCA and the train/validation/test split (the options of each
+    split protocol are declared with the protocol, in :mod:`hsicls.science.splits`)."""
+
+    components: int = opt(30, "PCA components to keep (0 = no PCA).", min=0)
     val_ratio: float = opt(
         0.2,
         "Fraction of the training pixels held out for validation (model selection); 0 = none, the final epoch is kept.",
@@ -90,12 +63,7 @@ class PreprocessOptions(Options):
     palette: list[tuple[int, int, int]] | None = opt(None, "Class colours (set from a registered dataset).", cli=False)
 
     def _check(self) -> None:
-        if self.split == "count" and self.train_count is None:
-            raise OptionError("--split count needs --train-count N")
-        if self.split == "fixed" and self.train_mask is None:
-            raise OptionError("--split fixed needs --train-mask FILE")
-        if self.folds is not None and self.fold >= self.folds:
-            raise OptionError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
+        get_split(self.split).check(self)
 
 
 @dataclass

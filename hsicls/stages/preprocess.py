@@ -28,7 +28,7 @@ from hsicls.science.scenesets import (
     raw_bytes,
     warn_outside,
 )
-from hsicls.science.splits import count_split, disjoint_split, fixed_split, group_names, group_split, stratified_split
+from hsicls.science.splits import SplitInputs, describe_split, get_split, split_record
 
 PCA_FIT_MAX_PIXELS = 200_000  # PCA is fitted on a seeded random sample of at most this many pixels
 
@@ -88,110 +88,19 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return inverse.reshape(labels.shape).astype(np.int32), [int(v) for v in codes[1:]]
 
 
-def describe_split(o: PreprocessOptions) -> str:
-    """The split protocol in words, printed beside every number."""
-    if o.split == "random":
-        what = f"random stratified, {o.train_ratio:g} of each class"
-    elif o.split == "count":
-        what = f"{o.train_count} random pixels per class"
-    elif o.split == "disjoint":
-        what = f"spatially disjoint, {o.train_ratio:g} of each class in {o.block_size or o.patch_size}-px blocks, {o.patch_size}x{o.patch_size} footprint guarded"
-    elif o.split == "group":
-        held = f"test groups {','.join(o.test_groups)}" if o.test_groups else f"fold {o.fold} of {_folds(o)}"
-        what = f"hold-out by {o.group_by}, {held}, validation by {o.group_by}"
-    else:
-        what = f"fixed masks ({Path(o.train_mask).name if o.train_mask else '?'}{', ' + Path(o.test_mask).name if o.test_mask else ''})"
-    return f"{what}, validation {o.val_ratio:g} of training, seed {o.seed}"
+def make_split(labels: np.ndarray, o: PreprocessOptions, scenes: list, sources) -> tuple[np.ndarray, ...]:
+    """``(train, val, test, groups, held_out)`` of the chosen protocol (``groups``: the ``(H, W)`` ids a group
+    protocol holds out whole, else None; ``held_out``: the held-out groups by name, for the record)."""
+    protocol = get_split(o.split)
+    inputs = SplitInputs(scenes=scenes, warn=console.warn, read_mask=lambda path: _mask_on_canvas(Path(path), sources))
+    inputs.groups = protocol.groups(labels, o, inputs)
+    train, val, test = protocol.split(labels, o, inputs)
+    return train, val, test, inputs.groups, protocol.held_out(test, val, o, inputs)
 
 
-def split_record(o: PreprocessOptions) -> dict:
-    rec = {"protocol": o.split, "val_ratio": o.val_ratio, "seed": o.seed, "description": describe_split(o)}
-    if o.split in ("random", "disjoint"):
-        rec["train_ratio"] = o.train_ratio
-    if o.split == "count":
-        rec["train_count"] = o.train_count
-    if o.split == "disjoint":
-        rec.update(patch_size=o.patch_size, block_size=o.block_size or o.patch_size)
-    if o.split == "fixed":
-        rec.update(train_mask=o.train_mask, test_mask=o.test_mask)
-    if o.split == "group":
-        rec.update(group_by=o.group_by, test_groups=o.test_groups, folds=_folds(o), fold=o.fold, patch_size=o.patch_size)
-    return rec
-
-
-def held_out_groups(groups, test: np.ndarray, val: np.ndarray, scenes: list, by: str) -> dict:
-    """The groups actually held out for testing and for validation (a group split; else nothing)."""
-    if groups is None:
-        return {}
-    return {"test_groups": group_names(groups, test, scenes, by), "validation_groups": group_names(groups, val, scenes, by)}
-
-
-def _folds(o: PreprocessOptions) -> int:
-    return o.folds if o.folds is not None else max(2, int(round(1 / o.test_fraction)))
-
-
-def make_split(labels: np.ndarray, o: PreprocessOptions, scenes: list, sources, label_sets, groups=None):
-    """``(train, val, test)`` canvas masks of the chosen protocol."""
-    if o.split == "random":
-        return stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
-    if o.split == "count":
-        return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=console.warn)
-    if o.split == "disjoint":
-        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
-    if o.split == "group":
-        test = _test_group_ids(o, scenes, groups) if o.test_groups else None
-        guard = o.patch_size // 2 if o.group_by != "scene" else 0
-        if o.folds is not None and test is None:  # asked for: never silently fewer folds
-            n = len(np.unique(groups[labels > 0]))
-            if o.folds > n:
-                raise OptionError(f"--folds {o.folds} is more than the {n} groups holding labels (--group-by {o.group_by})")
-        return group_split(labels, groups, o.val_ratio, o.seed, _folds(o), o.fold, test, guard, warn=console.warn)
-    masks = [_read_mask(Path(o.train_mask), s, ls) for s, ls in zip(sources, label_sets)]
-    tests = [_read_mask(Path(o.test_mask), s, ls) for s, ls in zip(sources, label_sets)] if o.test_mask else None
-    return fixed_split(labels, stack_scenes(masks), stack_scenes(tests) if tests else None, o.val_ratio, o.seed)
-
-
-def _test_group_ids(o: PreprocessOptions, scenes: list, groups: np.ndarray) -> set[int]:
-    if o.group_by == "scene":
-        stems = {s.name: i + 1 for i, s in enumerate(scenes)}
-        unknown = [g for g in o.test_groups if g not in stems]
-        if unknown:
-            raise HsiclsError(f"--test-groups: no scene named {', '.join(unknown)} (scenes: {', '.join(stems)})")
-        return {stems[g] for g in o.test_groups}
-    try:
-        return {int(g) for g in o.test_groups}
-    except ValueError:
-        raise HsiclsError(f"--test-groups: {o.group_by} groups are numbers, got {', '.join(o.test_groups)}") from None
-
-
-def make_groups(labels: np.ndarray, scenes: list, by: str, block: int) -> np.ndarray:
-    """Group id of every canvas pixel: the scene (1..S), a connected region of one class (8-connected,
-    within one scene), or a ``block x block`` square of one scene."""
-    from scipy import ndimage
-
-    groups = np.zeros(labels.shape, np.int32)
-    nxt = 1
-    for i, s in enumerate(scenes):
-        lab = labels[s.rows, : s.width]
-        view = groups[s.rows, : s.width]
-        if by == "scene":
-            view[lab > 0] = i + 1
-        elif by == "block":
-            r, c = np.indices(lab.shape)
-            ids = (r // block) * ((s.width + block - 1) // block) + c // block
-            view[lab > 0] = nxt + ids[lab > 0]
-            nxt += int(ids.max()) + 1
-        else:
-            for k in np.unique(lab[lab > 0]):
-                comp, n = ndimage.label(lab == k, structure=np.ones((3, 3), int))
-                view[comp > 0] = nxt + comp[comp > 0] - 1
-                nxt += n
-    return groups
-
-
-def _read_mask(path: Path, grid, label_paths) -> np.ndarray:
-    """A split mask: any label raster/ROI/vector file, put on the scene's grid; non-zero = selected."""
-    return labels_on_grid(path, grid)
+def _mask_on_canvas(path: Path, sources) -> np.ndarray:
+    """A split mask: any label raster/ROI/vector file, put on each scene's grid; non-zero = selected."""
+    return stack_scenes([labels_on_grid(path, s) for s in sources])
 
 
 def _labels_on_valid(labels_raw: np.ndarray, valid: np.ndarray, src, label_paths) -> np.ndarray:
@@ -255,12 +164,7 @@ def preprocess(
     if len(values) < 2:
         raise InputError(f"{label_paths[0]}: every labelled pixel has class {values[0]}; classification needs at least 2 classes")
     class_names, palette = _names_and_palette(options, label_paths, sources[0], values)
-    groups = (
-        make_groups(labels, scenes, options.group_by, options.block_size or options.patch_size)
-        if options.split == "group"
-        else None
-    )
-    train, val, test = make_split(labels, options, scenes, sources, label_sets, groups)
+    train, val, test, groups, held_out = make_split(labels, options, scenes, sources)
     valid = stack_scenes(valids)
     if options.whiten and not 0 < options.components < bands.count:
         console.warn("--whiten applies to PCA components; without PCA it is ignored")
@@ -276,7 +180,7 @@ def preprocess(
         "fit_on": options.fit_on,
         "whiten": options.whiten,
         "standardize": options.standardize,
-        "split": {**split_record(options), **held_out_groups(groups, test, val, scenes, options.group_by)},
+        "split": {**split_record(options), **held_out},
         "options": options.to_record(),
         "bands": bands.to_dict(),
     }

@@ -159,8 +159,7 @@ def fold_prepared(base, fold: int, folds: int):
     preprocessing, fitted on all valid pixels, is the same for every fold). The seed of the split is the file's."""
     import dataclasses
 
-    from hsicls.science.splits import group_split
-    from hsicls.stages.preprocess import held_out_groups
+    from hsicls.science.splits import group_names, group_split, guard_pixels
 
     rec = base.meta.get("options") or {}
     split = dict(base.meta.get("split", {}))
@@ -171,14 +170,17 @@ def fold_prepared(base, fold: int, folds: int):
             "--folds-all needs the preprocessing fitted on all pixels (--fit-on all); with --fit-on train use --runs"
         )
     by = split.get("group_by", "scene")
-    guard = int(split.get("patch_size", 0)) // 2 if by != "scene" else 0
+    guard = guard_pixels(by, int(split.get("patch_size", 0)))
     train, val, test = group_split(
         base.labels, base.groups, float(split["val_ratio"]), int(split["seed"]), folds, fold, None, guard
     )
     split.update(
         fold=fold, folds=folds, description=f"hold-out by {by}, fold {fold} of {folds}, validation by {by}, seed {split['seed']}"
     )
-    split.update(held_out_groups(base.groups, test, val, base.scenes, by))
+    split.update(
+        test_groups=group_names(base.groups, test, base.scenes, by),
+        validation_groups=group_names(base.groups, val, base.scenes, by),
+    )
     return dataclasses.replace(base, train=train, val=val, test=test, meta={**base.meta, "split": split})
 
 
