@@ -35,8 +35,8 @@ def test_envi_any_interleave(tmp_path, interleave):
     for path in (tmp_path / "scene.img", tmp_path / "scene.hdr"):
         s = read_cube(path)
         assert np.array_equal(s.data, cube.astype(np.float32))
-        assert s.transform[0] == 2.0 and s.transform[2] == 500000.0
-        assert s.crs is not None
+        assert s.grid.transform[0] == 2.0 and s.grid.transform[2] == 500000.0
+        assert s.grid.crs is not None
         assert s.wavelengths == pytest.approx([450.0, 550.0, 650.0, 850.0])
 
 

@@ -18,7 +18,7 @@ def test_mat_v5_autodetect(tmp_path):
     s = read_cube(p)
     assert s.data.shape == (6, 7, 5) and s.data.dtype == np.float32
     np.testing.assert_allclose(s.data, cube, rtol=1e-6)
-    assert s.crs is None and s.transform is None
+    assert s.grid.crs is None and s.grid.transform is None
     assert read_labels(p).shape == (6, 7)
 
 
@@ -35,7 +35,7 @@ def test_mat_v73(tmp_path):
 def test_geotiff_keeps_georeferencing(tiny_scene):
     s = read_cube(tiny_scene[0])
     assert s.data.shape == (40, 40, 24)
-    assert s.crs is not None and s.transform[0] == 1.5 and s.transform[4] == -1.5
+    assert s.grid.crs is not None and s.grid.transform[0] == 1.5 and s.grid.transform[4] == -1.5
     assert s.wavelengths is not None and s.wavelengths[0] == pytest.approx(400.0)
 
 

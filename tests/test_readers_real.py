@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from hsicls.io.readers import Scene, rasterize_vector_labels, read_cube, read_envi_roi, read_label_metadata, read_labels
+from hsicls.io.grid import GeoGrid
+from hsicls.io.readers import rasterize_vector_labels, read_cube, read_envi_roi, read_label_metadata, read_labels
 
 COUNTS = {
     "indian_pines/Indian_pines_gt.mat": [46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93],
@@ -100,9 +101,9 @@ def test_enmap_tiles_georeferencing_and_labels(shared_data):
         s = read_cube(tile)
         assert s.data.shape == (32, 32, 218)  # 224 bands less the 6 flagged bad (bbl = 0)
         assert s.dropped_bands == [130, 131, 132, 133, 134, 135]
-        assert "32633" in s.crs or "UTM zone 33N" in s.crs
-        assert s.transform[0] == 30.0 and s.transform[4] == -30.0
-        assert s.transform[2] == 362175 + 30 * col and s.transform[5] == 5809965 - 30 * row
+        assert "32633" in s.grid.crs or "UTM zone 33N" in s.grid.crs
+        assert s.grid.transform[0] == 30.0 and s.grid.transform[4] == -30.0
+        assert s.grid.transform[2] == 362175 + 30 * col and s.grid.transform[5] == 5809965 - 30 * row
         assert s.wavelengths[0] == pytest.approx(418.24) and s.wavelengths[-1] == pytest.approx(2445.53, abs=0.01)
         lab = read_labels(root / "labels" / tile.name)
         assert np.array_equal(lab, full[row : row + 32, col : col + 32])
@@ -114,7 +115,7 @@ def test_enmap_vector_points_rasterised(shared_data):
     pytest.importorskip("fiona", reason="vector labels need the optional fiona")
     root = shared_data / "enmap_potsdam"
     with rasterio.open(root / "enmap_landcover_unstyled.tif") as ds:
-        grid = Scene(np.ones(ds.shape + (2,), np.float32), root, ds.crs.to_wkt(), tuple(ds.transform)[:6])
+        grid = GeoGrid.of(ds)
     labels, names = rasterize_vector_labels(root / "landcover_potsdam_point.gpkg", grid, "level_2")
     assert names == ["impervious", "low vegetation", "soil", "tree", "water"]
     assert int((labels > 0).sum()) == 120  # 120 reference points, each on its own pixel

@@ -75,7 +75,7 @@ def test_two_scenes_with_their_own_grids_in_one_prepared_file(tiles, world, tmp_
     p = load_prepared(out)
     assert [s.name for s in p.scenes] == ["tile_a", "tile_b"]
     assert (p.scenes[0].height, p.scenes[0].width, p.scenes[1].height, p.scenes[1].width) == (40, 30, 30, 30)
-    assert p.scenes[1].transform[2] == world["t"].c + 60 and p.scenes[1].transform[5] == world["t"].f - 20
+    assert p.scenes[1].grid.transform[2] == world["t"].c + 60 and p.scenes[1].grid.transform[5] == world["t"].f - 20
     assert p.class_values == [1, 10, 11]
     codes = np.array([0] + p.class_values)
     np.testing.assert_array_equal(codes[p.labels[p.scenes[0].rows, :30]], world["labels"][:, :30])

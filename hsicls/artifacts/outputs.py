@@ -92,17 +92,10 @@ def _inputs(extra: Iterable) -> list[Path]:
 
 
 def _companions(p: Path) -> list[Path]:
-    """Files read together with ``p``: an ENVI header and its binary data file."""
-    try:
-        if p.suffix.lower() == ".hdr":
-            from hsicls.io.readers import ENVI_DATA_SUFFIXES
+    """Files read together with ``p`` (an ENVI header and its binary data file), as its format says."""
+    from hsicls.io.formats import format_of
 
-            found = [p.with_suffix(s) for s in ENVI_DATA_SUFFIXES if p.with_suffix(s) != p]
-        else:
-            found = [p.with_suffix(".hdr"), p.with_name(p.name + ".hdr")]
-    except ValueError:  # no file name to derive from
-        return []
-    return [c for c in found if c.exists()]
+    return format_of(p).companions(p)
 
 
 def _same_file(a: Path, b: Path) -> str | None:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls.errors import InputError
+from hsicls.io.grid import GeoGrid
 
 FORMAT = "hsicls-prepared"
 FORMAT_VERSION = 2
@@ -113,20 +114,38 @@ class Preprocessing:
 
 @dataclass
 class SceneInfo:
-    """One scene of a prepared file: its place on the canvas and its own georeferencing."""
+    """One scene of a prepared file: its own grid and its place on the canvas (rows ``row0 : row0 + height``,
+    columns ``0 : width``)."""
 
     name: str  # file stem (the group name for --group-by scene)
-    height: int
-    width: int
+    grid: GeoGrid
     row0: int = 0  # first canvas row
-    crs: str | None = None
-    transform: tuple[float, ...] | None = None
     source: str = ""
     labels_source: str = ""
 
     @property
+    def height(self) -> int:
+        return self.grid.height
+
+    @property
+    def width(self) -> int:
+        return self.grid.width
+
+    @property
     def rows(self) -> slice:
         return slice(self.row0, self.row0 + self.height)
+
+    @classmethod
+    def from_attrs(cls, attrs, name: str, shape: tuple[int, int], row0: int) -> SceneInfo:
+        """A scene record from the HDF5 attributes of a scene group (or of a format-1 file)."""
+        transform = tuple(float(v) for v in attrs["transform"]) or None
+        grid = GeoGrid(shape[0], shape[1], str(attrs["crs"]) or None, transform)
+        return cls(name, grid, row0, str(attrs.get("source", "")), str(attrs.get("labels_source", "")))
+
+    def attrs(self) -> dict:
+        g = self.grid
+        transform = np.asarray(g.transform if g.transform else [], dtype=np.float64)
+        return dict(name=self.name, source=self.source, labels_source=self.labels_source, crs=g.crs or "", transform=transform)
 
 
 @dataclass
@@ -141,28 +160,15 @@ class Prepared:
     class_names: list[str]
     class_values: list[int]
     palette: list[tuple[int, int, int]]
-    crs: str | None = None  # of the first scene
-    transform: tuple[float, ...] | None = None
     meta: dict = field(default_factory=dict)  # source(s), labels_source, split, fit_on, whiten, standardize, options, bands
-    scenes: list[SceneInfo] = field(default_factory=list)  # empty: one scene covering the canvas
+    scenes: list[SceneInfo] = field(default_factory=list)  # empty: one scene covering the canvas, on a pixel grid
     groups: np.ndarray | None = None  # (H, W) int32 group id of every pixel (group splits), 0 = none
 
     def __post_init__(self) -> None:
         if not self.scenes:
-            h, w = self.labels.shape
             name = Path(str(self.meta.get("source", "scene"))).stem or "scene"
-            self.scenes = [
-                SceneInfo(
-                    name,
-                    h,
-                    w,
-                    0,
-                    self.crs,
-                    self.transform,
-                    str(self.meta.get("source", "")),
-                    str(self.meta.get("labels_source", "")),
-                )
-            ]
+            source, labels = str(self.meta.get("source", "")), str(self.meta.get("labels_source", ""))
+            self.scenes = [SceneInfo(name, GeoGrid(*self.labels.shape), 0, source, labels)]
 
     @property
     def n_classes(self) -> int:
@@ -236,13 +242,7 @@ def save_prepared(path: Path, p: Prepared) -> None:
                 g.create_dataset(f"split/{name}", data=view(getattr(p, name)).astype(bool), compression="gzip")
             if p.groups is not None:
                 g.create_dataset("groups", data=view(p.groups).astype(np.int32), compression="gzip")
-            g.attrs.update(
-                name=s.name,
-                source=s.source,
-                labels_source=s.labels_source,
-                crs=s.crs or "",
-                transform=np.asarray(s.transform if s.transform else [], dtype=np.float64),
-            )
+            g.attrs.update(s.attrs())
         g = f.create_group("preprocess")
         for k, v in p.preprocessing.to_dict().items():
             g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
@@ -271,19 +271,8 @@ def _read_scenes(f) -> tuple[dict[str, np.ndarray], list[SceneInfo], np.ndarray 
     """Canvas arrays and scene records of a v2 file (or the single scene of a v1 file)."""
     if "scenes" not in f:  # version 1
         arrays = {k: f[k if k in ("cube", "labels", "valid") else f"split/{k}"][...] for k in _PER_SCENE}
-        transform = tuple(float(v) for v in f.attrs["transform"]) or None
-        h, w = arrays["labels"].shape
-        info = SceneInfo(
-            Path(str(f.attrs.get("source", "scene"))).stem or "scene",
-            h,
-            w,
-            0,
-            str(f.attrs["crs"]) or None,
-            transform,
-            str(f.attrs.get("source", "")),
-            str(f.attrs.get("labels_source", "")),
-        )
-        return arrays, [info], None
+        name = Path(str(f.attrs.get("source", "scene"))).stem or "scene"
+        return arrays, [SceneInfo.from_attrs(f.attrs, name, arrays["labels"].shape, 0)], None
     per = {k: [] for k in _PER_SCENE}
     groups, infos, row0 = [], [], 0
     for i in range(len(f["scenes"])):
@@ -291,21 +280,8 @@ def _read_scenes(f) -> tuple[dict[str, np.ndarray], list[SceneInfo], np.ndarray 
         for k in _PER_SCENE:
             per[k].append(g[k if k in ("cube", "labels", "valid") else f"split/{k}"][...])
         groups.append(g["groups"][...] if "groups" in g else None)
-        h, w = per["labels"][-1].shape
-        t = tuple(float(v) for v in g.attrs["transform"]) or None
-        infos.append(
-            SceneInfo(
-                str(g.attrs["name"]),
-                h,
-                w,
-                row0,
-                str(g.attrs["crs"]) or None,
-                t,
-                str(g.attrs["source"]),
-                str(g.attrs["labels_source"]),
-            )
-        )
-        row0 += h
+        infos.append(SceneInfo.from_attrs(g.attrs, str(g.attrs["name"]), per["labels"][-1].shape, row0))
+        row0 += infos[-1].height
     arrays = {k: stack_scenes(v) for k, v in per.items()}
     grp = stack_scenes(groups) if all(x is not None for x in groups) else None
     return arrays, infos, grp
@@ -335,8 +311,6 @@ def load_prepared(path: str | Path) -> Prepared:
                 class_names=json.loads(f.attrs["class_names"]),
                 class_values=json.loads(f.attrs["class_values"]),
                 palette=[tuple(c) for c in json.loads(f.attrs["palette"])],
-                crs=scenes[0].crs,
-                transform=scenes[0].transform,
                 meta=_read_meta(f),
                 scenes=scenes,
                 groups=groups,

@@ -19,6 +19,7 @@ import numpy as np
 
 from hsicls.artifacts.outputs import atomic_output, atomic_outputs, native_errors, write_via_memory
 from hsicls.io.classtable import ClassTable, pam_xml, qgis_style
+from hsicls.io.grid import GeoGrid
 
 UNKNOWN = "unknown"
 UNKNOWN_COLOUR = (128, 128, 128)
@@ -37,13 +38,10 @@ class MapOutputs:
         return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
 
 
-def profile(h, w, dtype, count, crs, transform, nodata) -> dict:
-    from rasterio.transform import Affine
-
+def profile(grid: GeoGrid, dtype, count, nodata) -> dict:
+    """A tiled, DEFLATE-compressed GeoTIFF profile on ``grid``."""
     p = dict(
         driver="GTiff",
-        height=h,
-        width=w,
         count=count,
         dtype=dtype,
         compress="deflate",
@@ -54,29 +52,7 @@ def profile(h, w, dtype, count, crs, transform, nodata) -> dict:
     )
     if nodata is not None:
         p["nodata"] = nodata
-    if crs is not None:
-        p["crs"] = crs
-    if transform is not None:
-        p["transform"] = Affine(*transform)
-    return p
-
-
-def pixel_area(transform, crs) -> tuple[float, str]:
-    """Area of one pixel and its unit (``pixels`` on a pixel grid)."""
-    if transform is None:
-        return 1.0, "pixels"
-    a, b, _, d, e, _ = transform
-    area = abs(a * e - b * d)
-    unit = "map units²"
-    if crs is not None:
-        from rasterio.crs import CRS
-
-        c = CRS.from_wkt(crs)
-        if c.is_projected:
-            unit = f"{(c.linear_units or 'unit')}²".replace("metre²", "m²").replace("meter²", "m²")
-        elif c.is_geographic:
-            unit = "deg²"
-    return area, unit
+    return {**p, **grid.profile()}
 
 
 def write_class_metadata(dst, table: ClassTable, dtype) -> None:
@@ -178,10 +154,7 @@ class MapWriter:
     def __init__(
         self,
         outputs: MapOutputs,
-        h: int,
-        w: int,
-        crs,
-        transform,
+        grid: GeoGrid,
         table: ClassTable,
         n_classes: int,
         confidence_dtype: str = "float32",
@@ -190,7 +163,7 @@ class MapWriter:
         majority: int | None = None,
         sieve: int | None = None,
     ):
-        self.outputs, self.h, self.w, self.crs, self.transform = outputs, h, w, crs, transform
+        self.outputs, self.grid = outputs, grid
         self.table, self.names, self.k = table, table.names, n_classes
         self.dtype = "uint8" if max(table.codes) <= 255 else "uint16"
         self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
@@ -203,7 +176,7 @@ class MapWriter:
 
         path = final_tmp.with_name(final_tmp.name + ".gtiff") if self.cog else final_tmp
         with native_errors(path):
-            ds = rasterio.open(path, "w", **profile(self.h, self.w, crs=self.crs, transform=self.transform, **prof))
+            ds = rasterio.open(path, "w", **profile(self.grid, **prof))
         self.files.append((ds, path, final_tmp, resampling))
         return ds
 

@@ -28,31 +28,21 @@ import numpy as np
 
 from hsicls import console
 from hsicls.errors import InputError, first_line
-from hsicls.io.readers import (
-    MAT_SUFFIXES,
-    NPY_SUFFIXES,
-    ROI_SUFFIXES,
-    _georef,
-    _open_raster,
-    _require_file,
-    is_vector,
-    pick_vector_layer,
-    read_label_metadata,
-    read_labels,
-)
+from hsicls.io.formats import format_of, open_raster, read_features, require_file
+from hsicls.io.grid import GeoGrid, geometry_bounds
+from hsicls.io.readers import read_label_metadata, read_labels
 
 CHUNK = 1_000_000  # reference pixels transformed per step when counting those outside the map
 
 
 @dataclass
-class MapGrid:
-    """A class map: codes ``(H, W)`` int64, valid pixels ``(H, W)`` bool, grid, and class names (code -> name)."""
+class ClassMap:
+    """A class map: codes ``(H, W)`` int64, valid pixels ``(H, W)`` bool, its grid, and class names (code -> name)."""
 
     path: Path
     codes: np.ndarray
     valid: np.ndarray
-    crs: str | None
-    transform: tuple[float, ...] | None
+    grid: GeoGrid
     nodata: float | None
     names: dict[int, str] = field(default_factory=dict)
 
@@ -146,14 +136,14 @@ def _rat_names(rat) -> dict[int, str]:
 # ------------------------------------------------------------------------------------------------------- the map
 
 
-def read_map(path: str | Path) -> MapGrid:
+def read_map(path: str | Path) -> ClassMap:
     """Read a single-band class map; pixels outside GDAL's mask (nodata, internal mask, alpha) or NaN are not valid.
     Codes must be whole numbers (a float band of whole values is accepted)."""
     path = Path(path)
-    _require_file(path)
-    if is_vector(path):
+    require_file(path)
+    if format_of(path).vector:
         raise InputError(f"{path}: the map must be a raster (a single-band class map), not a vector file")
-    data, mask, names, crs, transform, nodata = _class_band(path, "a class map has 1 band, this raster has {}")
+    data, mask, names, grid, nodata = _class_band(path, "a class map has 1 band, this raster has {}")
     valid = mask & (np.isfinite(data) if data.dtype.kind == "f" else True)
     if data.dtype.kind == "f" and not np.all(data[valid] == np.round(data[valid])):
         raise InputError(f"{path}: not a class map (its values are not whole numbers)")
@@ -162,26 +152,27 @@ def read_map(path: str | Path) -> MapGrid:
     codes = np.where(valid, data, 0).astype(np.int64)
     if not valid.any():
         raise InputError(f"{path}: every pixel of the map is nodata")
-    return MapGrid(path, codes, np.asarray(valid, bool), crs, transform, nodata, names)
+    return ClassMap(path, codes, np.asarray(valid, bool), grid, nodata, names)
 
 
 # ------------------------------------------------------------------------------------------------- the reference
 
 
-def read_reference(path: str | Path, grid: MapGrid, field: str | None = None, layer: str | None = None) -> Reference:
-    """Reference samples on ``grid`` from a raster (any grid) or a vector file of points/polygons (any CRS)."""
+def read_reference(path: str | Path, cmap: ClassMap, field: str | None = None, layer: str | None = None) -> Reference:
+    """Reference samples on the grid of ``cmap`` from a raster (any grid) or a vector file of points/polygons (any CRS)."""
     path = Path(path)
-    _require_file(path)
-    if is_vector(path):
-        return _vector_reference(path, grid, field, layer)
+    require_file(path)
+    fmt = format_of(path)
+    if fmt.vector:
+        return _vector_reference(path, cmap, field, layer)
     if field is not None or layer is not None:
         raise InputError(f"{path}: --reference-field and --reference-layer apply to vector references only")
-    if path.suffix.lower() in MAT_SUFFIXES | NPY_SUFFIXES | ROI_SUFFIXES:
-        return _array_reference(path, grid)
-    return _raster_reference(path, grid)
+    if not fmt.georeferenced:
+        return _array_reference(path, cmap.grid)
+    return _raster_reference(path, cmap.grid)
 
 
-def _array_reference(path: Path, grid: MapGrid) -> Reference:
+def _array_reference(path: Path, grid: GeoGrid) -> Reference:
     """Labels without georeferencing (.mat, .npy, ENVI ROI export): they must be on the map's own grid."""
     labels = read_labels(path)
     if labels.shape != grid.shape:
@@ -195,21 +186,20 @@ def _array_reference(path: Path, grid: MapGrid) -> Reference:
 
 
 def _class_band(path: Path, one_band: str):
-    """``(data, GDAL's valid mask, class names, crs, transform, nodata)`` of a single-band class raster
+    """``(data, GDAL's valid mask, class names, grid, nodata)`` of a single-band class raster
     (a map or a reference); ``one_band`` is the message for another band count (``{}``: the count)."""
-    ds = _open_raster(path)
-    with ds:
+    with open_raster(path) as ds:
         if ds.count != 1:
             raise InputError(f"{path}: " + one_band.format(ds.count))
         try:
             data, mask = ds.read(1), ds.read_masks(1) > 0
         except Exception as exc:
             raise InputError(f"{path}: could not read pixel data ({first_line(exc)})") from None
-        return data, mask, class_names_of(path, ds), *_georef(ds), ds.nodata
+        return data, mask, class_names_of(path, ds), GeoGrid.of(ds), ds.nodata
 
 
-def _raster_reference(path: Path, grid: MapGrid) -> Reference:
-    data, mask, names, crs, transform, _ = _class_band(path, "a reference raster has 1 band, this one has {}")
+def _raster_reference(path: Path, grid: GeoGrid) -> Reference:
+    data, mask, names, own, _ = _class_band(path, "a reference raster has 1 band, this one has {}")
     labelled = mask & (np.isfinite(data) if data.dtype.kind == "f" else True)
     labelled &= np.where(labelled, data, 0) != 0
     values = data[labelled]
@@ -218,105 +208,56 @@ def _raster_reference(path: Path, grid: MapGrid) -> Reference:
     if not labelled.any():
         raise InputError(f"{path}: holds no labelled pixel (all 0 or nodata)")
     src = np.where(labelled, data, 0).astype(np.int64)
-    on_grid = _same_grid(crs, transform, src.shape, grid)
-    if on_grid is None:
+    placement = grid.placement(own)
+    if placement is None:
         raise InputError(
             f"{path}: has no georeferencing and is {src.shape[0]}x{src.shape[1]} px, not the map's {grid.shape[0]}x{grid.shape[1]}; "
             "a reference without georeferencing must be on the map's own grid"
         )
-    if on_grid:
+    if placement == "same":
         rows, cols = np.nonzero(labelled)
         return Reference(path, "raster", rows, cols, src[rows, cols], names, False, int(rows.size), 0)
-    warped = _warp_nearest(src, crs, transform, grid)
+    if src.min() < np.iinfo(np.int32).min or src.max() > np.iinfo(np.int32).max:
+        raise InputError(f"{path}: reference codes do not fit 32-bit integers")
+    warped = grid.warp_codes(src, own).astype(np.int64)
     rows, cols = np.nonzero(warped)
-    outside = _count_outside(labelled, crs, transform, grid)
+    outside = _count_outside(labelled, own, grid)
     return Reference(path, "raster", rows, cols, warped[rows, cols], names, False, int(labelled.sum()), outside, warped=True)
 
 
-def _same_grid(crs, transform, shape, grid: MapGrid) -> bool | None:
-    """True: on the map's grid; False: on another georeferenced grid (to be warped); None: cannot be placed."""
-    from rasterio.crs import CRS
-
-    if transform is None or grid.transform is None or crs is None or grid.crs is None:
-        if tuple(shape) == grid.shape:
-            return True  # pixel grids of the same shape: the same grid
-        return None
-    same_crs = CRS.from_wkt(crs) == CRS.from_wkt(grid.crs)
-    tol = 1e-6 * max(1.0, abs(grid.transform[0]))
-    return bool(same_crs and tuple(shape) == grid.shape and np.allclose(transform, grid.transform, rtol=0, atol=tol))
-
-
-def _warp_nearest(src: np.ndarray, crs, transform, grid: MapGrid) -> np.ndarray:
-    """``src`` ``(h, w)`` int64 codes (0 = unlabelled) resampled nearest-neighbour onto the map grid ``(H, W)``."""
-    from rasterio.enums import Resampling
-    from rasterio.transform import Affine
-    from rasterio.warp import reproject
-
-    if src.min() < np.iinfo(np.int32).min or src.max() > np.iinfo(np.int32).max:
-        raise InputError("reference codes do not fit 32-bit integers")
-    out = np.zeros(grid.shape, np.int32)
-    reproject(
-        source=src.astype(np.int32),
-        destination=out,
-        src_transform=Affine(*transform),
-        src_crs=crs,
-        dst_transform=Affine(*grid.transform),
-        dst_crs=grid.crs,
-        resampling=Resampling.nearest,
-        src_nodata=0,
-        dst_nodata=0,
-    )
-    return out.astype(np.int64)
-
-
-def _count_outside(labelled: np.ndarray, crs, transform, grid: MapGrid) -> int:
-    """How many labelled reference pixels have their centre outside the map grid (in the map's CRS)."""
-    from rasterio.transform import Affine
+def _count_outside(labelled: np.ndarray, own: GeoGrid, grid: GeoGrid) -> int:
+    """How many labelled reference pixels (on the grid ``own``) have their centre outside the map ``grid``."""
     from rasterio.warp import transform as warp_xy
 
-    src_t, inv = Affine(*transform), ~Affine(*grid.transform)
     rows, cols = np.nonzero(labelled)
     outside = 0
     for lo in range(0, rows.size, CHUNK):
-        r, c = rows[lo : lo + CHUNK] + 0.5, cols[lo : lo + CHUNK] + 0.5
-        xs, ys = src_t.a * c + src_t.b * r + src_t.c, src_t.d * c + src_t.e * r + src_t.f
-        if crs != grid.crs:
-            xs, ys = (np.asarray(v) for v in warp_xy(crs, grid.crs, xs, ys))
-        outside += int((~_inside(inv, xs, ys, grid.shape)[0]).sum())
+        xs, ys = own.centres(rows[lo : lo + CHUNK], cols[lo : lo + CHUNK])
+        if not grid.same_crs(own.crs):
+            xs, ys = (np.asarray(v) for v in warp_xy(own.crs, grid.crs, xs, ys))
+        outside += int((~grid.rowcol(xs, ys)[0]).sum())
     return outside
-
-
-def _inside(inv, xs: np.ndarray, ys: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(inside, row, col)`` of map coordinates ``xs, ys`` under the inverse geotransform ``inv``."""
-    c = np.floor(inv.a * xs + inv.b * ys + inv.c)
-    r = np.floor(inv.d * xs + inv.e * ys + inv.f)
-    ok = np.isfinite(r) & np.isfinite(c) & (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
-    return ok, np.where(ok, r, 0).astype(np.int64), np.where(ok, c, 0).astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------------------------- vectors
 
 
-def _vector_reference(path: Path, grid: MapGrid, field: str | None, layer: str | None) -> Reference:
+def _vector_reference(path: Path, cmap: ClassMap, field: str | None, layer: str | None) -> Reference:
     """Points (one sample each) and polygons (the pixels whose centre they contain), reprojected onto the map."""
+    grid = cmap.grid
     if grid.transform is None:
-        raise InputError(f"{grid.path}: the map has no georeferencing; a vector reference cannot be placed on it")
-    layer, field, src_crs, feats, without = _read_features(path, field, layer)
-    codes, names, text = _feature_codes(path, [v for _, v in feats])
+        raise InputError(f"{cmap.path}: the map has no georeferencing; a vector reference cannot be placed on it")
+    feats = read_features(path, field, layer, ("--reference-layer", "--reference-field"))
+    items, without = feats.items, feats.without
+    codes, names, text = _feature_codes(path, [v for _, v in items])
     if not text and (codes == 0).any():  # code 0 = unlabelled, as in label rasters
         without += int((codes == 0).sum())
-        feats, codes = [f for f, c in zip(feats, codes) if c != 0], codes[codes != 0]
-        if not feats:
+        items, codes = [f for f, c in zip(items, codes) if c != 0], codes[codes != 0]
+        if not items:
             raise InputError(f"{path}: every feature has class 0 (unlabelled)")
-    geoms = [g for g, _ in feats]
-    if src_crs is None:
+    if feats.crs is None:
         console.warn(f"{path.name} has no CRS; its coordinates are taken to be in the map's CRS")
-    elif src_crs != grid.crs:
-        from rasterio.crs import CRS
-        from rasterio.warp import transform_geom
-
-        if CRS.from_wkt(src_crs) != CRS.from_wkt(grid.crs):
-            geoms = [transform_geom(src_crs, grid.crs, g) for g in geoms]
+    geoms = grid.to_own_crs([g for g, _ in items], feats.crs)
     is_point = np.array([g["type"] in ("Point", "MultiPoint") for g in geoms], bool)
     rows, cols, out_codes, outside, read = _point_samples([g for g, p in zip(geoms, is_point) if p], codes[is_point], grid)
     empty = 0
@@ -325,32 +266,7 @@ def _vector_reference(path: Path, grid: MapGrid, field: str | None, layer: str |
         rows, cols, out_codes = np.concatenate([rows, pr]), np.concatenate([cols, pc]), np.concatenate([out_codes, pcodes])
         outside, read = outside + p_out, read + int((~is_point).sum())
     kind = "points" if is_point.all() else "polygons" if not is_point.any() else "points+polygons"
-    return Reference(path, kind, rows, cols, out_codes, names, text, read, outside, without, empty, field, layer)
-
-
-def _read_features(path: Path, field: str | None, layer: str | None):
-    """``(layer, field, crs wkt, [(geometry dict, value)], features without value)`` of a vector file (fiona)."""
-    try:
-        import fiona
-    except ImportError:
-        raise InputError(f"{path}: reading a vector reference needs fiona (pip install 'hsicls[vector]')") from None
-    try:
-        layers = fiona.listlayers(path)
-        with pick_vector_layer(fiona, path, layers, layer, field, "--reference-layer", "--reference-field") as (src, field):
-            layer = layer or src.name
-            crs = src.crs.to_wkt() if src.crs else None
-            feats, without = [], 0
-            for f in src:
-                value = f.properties[field]
-                if f.geometry is None or value is None or (isinstance(value, str) and not value.strip()):
-                    without += 1
-                    continue
-                feats.append((dict(f.geometry.__geo_interface__), value))
-    except fiona.errors.FionaError as exc:
-        raise InputError(f"{path}: not a readable vector file ({first_line(exc)})") from None
-    if not feats:
-        raise InputError(f"{path}: no feature has a geometry and a value in '{field}'")
-    return layer, field, crs, feats, without
+    return Reference(path, kind, rows, cols, out_codes, names, text, read, outside, without, empty, feats.field, feats.layer)
 
 
 _INT = re.compile(r"\s*[+-]?\d+\s*")
@@ -377,10 +293,8 @@ def _feature_codes(path: Path, values: list) -> tuple[np.ndarray, dict[int, str]
     return np.array([index[str(v).strip()] for v in values], np.int64), dict(enumerate(names, start=1)), True
 
 
-def _point_samples(geoms: list[dict], codes: np.ndarray, grid: MapGrid):
+def _point_samples(geoms: list[dict], codes: np.ndarray, grid: GeoGrid):
     """``(rows, cols, codes, outside, points read)``: every point of Point/MultiPoint features, at its map pixel."""
-    from rasterio.transform import Affine
-
     xy, pc = [], []
     for g, code in zip(geoms, codes):
         pts = [g["coordinates"]] if g["type"] == "Point" else list(g["coordinates"])
@@ -389,47 +303,25 @@ def _point_samples(geoms: list[dict], codes: np.ndarray, grid: MapGrid):
     if not xy:
         return (np.zeros(0, np.int64),) * 3 + (0, 0)
     a = np.asarray(xy, np.float64)
-    ok, r, c = _inside(~Affine(*grid.transform), a[:, 0], a[:, 1], grid.shape)
+    ok, r, c = grid.rowcol(a[:, 0], a[:, 1])
     return r[ok], c[ok], np.asarray(pc, np.int64)[ok], int((~ok).sum()), int(a.shape[0])
 
 
-def _polygon_samples(geoms: list[dict], codes: np.ndarray, grid: MapGrid):
+def _polygon_samples(geoms: list[dict], codes: np.ndarray, grid: GeoGrid):
     """``(rows, cols, codes, outside, empty)``: the pixels whose centre each polygon contains; polygons whose extent
     misses the map are ``outside``; those within it that cover no pixel centre are ``empty``."""
     from rasterio.features import rasterize
-    from rasterio.transform import Affine
 
     burnt = rasterize(
-        [(g, i + 1) for i, g in enumerate(geoms)], out_shape=grid.shape, transform=Affine(*grid.transform), fill=0, dtype="int32"
+        [(g, i + 1) for i, g in enumerate(geoms)], out_shape=grid.shape, transform=grid.affine, fill=0, dtype="int32"
     )
     rows, cols = np.nonzero(burnt)
     feature = burnt[rows, cols] - 1
     hit = np.bincount(feature, minlength=len(geoms)) > 0
-    x0, y0, x1, y1 = _map_bounds(grid)
+    x0, y0, x1, y1 = grid.bounds()
     outside = 0
     for g, h in zip(geoms, hit):
         if not h:
-            gx0, gy0, gx1, gy1 = _geom_bounds(g)
+            gx0, gy0, gx1, gy1 = geometry_bounds(g)
             outside += int(gx1 < x0 or gx0 > x1 or gy1 < y0 or gy0 > y1)
     return rows.astype(np.int64), cols.astype(np.int64), codes[feature], outside, int((~hit).sum()) - outside
-
-
-def _map_bounds(grid: MapGrid) -> tuple[float, float, float, float]:
-    a, b, c, d, e, f = grid.transform
-    h, w = grid.shape
-    corners = [(a * col + b * row + c, d * col + e * row + f) for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
-    xs, ys = zip(*corners)
-    return min(xs), min(ys), max(xs), max(ys)
-
-
-def _geom_bounds(g: dict) -> tuple[float, float, float, float]:
-    a = np.asarray(list(_coords(g["coordinates"])), np.float64).reshape(-1, 2)
-    return float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 0].max()), float(a[:, 1].max())
-
-
-def _coords(c):
-    if len(c) and isinstance(c[0], (int, float)):
-        yield c[:2]
-        return
-    for part in c:
-        yield from _coords(part)

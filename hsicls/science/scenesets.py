@@ -9,57 +9,36 @@ them (within half the FWHM, or 1 nm without FWHM), else by count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hsicls import console
 from hsicls.errors import InputError
-from hsicls.io.labels import count_outside, is_georeferenced, labels_on_grid
-from hsicls.io.readers import ROI_SUFFIXES, CubeSource, is_vector, open_cube, read_label_metadata, read_vector_features
+from hsicls.io.cube import BandSet, CubeSource
+from hsicls.io.formats import format_of, read_vector_features
+from hsicls.io.labels import count_outside, labels_on_grid
+from hsicls.io.readers import open_cube, read_label_metadata
 
 RAW_IN_MEMORY_BYTES = 1 << 30  # scenes whose raw bands sum to less than this are held in memory while fitting
 
 
-@dataclass
-class BandInfo:
-    """What identifies the bands of a scene (stored in the prepared file and the bundle)."""
-
-    count: int
-    wavelengths: list[float] | None = None  # nm
-    fwhm: list[float] | None = None  # nm
-    bad_bands: list[int] | None = None  # 1-based bands flagged bbl = 0, not read
-
-    def to_dict(self) -> dict:
-        return {"count": self.count, "wavelengths": self.wavelengths, "fwhm": self.fwhm, "bad_bands": self.bad_bands}
-
-    @classmethod
-    def from_dict(cls, d: dict | None, count: int) -> BandInfo:
-        d = d or {}
-        return cls(int(d.get("count", count)), d.get("wavelengths"), d.get("fwhm"), d.get("bad_bands"))
+def tolerance(count: int, *fwhm: list[float] | None) -> np.ndarray:
+    """Per-band wavelength tolerance of ``count`` paired bands: half the FWHM where known (the larger side), else 1 nm."""
+    fw = [np.asarray(x, float) for x in fwhm if x is not None]
+    return 0.5 * np.maximum.reduce(fw) if fw else np.full(count, 1.0)
 
 
-def band_info(src: CubeSource) -> BandInfo:
-    return BandInfo(src.bands, src.wavelengths, getattr(src, "fwhm", None), list(src.dropped_bands) or None)
-
-
-def tolerance(a: BandInfo, b: BandInfo) -> np.ndarray:
-    """Per-band wavelength tolerance: half the FWHM where known (the larger side), else 1 nm."""
-    fw = [np.asarray(x.fwhm, float) for x in (a, b) if x.fwhm is not None and len(x.fwhm) == x.count]
-    return 0.5 * np.maximum.reduce(fw) if fw else np.full(a.count, 1.0)
-
-
-def check_bands_agree(sources: list[CubeSource]) -> BandInfo:
+def check_bands_agree(sources: list[CubeSource]) -> BandSet:
     """The bands of the first scene; every other scene must have the same ones (one error naming it)."""
-    first = band_info(sources[0])
+    first = sources[0].bands
     for s in sources[1:]:
-        other = band_info(s)
+        other = s.bands
         if other.count != first.count:
             raise InputError(f"{s.path}: has {other.count} bands but {sources[0].path.name} has {first.count}")
         if first.wavelengths is not None and other.wavelengths is not None:
             diff = np.abs(np.asarray(other.wavelengths) - np.asarray(first.wavelengths))
-            bad = np.flatnonzero(diff > tolerance(first, other))
+            bad = np.flatnonzero(diff > tolerance(first.count, first.fwhm, other.fwhm))
             if bad.size:
                 i = int(bad[0])
                 raise InputError(
@@ -71,7 +50,7 @@ def check_bands_agree(sources: list[CubeSource]) -> BandInfo:
 
 def pair_labels(sources: list[CubeSource], label_paths: list[Path]) -> list[list[Path]]:
     """The label files of every scene."""
-    geo = [is_georeferenced(s) for s in sources]
+    geo = [s.grid.georeferenced for s in sources]
     if len(sources) == 1 or all(geo):
         return [list(label_paths) for _ in sources]
     if any(geo):
@@ -85,11 +64,10 @@ def pair_labels(sources: list[CubeSource], label_paths: list[Path]) -> list[list
 
 def _legend_kind(path: Path, field, layer) -> str:
     """``names`` for labels whose classes are text (ENVI ROI names, a text attribute of a vector file), else ``codes``."""
-    if path.suffix.lower() in ROI_SUFFIXES:
-        return "names"
-    if is_vector(path):
+    fmt = format_of(path)
+    if fmt.vector:
         return "names" if read_vector_features(path, field, layer)[1] else "codes"
-    return "codes"
+    return "names" if fmt.named_classes else "codes"
 
 
 def _same_legend_kind(paths: list[Path], field, layer) -> None:
@@ -107,15 +85,15 @@ def _same_legend_kind(paths: list[Path], field, layer) -> None:
         )
 
 
-def merge_labels(paths: list[Path], grid, key, field, layer) -> np.ndarray:
+def merge_labels(paths: list[Path], scene, key, field, layer) -> np.ndarray:
     """Labels of several files on one grid; later files fill unlabelled pixels (e.g. Houston 2013's
     training and test ROIs). Overlapping, disagreeing labels are an error. ENVI ROI files are matched
     by ROI name, not position."""
     merged, first_names = None, None
     _same_legend_kind(paths, field, layer)
     for p in paths:
-        lab = labels_on_grid(p, grid, key=key, field=field, layer=layer)
-        if p.suffix.lower() in ROI_SUFFIXES:
+        lab = labels_on_grid(p, scene, key=key, field=field, layer=layer)
+        if format_of(p).named_classes:
             names = read_label_metadata(p)[0]
             if first_names is None:
                 first_names = {v: k for k, v in names.items()}
@@ -144,27 +122,27 @@ def open_scenes(paths: list[Path], key: str | None, nodata: float | None = None)
     if dup:
         raise InputError(f"scenes need distinct file names (stems) to be told apart: {', '.join(dup)} given twice")
     for s in sources:
-        if s.dropped_bands:
-            console.info(f"{s.path.name}: skipped {len(s.dropped_bands)} bands flagged bad (bbl = 0)")
+        if s.bands.bad_bands:
+            console.info(f"{s.path.name}: skipped {len(s.bands.bad_bands)} bands flagged bad (bbl = 0)")
     return sources
 
 
 def warn_outside(label_paths: list[Path], sources: list[CubeSource], field, layer) -> None:
     """Say how many labels of every georeferenced label file fall on no scene."""
-    if not all(is_georeferenced(s) for s in sources):
+    if not all(s.grid.georeferenced for s in sources):
         return
     for p in dict.fromkeys(label_paths):
         total, outside = count_outside(p, sources, field, layer)
         if outside:
-            what = "features" if p.suffix.lower() in (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml") else "labelled pixels"
+            what = "features" if format_of(p).vector else "labelled pixels"
             console.warn(f"{p.name}: {outside} of {total} {what} fall on no scene and are not used")
 
 
 def raw_bytes(sources: list[CubeSource]) -> int:
-    return sum(s.height * s.width * s.bands * 4 for s in sources)
+    return sum(s.height * s.width * s.bands.count * 4 for s in sources)
 
 
-def match_bands(model: BandInfo | None, scene: BandInfo, scene_path: Path, model_path: Path) -> list[int] | None:
+def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, model_path: Path) -> list[int] | None:
     """The scene's band order that gives the model's bands (None: already in order).
 
     By wavelength when both sides have them: every model band takes the scene band nearest in
@@ -182,8 +160,8 @@ def match_bands(model: BandInfo | None, scene: BandInfo, scene_path: Path, model
             )
         return None
     mw, sw = np.asarray(model.wavelengths, float), np.asarray(scene.wavelengths, float)
-    tol = tolerance(model, BandInfo(model.count, None, scene.fwhm if scene.fwhm and len(scene.fwhm) == scene.count else None))
     order = np.abs(sw[None, :] - mw[:, None]).argmin(axis=1)
+    tol = tolerance(model.count, model.fwhm, None if scene.fwhm is None else [scene.fwhm[k] for k in order])
     miss = np.flatnonzero(np.abs(sw[order] - mw) > tol)
     if miss.size or len(set(order.tolist())) != len(order):
         i = int(miss[0]) if miss.size else 0

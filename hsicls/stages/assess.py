@@ -12,6 +12,7 @@ map class with weights W_i = the map's pixel share of class i (``--sampling rand
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from hsicls import console
 from hsicls.config import AssessOptions
 from hsicls.errors import InputError, OptionError
-from hsicls.io.references import MapGrid, Reference, read_map, read_reference
+from hsicls.io.references import ClassMap, Reference, read_map, read_reference
 from hsicls.science.olofsson import accuracy_text, assess, report_csv, report_markdown
 
 CLASS_MAP_SYNTAX = "[map:|ref:]SOURCES=TARGET, e.g. '1,2=impervious' or 'ref:tree,low vegetation=vegetation'"
@@ -237,18 +238,16 @@ def _lookup(index: dict[int, int], codes: np.ndarray) -> np.ndarray:
 AREA_UNITS = {"m2": ("m²", 1.0), "ha": ("ha", 1e4), "km2": ("km²", 1e6)}  # unit: (name, m² per unit)
 
 
-def area_of_pixel(grid: MapGrid, unit: str) -> tuple[float, str]:
+def area_of_pixel(cmap: ClassMap, unit: str) -> tuple[float, str]:
     """Area of one map pixel in ``unit`` (``auto``: hectares for a CRS in metres, else the CRS's unit²; ``pixels``: 1)."""
-    from hsicls.io.maps import pixel_area
-
-    if unit == "pixels" or grid.transform is None:
+    if unit == "pixels" or cmap.grid.transform is None:
         if unit not in ("pixels", "auto"):
-            raise InputError(f"--area-unit {unit} needs a georeferenced map; {grid.path.name} has no CRS or geotransform")
+            raise InputError(f"--area-unit {unit} needs a georeferenced map; {cmap.path.name} has no CRS or geotransform")
         return 1.0, "pixels"
-    area, native = pixel_area(grid.transform, grid.crs)
+    area, native = cmap.grid.pixel_area()
     if native != "m²":
         if unit != "auto":
-            raise InputError(f"--area-unit {unit} needs a map in a projected CRS in metres; {grid.path.name} is in {native}")
+            raise InputError(f"--area-unit {unit} needs a map in a projected CRS in metres; {cmap.path.name} is in {native}")
         return area, native
     name, per_unit = AREA_UNITS["ha" if unit == "auto" else unit]
     return area / per_unit, name
@@ -263,7 +262,7 @@ def assess_map(map_path: str | Path, reference_path: str | Path, options: Assess
 class _Tile:
     """One map of an assessment and the reference samples on its classified pixels."""
 
-    grid: MapGrid
+    cmap: ClassMap
     ref: Reference
     on_map: np.ndarray  # (n read,) bool: the sample is on a classified pixel
     map_at: np.ndarray  # (n on map,) map codes at the samples
@@ -271,37 +270,33 @@ class _Tile:
 
     @classmethod
     def read(cls, path, reference_path, options: AssessOptions) -> _Tile:
-        grid = read_map(path)
-        ref = read_reference(reference_path, grid, options.reference_field, options.reference_layer)
-        on = grid.valid[ref.rows, ref.cols]
-        return cls(grid, ref, on, grid.codes[ref.rows[on], ref.cols[on]], ref.codes[on])
+        cmap = read_map(path)
+        ref = read_reference(reference_path, cmap, options.reference_field, options.reference_layer)
+        on = cmap.valid[ref.rows, ref.cols]
+        return cls(cmap, ref, on, cmap.codes[ref.rows[on], ref.cols[on]], ref.codes[on])
 
 
-def _cell(grid: MapGrid) -> float:
-    a, b, _, d, e, _ = grid.transform[:6]
-    return abs(a * e - b * d)
-
-
-def _pooled(tiles: list[_Tile]) -> tuple[MapGrid, np.ndarray, np.ndarray]:
+def _pooled(tiles: list[_Tile]) -> tuple[ClassMap, np.ndarray, np.ndarray]:
     """Several maps (tiles of one map) as one: their class names, pixel counts per code and pixel size must agree."""
-    first = tiles[0].grid
+    first = tiles[0].cmap
     for t in tiles[1:]:
-        if t.grid.crs != first.crs or (t.grid.transform is None) != (first.transform is None):
-            raise InputError(f"{t.grid.path}: another CRS than {first.path.name}; assess maps of one CRS together")
-        if t.grid.transform is not None and abs(_cell(t.grid) - _cell(first)) > 1e-9 * _cell(first):
-            raise InputError(f"{t.grid.path}: its pixels differ in size from {first.path.name}'s; assess them apart")
+        g, g0 = t.cmap.grid, first.grid
+        if g.crs != g0.crs or (g.transform is None) != (g0.transform is None):
+            raise InputError(f"{t.cmap.path}: another CRS than {first.path.name}; assess maps of one CRS together")
+        if g.transform is not None and abs(g.pixel_area()[0] - g0.pixel_area()[0]) > 1e-9 * g0.pixel_area()[0]:
+            raise InputError(f"{t.cmap.path}: its pixels differ in size from {first.path.name}'s; assess them apart")
         if t.ref.names != tiles[0].ref.names:
-            raise InputError(f"{t.ref.path}: its classes read differently on {t.grid.path.name} and {first.path.name}")
+            raise InputError(f"{t.ref.path}: its classes read differently on {t.cmap.path.name} and {first.path.name}")
     names: dict[int, str] = {}
     counts: dict[int, int] = {}
     for t in tiles:
-        names.update({c: n for c, n in t.grid.names.items() if n})
-        codes, n = np.unique(t.grid.codes[t.grid.valid], return_counts=True)
+        names.update({c: n for c, n in t.cmap.names.items() if n})
+        codes, n = np.unique(t.cmap.codes[t.cmap.valid], return_counts=True)
         for c, k in zip(codes.tolist(), n.tolist()):
             counts[int(c)] = counts.get(int(c), 0) + int(k)
-    grid = MapGrid(first.path, first.codes, first.valid, first.crs, first.transform, first.nodata, names)
+    pooled = dataclasses.replace(first, names=names)
     codes = np.array(sorted(counts), np.int64)
-    return grid, codes, np.array([counts[int(c)] for c in codes], np.int64)
+    return pooled, codes, np.array([counts[int(c)] for c in codes], np.int64)
 
 
 def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOptions | None = None, **overrides) -> dict:
@@ -310,18 +305,18 @@ def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOpti
     options = (options or AssessOptions()).replace(**overrides).validate()
     merges = parse_class_map(options.class_map)
     tiles = [_Tile.read(p, reference_path, options) for p in map_paths]
-    grid, map_codes, map_counts = _pooled(tiles)
+    cmap, map_codes, map_counts = _pooled(tiles)
     ref = tiles[0].ref
     map_at, ref_at = np.concatenate([t.map_at for t in tiles]), np.concatenate([t.ref_at for t in tiles])
     if map_at.size == 0:
         t = tiles[0]
         raise InputError(
-            f"{ref.path}: no reference sample falls on a classified pixel of {', '.join(x.grid.path.name for x in tiles)} "
-            f"({t.ref.outside} of {t.ref.read} outside {t.grid.path.name}, {int((~t.on_map).sum())} on its nodata)"
+            f"{ref.path}: no reference sample falls on a classified pixel of {', '.join(x.cmap.path.name for x in tiles)} "
+            f"({t.ref.outside} of {t.ref.read} outside {t.cmap.path.name}, {int((~t.on_map).sum())} on its nodata)"
         )
     notes: list[str] = []
-    _names_known(merges, grid, ref)
-    mp = merge_side("map", grid.path, map_codes.tolist(), grid.names, merges, notes=notes)
+    _names_known(merges, cmap, ref)
+    mp = merge_side("map", cmap.path, map_codes.tolist(), cmap.names, merges, notes=notes)
     rf = merge_side("reference", ref.path, np.unique(ref_at).tolist(), ref.names, merges, ref.text, notes)
     classes, map_index, ref_index, how = match_classes(mp, rf, notes)
     _refuse_unmatched(classes, mp, rf, how, options.allow_unmatched, merges)
@@ -329,14 +324,14 @@ def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOpti
     np.add.at(mapped, _lookup(map_index, map_codes), map_counts)
     n = np.zeros((len(classes), len(classes)), np.int64)
     np.add.at(n, (_lookup(map_index, map_at), _lookup(ref_index, ref_at)), 1)
-    area, unit = area_of_pixel(grid, options.area_unit)
+    area, unit = area_of_pixel(cmap, options.area_unit)
     result = assess(n, mapped, area, unit, options.sampling, [c.code for c in classes], [c.name for c in classes])
     for k, entry in enumerate(result["classes"].values()):  # the original codes (text values) each class stands for
         entry["map_values"] = [o for o in sorted(mp.lut) if map_index[o] == k]
         entry["reference_values"] = [rf.original_names[o] if rf.text else o for o in sorted(rf.lut) if ref_index[o] == k]
     _note_strata(result, notes)
     on_nodata = sum(int((~t.on_map).sum()) for t in tiles)
-    result.update(_provenance(tiles[0].grid, ref, on_nodata, int(map_at.size), how, options, notes))
+    result.update(_provenance(tiles[0].cmap, ref, on_nodata, int(map_at.size), how, options, notes))
     if len(tiles) > 1:
         result["maps"] = [_per_map(t, map_index, ref_index) for t in tiles]
     return result
@@ -346,8 +341,8 @@ def _per_map(t: _Tile, map_index: dict, ref_index: dict) -> dict:
     """One map's row of a several-map assessment: its pixels, samples and sample OA (same class matching)."""
     agree = int((_lookup(map_index, t.map_at) == _lookup(ref_index, t.ref_at)).sum()) if t.map_at.size else 0
     return {
-        "map": str(t.grid.path),
-        "classified_pixels": int(t.grid.valid.sum()),
+        "map": str(t.cmap.path),
+        "classified_pixels": int(t.cmap.valid.sum()),
         "samples": int(t.map_at.size),
         "oa": agree / t.map_at.size if t.map_at.size else None,
     }
@@ -370,12 +365,12 @@ def _note_strata(result: dict, notes: list[str]) -> None:
             )
 
 
-def _provenance(grid: MapGrid, ref: Reference, on_nodata: int, used: int, how: str, options: AssessOptions, notes) -> dict:
+def _provenance(cmap: ClassMap, ref: Reference, on_nodata: int, used: int, how: str, options: AssessOptions, notes) -> dict:
     """What the figures were computed from: the two inputs, how many references were used or left out and why."""
     unit = "pixels" if ref.kind == "raster" else "samples"
     if ref.outside:
         notes.insert(
-            0, f"{ref.outside:,} of {ref.read:,} reference {unit} lie outside the map {grid.path.name} and are not scored"
+            0, f"{ref.outside:,} of {ref.read:,} reference {unit} lie outside the map {cmap.path.name} and are not scored"
         )
     if on_nodata:
         notes.insert(0, f"{on_nodata:,} reference samples fall on nodata pixels of the map and are not scored")
@@ -385,12 +380,12 @@ def _provenance(grid: MapGrid, ref: Reference, on_nodata: int, used: int, how: s
         notes.append(f"{ref.without_value:,} reference features have no class (or class 0) and are skipped")
     return {
         "map": {
-            "path": str(grid.path),
-            "shape": list(grid.shape),
-            "crs": grid.crs,
-            "classified_pixels": int(grid.valid.sum()),
-            "nodata_pixels": int((~grid.valid).sum()),
-            "class_names": {str(k): v for k, v in sorted(grid.names.items())},
+            "path": str(cmap.path),
+            "shape": list(cmap.shape),
+            "crs": cmap.grid.crs,
+            "classified_pixels": int(cmap.valid.sum()),
+            "nodata_pixels": int((~cmap.valid).sum()),
+            "class_names": {str(k): v for k, v in sorted(cmap.names.items())},
         },
         "reference": {
             "path": str(ref.path),

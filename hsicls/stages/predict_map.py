@@ -40,18 +40,13 @@ from hsicls.engine.patches import pad_sides
 from hsicls.engine.runtime import tune_allocator
 from hsicls.errors import HsiclsError, InputError
 from hsicls.io.classtable import ClassTable, read_palette_file
-from hsicls.io.maps import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, pixel_area, write_sidecars
-from hsicls.io.readers import CubeSource, open_cube, valid_mask
+from hsicls.io.cube import BandSet, CubeSource, valid_mask
+from hsicls.io.maps import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, write_sidecars
+from hsicls.io.readers import open_cube
 from hsicls.models import get_entry
-from hsicls.science.scenesets import BandInfo, band_info, match_bands
+from hsicls.science.scenesets import match_bands
 
 __all__ = ["MapOptions", "MapOutputs", "predict_map", "predict_maps"]
-
-
-def _windows(h: int, w: int, size: int):
-    for r0 in range(0, h, size):
-        for c0 in range(0, w, size):
-            yield r0, min(r0 + size, h), c0, min(c0 + size, w)
 
 
 def _prefetch(source: CubeSource, units, halo: int):
@@ -82,15 +77,13 @@ def _prefetch(source: CubeSource, units, halo: int):
                     if not put((tag, None, None, None)):
                         return
                     continue
-                r0, r1, c0, c1 = win
-                R0, R1 = max(0, r0 - halo), min(source.height, r1 + halo)
-                C0, C1 = max(0, c0 - halo), min(source.width, c1 + halo)
-                if not put((tag, win, (R0, R1, C0, C1), read(R0, R1, C0, C1))):
+                outer = source.grid.with_halo(*win, halo)
+                if not put((tag, win, outer, read(*outer))):
                     return
         except BaseException as exc:  # hand errors to the consumer
             put(exc)
         finally:
-            if read is not None and hasattr(read, "close"):
+            if read is not None:
                 read.close()
             put(None)
 
@@ -143,14 +136,14 @@ def check_sidecars(map_path: Path, inputs: list) -> None:
 
 def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
     source = open_cube(scene_path, key, nodata)
-    model_bands = BandInfo.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandInfo(bundle.n_bands)
-    order = match_bands(model_bands, band_info(source), scene_path, bundle.path)
+    model_bands = BandSet.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandSet.numbered(bundle.n_bands)
+    order = match_bands(model_bands, source.bands, scene_path, bundle.path)
     if order is not None:
         source = source.select_bands(order)
     patch = bundle.model.patch_size
     if source.height < patch or source.width < patch:
         raise InputError(f"{scene_path}: the scene is {source.height}x{source.width} px, smaller than one {patch}x{patch} patch")
-    if source.crs is None:
+    if source.grid.crs is None:
         console.warn(f"{scene_path.name} has no CRS; the map is written on the pixel grid")
     return source
 
@@ -270,7 +263,7 @@ def _run_windows(
 
     with writer, console.progress() as bar, torch.inference_mode():
         task = bar.add_task("predict", total=h * w, status="") if bar else None
-        units = [(None, win) for win in _windows(h, w, options.window)]
+        units = [(None, win) for win in source.grid.windows(options.window)]
         for _, inner, outer, raw in _prefetch(source, units, classify.halo):
             cls, conf, probs, n = classify(raw, source.nodata, inner, outer)
             r0, r1, c0, c1 = inner
@@ -290,7 +283,7 @@ def _run_windows(
 def map_writer(outputs: MapOutputs, source: CubeSource, table: ClassTable, k: int, options: MapOptions, overwrite: bool):
     o = options
     return MapWriter(
-        outputs, source.height, source.width, source.crs, source.transform, table, k, o.confidence_dtype, o.cog, overwrite,
+        outputs, source.grid, table, k, o.confidence_dtype, o.cog, overwrite,
         majority=o.majority, sieve=o.sieve,
     )  # fmt: skip
 
@@ -312,7 +305,7 @@ def _summary(
 ) -> dict:
     h, w = source.height, source.width
     names = table.names
-    area, unit = pixel_area(source.transform, source.crs)
+    area, unit = source.grid.pixel_area()
     ha = area / 1e4 if unit == "m²" else None  # hectares from a CRS in metres
     summary = {
         "scene": str(source.path),

@@ -39,7 +39,6 @@ from hsicls.stages.predict_map import (
     _outputs_for,
     _prefetch,
     _summary,
-    _windows,
     check_sidecars,
     checkable_bf16,
     class_table,
@@ -109,7 +108,7 @@ class _RankJob:
 
         world, key = self.world, f"scene{i}"
         source = _open_scene(job["scene"], self.bundle, self.options.key, self.options.nodata)
-        wins = list(_windows(source.height, source.width, self.options.window))  # options.window is capped
+        wins = list(source.grid.windows(self.options.window))  # options.window is capped
         parts = PartFolder(job["outputs"].map)
 
         def units():

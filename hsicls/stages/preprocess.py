@@ -113,9 +113,9 @@ def _labels_on_valid(labels_raw: np.ndarray, valid: np.ndarray, src, label_paths
     return np.where(valid, labels_raw, 0)
 
 
-def _names_and_palette(options: PreprocessOptions, label_paths, scene, values: list[int]):
+def _names_and_palette(options: PreprocessOptions, label_paths, values: list[int]):
     """Class names and colours: --class-names / a dataset's palette, else the label file's, else defaults."""
-    names_meta, palette_meta = label_names_and_colours(label_paths[0], scene, options.label_field, options.label_layer)
+    names_meta, palette_meta = label_names_and_colours(label_paths[0], options.label_field, options.label_layer)
     if options.class_names is not None:
         if len(options.class_names) == len(values):  # one name per class present
             class_names = list(options.class_names)
@@ -163,7 +163,7 @@ def preprocess(
     labels, values = _relabel(labels_raw)
     if len(values) < 2:
         raise InputError(f"{label_paths[0]}: every labelled pixel has class {values[0]}; classification needs at least 2 classes")
-    class_names, palette = _names_and_palette(options, label_paths, sources[0], values)
+    class_names, palette = _names_and_palette(options, label_paths, values)
     train, val, test, groups, held_out = make_split(labels, options, scenes, sources)
     valid = stack_scenes(valids)
     if options.whiten and not 0 < options.components < bands.count:
@@ -195,8 +195,6 @@ def preprocess(
         class_names=class_names,
         class_values=values,
         palette=palette,
-        crs=scenes[0].crs,
-        transform=scenes[0].transform,
         meta=meta,
         scenes=scenes,
         groups=groups,
@@ -212,9 +210,9 @@ def _read_scenes(sources, label_sets, o: PreprocessOptions, keep: bool):
     cubes, valids, labels = [], [], []
     for src, files in zip(sources, label_sets):
         scene = src.read()
-        console.info(f"read {src.path.name}: {src.height}x{src.width} px, {src.bands} bands")
+        console.info(f"read {src.path.name}: {src.height}x{src.width} px, {src.bands.count} bands")
         valid = scene.valid_mask()
-        lab = merge_labels(files, scene, o.labels_key, o.label_field, o.label_layer)
+        lab = merge_labels(files, src, o.labels_key, o.label_field, o.label_layer)
         labels.append(_labels_on_valid(lab, valid, src, files))
         valids.append(valid)
         cubes.append(scene.data if keep else None)
@@ -224,11 +222,7 @@ def _read_scenes(sources, label_sets, o: PreprocessOptions, keep: bool):
 def _scene_infos(sources, label_sets) -> list[SceneInfo]:
     out, row0 = [], 0
     for src, files in zip(sources, label_sets):
-        out.append(
-            SceneInfo(
-                src.path.stem, src.height, src.width, row0, src.crs, src.transform, str(src.path), ";".join(map(str, files))
-            )
-        )
+        out.append(SceneInfo(src.path.stem, src.grid, row0, str(src.path), ";".join(map(str, files))))
         row0 += src.height
     return out
 

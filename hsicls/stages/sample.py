@@ -29,7 +29,7 @@ from hsicls import console
 from hsicls.artifacts.outputs import atomic_output, write_via_memory
 from hsicls.config import SampleOptions
 from hsicls.errors import InputError, OptionError
-from hsicls.io.references import MapGrid, read_map
+from hsicls.io.references import ClassMap, read_map
 
 __all__ = ["SampleOptions", "allocate", "sample_maps"]
 
@@ -71,38 +71,32 @@ def allocate(counts: dict[int, int], size: int, minimum: int, allocation: str, e
     return n
 
 
-def _draw(grids: list[MapGrid], alloc: dict[int, int], seed: int) -> list[tuple[int, int, int, int]]:
+def _draw(cmaps: list[ClassMap], alloc: dict[int, int], seed: int) -> list[tuple[int, int, int, int]]:
     """``(map index, row, col, code)`` of the points: per class, uniform without replacement over its pixels."""
     rng = np.random.default_rng(seed)
     out = []
     for code in sorted(alloc):
-        flats = [np.flatnonzero((g.codes == code) & g.valid) for g in grids]
+        flats = [np.flatnonzero((g.codes == code) & g.valid) for g in cmaps]
         sizes = np.cumsum([0] + [f.size for f in flats])
         pick = np.sort(rng.choice(int(sizes[-1]), alloc[code], replace=False))
         for m, f in enumerate(flats):
             mine = pick[(pick >= sizes[m]) & (pick < sizes[m + 1])] - sizes[m]
-            rows, cols = np.unravel_index(f[mine], grids[m].shape)
+            rows, cols = np.unravel_index(f[mine], cmaps[m].shape)
             out += [(m, int(r), int(c), code) for r, c in zip(rows, cols)]
     return out
 
 
-def _centre(transform, row: int, col: int) -> tuple[float, float]:
-    a, b, c, d, e, f = transform[:6] if transform is not None else (1, 0, 0, 0, 1, 0)
-    x, y = col + 0.5, row + 0.5
-    return a * x + b * y + c, d * x + e * y + f
-
-
-def _records(grids: list[MapGrid], points: list, field: str) -> list[dict]:
+def _records(cmaps: list[ClassMap], points: list, field: str) -> list[dict]:
     return [
         {
             "id": i + 1,
-            "map": grids[m].path.name,
+            "map": cmaps[m].path.name,
             "row": r,
             "col": c,
             "map_code": code,
-            "map_class": grids[m].names.get(code) or str(code),
-            "x": _centre(grids[m].transform, r, c)[0],
-            "y": _centre(grids[m].transform, r, c)[1],
+            "map_class": cmaps[m].names.get(code) or str(code),
+            "x": float(cmaps[m].grid.centres(r, c)[0]),
+            "y": float(cmaps[m].grid.centres(r, c)[1]),
             field: None,
         }
         for i, (m, r, c, code) in enumerate(points)
@@ -152,28 +146,28 @@ def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), ov
     maps, output = [Path(p) for p in maps], Path(output)
     options.validate()
     driver, ua = _check(maps, output, options)
-    grids = [read_map(p) for p in maps]
-    crss = {g.crs for g in grids}
+    cmaps = [read_map(p) for p in maps]
+    crss = {g.grid.crs for g in cmaps}
     if len(crss) > 1:
-        raise InputError(f"the maps are in different CRSs ({', '.join(g.path.name for g in grids)}); sample them apart")
+        raise InputError(f"the maps are in different CRSs ({', '.join(g.path.name for g in cmaps)}); sample them apart")
     counts: dict[int, int] = {}
-    for g in grids:
+    for g in cmaps:
         codes, n = np.unique(g.codes[g.valid], return_counts=True)
         for c, k in zip(codes.tolist(), n.tolist()):
             counts[int(c)] = counts.get(int(c), 0) + int(k)
     if not counts:
         raise InputError(f"{maps[0]}: no classified pixel to sample")
     alloc = allocate(counts, options.size, options.min_per_class, options.allocation, ua)
-    records = _records(grids, _draw(grids, alloc, options.seed), options.reference_field)
+    records = _records(cmaps, _draw(cmaps, alloc, options.seed), options.reference_field)
     data = (
         _csv_bytes(records, options.reference_field)
         if driver == "CSV"
-        else _vector_bytes(records, driver, grids[0].crs, options.reference_field)
+        else _vector_bytes(records, driver, cmaps[0].grid.crs, options.reference_field)
     )
     with atomic_output(output, overwrite, inputs=maps) as tmp:
         write_via_memory(tmp, lambda buf: buf.write(data))
     names = {}
-    for g in grids:
+    for g in cmaps:
         names.update({c: n for c, n in g.names.items() if n})
     design = {
         "maps": [str(p) for p in maps],

@@ -1,0 +1,94 @@
+"""The file-format registry: which reader opens a file, chosen once by :func:`format_of`.
+
+A format is a registered :class:`FileFormat` (one module of this package): the suffixes it claims,
+whether its files carry georeferencing, and its readers (a cube, labels, class names and colours, the
+grid). Every other module asks :func:`format_of` instead of testing suffixes itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from hsicls.errors import InputError
+from hsicls.io.cube import CubeSource
+from hsicls.io.grid import GeoGrid
+
+
+class FileFormat:
+    """One file format. Readers raise :class:`InputError` naming the file; ``key`` is ``--key`` (.mat variables)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # in messages: "<path>: <description> ..."
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    georeferenced: ClassVar[bool] = True  # its files may carry a CRS / coordinates (else: pixel grids, paired by shape)
+    vector: ClassVar[bool] = False  # features (points, polygons), rasterised onto a grid
+    named_classes: ClassVar[bool] = False  # classes are names (ENVI ROIs): files are merged by name, not by code
+    fallback: ClassVar[bool] = False  # the format of files that no suffix or content claims (GDAL rasters)
+
+    def probe(self, path: Path) -> bool:
+        """Whether ``path``, whose suffix no format claims, is of this format by its content."""
+        return False
+
+    def open_cube(self, path: Path, key: str | None) -> CubeSource:
+        raise InputError(f"{path}: {self.description} holds labels, not a hyperspectral cube")
+
+    def read_labels(self, path: Path, key: str | None, like: GeoGrid | None, field: str | None) -> np.ndarray:
+        """Raw label values ``(H, W)`` (checked by :func:`hsicls.io.readers.read_labels`)."""
+        raise InputError(f"{path}: {self.description} cannot hold labels")
+
+    def label_metadata(self, path: Path) -> tuple[dict[int, str], dict[int, tuple[int, int, int]]]:
+        """``({code: name}, {code: rgb})`` the file carries (empty when it carries none)."""
+        return {}, {}
+
+    def grid(self, path: Path) -> GeoGrid | None:
+        """The file's grid when it is a georeferenced raster, else None."""
+        return None
+
+    def companions(self, path: Path) -> list[Path]:
+        """Other files read together with ``path`` (an ENVI header beside its data file), those that exist."""
+        try:
+            found = [path.with_suffix(".hdr"), path.with_name(path.name + ".hdr")]
+        except ValueError:  # no file name to derive from
+            return []
+        return [c for c in found if c.exists()]
+
+    @staticmethod
+    def no_key(path: Path, key: str | None) -> None:
+        if key is not None:
+            raise InputError(f"{path}: --key applies only to .mat files")
+
+
+FORMATS: dict[str, FileFormat] = {}
+
+
+def register(cls: type[FileFormat]) -> type[FileFormat]:
+    """Class decorator: add the format to :data:`FORMATS` under ``cls.name``."""
+    if cls.name in FORMATS:
+        raise ValueError(f"file format {cls.name!r} registered twice")
+    FORMATS[cls.name] = cls()
+    return cls
+
+
+def format_of(path: str | Path) -> FileFormat:
+    """The format of ``path``: by suffix, then by content (vector files under any name, as GDAL/OGR tools
+    recognise them), else a GDAL raster."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    for fmt in FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt
+    if path.is_file():
+        for fmt in FORMATS.values():
+            if fmt.probe(path):
+                return fmt
+    return next(fmt for fmt in FORMATS.values() if fmt.fallback)
+
+
+def require_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file")
