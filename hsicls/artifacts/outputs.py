@@ -31,6 +31,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hsicls.errors import HsiclsError, InputError, OutputExistsError, first_line
@@ -55,10 +56,11 @@ _PHRASES = {
 
 # --------------------------------------------------------------------------- command scope
 class _Command:
-    """What one CLI invocation read (outputs may not be any of these) and the locks it holds."""
+    """What one CLI invocation read (outputs may not be any of these), the outputs it checked and the locks it holds."""
 
     def __init__(self) -> None:
         self.inputs: list[Path] = []
+        self.checked: set[tuple[Path, bool]] = set()  # (output, overwrite) already guarded
         self.locks = ExitStack()
 
 
@@ -155,25 +157,106 @@ def check_inputs(inputs: Iterable) -> list[Path]:
 
 
 def guard_outputs(outputs: Iterable, overwrite: bool, inputs: Iterable = ()) -> list[Path]:
-    """Check every input (an existing file) and output (distinct, not an input, replaceable)
-    before any work; inside a :func:`command_scope`, also lock the outputs until the command
-    ends. Returns the outputs."""
-    inputs = check_inputs(inputs)
-    note_input(*inputs)
-    finals = _checked(outputs, overwrite, inputs)
-    if _SCOPE:
-        for f in finals:
-            _SCOPE[-1].locks.enter_context(output_lock(f))
-    return finals
+    """:meth:`OutputSet.guard` for plain paths (each its own role). Returns the outputs."""
+    declared = OutputSet(*(Declared(str(i), Path(p)) for i, p in enumerate(outputs) if p is not None))
+    return declared.guard(overwrite, inputs).paths
 
 
-def _checked(outputs: Iterable, overwrite: bool, inputs: Iterable) -> list[Path]:
-    finals = [check_output(p, overwrite, inputs) for p in outputs if p is not None]
+def _checked(outputs: Iterable, overwrite: bool, inputs: Iterable, sidecars=frozenset(), only=None) -> list[Path]:
+    """Every output checked (``only``: those declared outputs; sidecars as replaceable) and told apart from the others."""
+    wanted = None if only is None else {d.path for d in only}
+    finals = [
+        check_output(p, overwrite or p in sidecars, inputs) if wanted is None or p in wanted else Path(p)
+        for p in outputs
+        if p is not None
+    ]
     for i, a in enumerate(finals):
         for b in finals[:i]:
             if _same_file(a, b):
                 raise HsiclsError(f"{a}: given twice as an output ({b}); the outputs need different file names")
     return finals
+
+
+# --------------------------------------------------------------------------- declared outputs
+@dataclass(frozen=True)
+class Declared:
+    """One file a command writes: its ``role`` (how its writer asks for it) and its path. A ``sidecar`` goes with
+    the main file (a map's ``.aux.xml`` / ``.qml``): it is replaced with it whatever ``--overwrite`` says, but
+    never when it is an input or a symbolic link."""
+
+    role: str
+    path: Path
+    sidecar: bool = False
+
+
+class OutputSet:
+    """The files one command writes, declared in one place (each stage's ``declare_outputs``); checked together
+    by :meth:`guard` once per command, and read back by role by the writers (``outputs["md"]``)."""
+
+    def __init__(self, *items: Declared | None):
+        self.items = [Declared(d.role, Path(d.path), d.sidecar) for d in items if d is not None and d.path is not None]
+        roles = [d.role for d in self.items]
+        if len(set(roles)) != len(roles):
+            raise ValueError(f"an output role is declared twice: {roles}")
+
+    def __add__(self, other: OutputSet) -> OutputSet:
+        return OutputSet(*self.items, *other.items)
+
+    def __iter__(self) -> Iterator[Declared]:
+        return iter(self.items)
+
+    def __contains__(self, role: str) -> bool:
+        return any(d.role == role for d in self.items)
+
+    def __getitem__(self, role: str) -> Path:
+        for d in self.items:
+            if d.role == role:
+                return d.path
+        raise KeyError(role)
+
+    def get(self, role: str) -> Path | None:
+        return self[role] if role in self else None
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every declared file, sidecars included."""
+        return [d.path for d in self.items]
+
+    def guard(self, overwrite: bool, inputs: Iterable = (), lock: bool | set[str] = True) -> OutputSet:
+        """Check every input (an existing file) and every output (distinct, not an input, replaceable; a sidecar
+        not a link) before any work; inside a :func:`command_scope` lock the main files until the command ends
+        (``lock``: all of them, none, or the roles named), and skip what this command already checked. Returns self."""
+        inputs = check_inputs(inputs)
+        note_input(*inputs)
+        done = _SCOPE[-1].checked if _SCOPE else set()
+        todo = [d for d in self.items if (d.path, overwrite) not in done]
+        for d in todo:
+            if d.sidecar and d.path.is_symlink():
+                raise HsiclsError(f"{d.path}: the sidecar name is a symbolic link; refusing to replace it (remove it)")
+        finals = _checked(self.paths, overwrite, inputs, sidecars={d.path for d in self.items if d.sidecar}, only=todo)
+        if _SCOPE:
+            done.update((d.path, overwrite) for d in todo)
+            locked = [d for d in todo if not d.sidecar and (lock is True or (lock and d.role in lock))]
+            for f in (f for f, d in zip(finals, self.items) if d in locked):
+                _SCOPE[-1].locks.enter_context(output_lock(f))
+        return self
+
+
+def report_outputs(prefix: Path | None) -> OutputSet:
+    """``PREFIX.json``, ``PREFIX.csv`` and ``PREFIX.md`` (roles ``json``, ``csv``, ``md``); none without a prefix."""
+    if prefix is None:
+        return OutputSet()
+    return OutputSet(*(Declared(s[1:], prefix.with_name(prefix.name + s)) for s in (".json", ".csv", ".md")))
+
+
+def write_texts(outputs: OutputSet, texts: dict[str, str], overwrite: bool) -> list[Path]:
+    """Each role's text (UTF-8) to its declared file, each written atomically; returns the files."""
+    out = []
+    for role, text in texts.items():
+        with atomic_output(outputs[role], overwrite) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        out.append(outputs[role])
+    return out
 
 
 # --------------------------------------------------------------------------- locks

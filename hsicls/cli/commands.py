@@ -3,7 +3,8 @@
 Logs and progress go to stderr; ``--json`` results go to stdout. User errors
 (:class:`~hsicls.errors.HsiclsError`) become one line on stderr and exit code 1, usage errors
 exit code 2, Ctrl-C 130, a closed stdout (``| head``) 141. Every command declares its inputs
-and outputs to the output guard (:func:`hsicls.artifacts.outputs.guard_outputs`) before any work.
+and outputs, as each stage declares them (``declare_outputs``), to the output guard
+(:meth:`hsicls.artifacts.outputs.OutputSet.guard`) before any work.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import typer
 
 from hsicls import __version__, console
-from hsicls.artifacts.outputs import check_folder, command_scope, guard_outputs, note_input
+from hsicls.artifacts.outputs import check_folder, command_scope, note_input
 from hsicls.cli.args import options_command
 from hsicls.config import (
     AssessOptions,
@@ -120,10 +121,11 @@ def preprocess(
     overwrite: bool = Overwrite,
 ) -> None:
     """Standardise, reduce bands with PCA, split train/validation/test; write one HDF5 file."""
-    guard_outputs([output], overwrite, inputs=[*(scene or []), *labels, opts.train_mask, opts.test_mask])
-    data_dir = check_folder(data_dir, "--data-dir")
+    from hsicls.stages.preprocess import declare_outputs, scene_inputs
     from hsicls.stages.preprocess import preprocess as run
-    from hsicls.stages.preprocess import scene_inputs
+
+    declare_outputs(output).guard(overwrite, inputs=[*(scene or []), *labels, opts.train_mask, opts.test_mask])
+    data_dir = check_folder(data_dir, "--data-dir")
 
     scene_path, label_paths, opts = scene_inputs(scene, labels, dataset, data_dir, opts)
     note_input(*(scene_path if isinstance(scene_path, list) else [scene_path]), *label_paths, opts.train_mask, opts.test_mask)
@@ -179,7 +181,10 @@ def train(
     if launched():
         _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
         return
-    guard_outputs([output] if runs == 1 else [], overwrite or resume, inputs=[prepared])  # --runs: its own files
+    if runs == 1:  # --runs: its own files (hsicls.stages.runs)
+        from hsicls.stages.train import declare_outputs
+
+        declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared])
     data_dir = check_folder(data_dir, "--data-dir")
     from hsicls.stages.preprocess import prepared_for_dataset
     from hsicls.stages.train import train as run
@@ -277,11 +282,9 @@ def evaluate(
     overwrite: bool = Overwrite,
 ) -> None:
     """OA, AA, kappa, per-class accuracy (UA, PA, F1 with 95 % intervals), confusion matrix and calibration error on the test split."""
-    from hsicls.stages.evaluate import reliability_path
+    from hsicls.stages.evaluate import declare_outputs
 
-    reports = [report_prefix.with_name(report_prefix.name + s) for s in (".json", ".csv", ".md")] if report_prefix else []
-    plots = [plot, reliability_path(plot)] if plot is not None else []
-    guard_outputs([*reports, *plots], overwrite, inputs=[model, prepared])
+    outputs = declare_outputs(report_prefix, plot).guard(overwrite, inputs=[model, prepared])
     from hsicls.artifacts.bundle import precheck_bundle
 
     precheck_bundle(model)
@@ -291,12 +294,12 @@ def evaluate(
     report = run(model, prepared, opts)
     render_report(report)
     if report_prefix is not None:
-        for p in write_report_files(report, report_prefix, overwrite):
+        for p in write_report_files(report, outputs, overwrite):
             console.info(f"wrote {p}")
     if plot is not None:
-        plot_confusion(report, plot, overwrite)
-        plot_reliability(report, reliability_path(plot), overwrite)
-        console.info(f"wrote {plot} and {reliability_path(plot)}")
+        plot_confusion(report, outputs["plot"], overwrite)
+        plot_reliability(report, outputs["reliability"], overwrite)
+        console.info(f"wrote {outputs['plot']} and {outputs['reliability']}")
     if as_json:  # the split masks (pixel indices) go to --report files only
         _print_json({k: v for k, v in report.items() if k != "split_masks"})
 
@@ -335,7 +338,7 @@ def predict_map(
 ) -> None:
     """Classify every pixel of one or several scenes; write georeferenced class-map GeoTIFFs in the labels' own codes."""
     from hsicls.artifacts.bundle import precheck_bundle
-    from hsicls.stages.predict_map import MapOutputs, predict_maps
+    from hsicls.stages.predict_map import MapOutputs, outputs_for, predict_maps
 
     bundle = bundle or bundle_alias
     if bundle is None:
@@ -357,9 +360,7 @@ def predict_map(
     if many:  # each scene is checked (and may fail) on its own; outputs are still refused if they are an input
         note_input(bundle, *(s for s in scene if Path(s).exists()))
     else:
-        guard_outputs(
-            [Path(str(p).replace("{stem}", Path(scene[0]).stem)) for p in template.all()], overwrite, inputs=[scene[0], bundle]
-        )
+        outputs_for(template, Path(scene[0]).stem, False).declared().guard(overwrite, inputs=[scene[0], bundle])
     precheck_bundle(bundle)
     _map_result(predict_maps(scene, bundle, template, opts, overwrite=overwrite, many=many), as_json)
 
@@ -383,9 +384,9 @@ def sample(
     overwrite: bool = Overwrite,
 ) -> None:
     """Draw a stratified random reference sample from class maps (Olofsson et al. 2014), ready for 'hsicls assess'."""
-    from hsicls.stages.sample import sample_maps
+    from hsicls.stages.sample import declare_outputs, sample_maps
 
-    guard_outputs([output], overwrite, inputs=maps)
+    declare_outputs(output).guard(overwrite, inputs=maps)
     design = sample_maps(maps, output, opts, overwrite=overwrite)
     if as_json:
         _print_json(design)
@@ -423,14 +424,14 @@ def assess(
     overwrite: bool = Overwrite,
 ) -> None:
     """Error matrix, user's/producer's accuracy and F1 with 95 % intervals, and area-adjusted class areas (Olofsson et al. 2014)."""
-    from hsicls.stages.assess import assess_maps, render_assessment, report_paths, write_assessment_files
+    from hsicls.stages.assess import assess_maps, declare_outputs, render_assessment, write_assessment_files
 
-    if report_prefix is not None:  # never over the reference or a map (a GeoJSON reference named PREFIX.json)
-        guard_outputs(report_paths(report_prefix), overwrite, inputs=[*map, reference])
+    # never over the reference or a map (a GeoJSON reference named PREFIX.json)
+    outputs = declare_outputs(report_prefix).guard(overwrite, inputs=[*map, reference])
     result = assess_maps(map, reference, opts)
     render_assessment(result)
     if report_prefix is not None:
-        for p in write_assessment_files(result, report_prefix, overwrite):
+        for p in write_assessment_files(result, outputs, overwrite):
             console.info(f"wrote {p}")
     if as_json:
         _print_json(result)

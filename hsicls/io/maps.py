@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hsicls.artifacts.outputs import atomic_output, atomic_outputs, native_errors, write_via_memory
+from hsicls.artifacts.outputs import (
+    Declared,
+    OutputSet,
+    atomic_output,
+    atomic_outputs,
+    native_errors,
+    write_texts,
+    write_via_memory,
+)
 from hsicls.io.classtable import ClassTable, pam_xml, qgis_style
 from hsicls.io.grid import GeoGrid
 
@@ -36,6 +44,19 @@ class MapOutputs:
 
     def all(self) -> list[Path]:
         return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
+
+    def declared(self) -> OutputSet:
+        """Every file of the map, in one place: the rasters, the preview and the sidecars that carry the class
+        names (``.aux.xml`` for GDAL, ``.qml`` for QGIS), replaced with the map."""
+        aux, qml = sidecar_paths(self.map)
+        return OutputSet(
+            Declared("map", self.map),
+            Declared("confidence", self.confidence),
+            Declared("probabilities", self.probabilities),
+            Declared("preview", self.preview),
+            Declared("aux.xml", aux, sidecar=True),
+            Declared("qml", qml, sidecar=True),
+        )
 
 
 def profile(grid: GeoGrid, dtype, count, nodata) -> dict:
@@ -74,12 +95,9 @@ def sidecar_paths(map_path: Path) -> tuple[Path, Path]:
     return map_path.with_name(map_path.name + ".aux.xml"), map_path.with_suffix(".qml")
 
 
-def write_sidecars(map_path: Path, table: ClassTable) -> None:
+def write_sidecars(outputs: MapOutputs, table: ClassTable) -> None:
     """Category names for GDAL (``gdalinfo`` lists ``Categories:``) and a QGIS paletted style, next to the map."""
-    aux, qml = sidecar_paths(map_path)
-    for path, text in ((aux, pam_xml(table)), (qml, qgis_style(table))):
-        with atomic_output(path, overwrite=True) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    write_texts(outputs.declared(), {"aux.xml": pam_xml(table), "qml": qgis_style(table)}, overwrite=True)
 
 
 def majority_filter(codes: np.ndarray, size: int, nodata: int = 0) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
+from hsicls.artifacts.outputs import OutputSet, report_outputs, write_texts
 from hsicls.config import AssessOptions
 from hsicls.errors import InputError, OptionError
 from hsicls.io.references import ClassMap, Reference, read_map, read_reference
@@ -501,24 +502,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n\n" + report_markdown(result) + "\n".join(_map_rows(result, markdown=True)) + "\n"
 
 
-def write_assessment_files(result: dict, prefix: Path, overwrite: bool) -> list[Path]:
+def declare_outputs(report_prefix: Path | None) -> OutputSet:
+    """What ``assess`` writes: ``--report PREFIX`` (``.json``, ``.csv``, ``.md``)."""
+    return report_outputs(report_prefix)
+
+
+def write_assessment_files(result: dict, outputs: OutputSet, overwrite: bool) -> list[Path]:
     """``PREFIX.json`` (the ``--json`` contract), ``PREFIX.csv`` and ``PREFIX.md``, each written atomically."""
     import json
 
-    from hsicls.artifacts.outputs import atomic_output, json_safe
+    from hsicls.artifacts.outputs import json_safe
 
-    out = []
-    for suffix, text in (
-        (".json", json.dumps(json_safe(result), indent=2)),
-        (".csv", report_csv(result)),
-        (".md", markdown(result)),
-    ):
-        path = prefix.with_name(prefix.name + suffix)
-        with atomic_output(path, overwrite) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-        out.append(path)
-    return out
-
-
-def report_paths(prefix: Path) -> list[Path]:
-    return [prefix.with_name(prefix.name + s) for s in (".json", ".csv", ".md")]
+    texts = {"json": json.dumps(json_safe(result), indent=2), "csv": report_csv(result), "md": markdown(result)}
+    return write_texts(outputs, texts, overwrite)

@@ -16,6 +16,7 @@ import torch
 
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, load_bundle
+from hsicls.artifacts.outputs import Declared, OutputSet, report_outputs, write_texts
 from hsicls.artifacts.prepared import load_prepared
 from hsicls.config import EvaluateOptions
 from hsicls.engine.inference import Runner
@@ -276,23 +277,21 @@ def report_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def write_report_files(report: dict, prefix: Path, overwrite: bool) -> list[Path]:
+def declare_outputs(report_prefix: Path | None, plot: Path | None) -> OutputSet:
+    """What ``evaluate`` writes: ``--report PREFIX`` (``.json``, ``.csv``, ``.md``), ``--plot`` and the reliability
+    diagram beside it."""
+    plots = OutputSet(Declared("plot", plot), Declared("reliability", reliability_path(plot))) if plot else OutputSet()
+    return report_outputs(report_prefix) + plots
+
+
+def write_report_files(report: dict, outputs: OutputSet, overwrite: bool) -> list[Path]:
     """``PREFIX.json``, ``PREFIX.csv``, ``PREFIX.md`` (each written atomically)."""
     import json
 
-    from hsicls.artifacts.outputs import atomic_output, json_safe
+    from hsicls.artifacts.outputs import json_safe
 
-    out = []
-    for suffix, text in (
-        (".json", json.dumps(json_safe(report), indent=2)),
-        (".csv", report_csv(report)),
-        (".md", report_markdown(report)),
-    ):
-        path = prefix.with_name(prefix.name + suffix)
-        with atomic_output(path, overwrite) as tmp:
-            tmp.write_text(text)
-        out.append(path)
-    return out
+    texts = {"json": json.dumps(json_safe(report), indent=2), "csv": report_csv(report), "md": report_markdown(report)}
+    return write_texts(outputs, texts, overwrite)
 
 
 def reliability_path(plot: Path) -> Path:

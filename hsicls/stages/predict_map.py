@@ -33,7 +33,6 @@ import torch
 
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, load_bundle
-from hsicls.artifacts.outputs import check_output
 from hsicls.config import MapOptions
 from hsicls.engine.inference import Runner
 from hsicls.engine.patches import pad_sides
@@ -102,36 +101,11 @@ def _prefetch(source: CubeSource, units, halo: int):
         t.join(timeout=5)
 
 
-def _check_inputs(scene_path: Path, model_path: Path, outputs: MapOutputs, overwrite: bool) -> None:
-    resolved = [p.resolve() for p in outputs.all()]
-    if len(set(resolved)) != len(resolved):
-        raise HsiclsError("the map, --confidence, --probabilities and --preview need different file names")
-    if set(resolved) & {scene_path.resolve(), model_path.resolve()}:
-        raise HsiclsError("an output file name is the scene's or the model's")
-    for p in outputs.all():
-        check_output(p, overwrite)
-    check_sidecars(outputs.map, [scene_path, model_path])
-    if not scene_path.exists():
-        raise InputError(f"{scene_path}: no such file")
-
-
 def checkable_bf16(bundle: Bundle, need_probs: bool) -> float | None:
     """The bundle's bf16 error bound when ``--precision auto`` may run bf16 with the fp32 re-check:
     only for class maps (the re-check makes the classes equal fp32's; confidences and probabilities
     would carry bf16's rounding, so with them ``auto`` stays fp32)."""
     return None if need_probs else bundle.training.get("bf16_error")
-
-
-def check_sidecars(map_path: Path, inputs: list) -> None:
-    """The map's sidecars (``.aux.xml``, ``.qml``) are replaced with the map; refuse before any work
-    when one of them is an input (``--palette map.qml``) or a symbolic link (a planted link would
-    leave a map without its names)."""
-    from hsicls.io.maps import sidecar_paths
-
-    for side in sidecar_paths(map_path):
-        if side.is_symlink():
-            raise HsiclsError(f"{side}: the map's sidecar name is a symbolic link; refusing to replace it (remove it)")
-        check_output(side, True, inputs)
 
 
 def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
@@ -204,7 +178,7 @@ def predict_map(
     """Write the class map (and the optional confidence/probability rasters and preview); returns the summary."""
     scene_path, model_path = Path(scene_path), Path(model_path)
     outputs = outputs if isinstance(outputs, MapOutputs) else MapOutputs(Path(outputs))
-    _check_inputs(scene_path, model_path, outputs, overwrite)
+    outputs.declared().guard(overwrite, inputs=[scene_path, model_path])
     options.validate()
     tune_allocator()
     t0 = time.perf_counter()
@@ -218,7 +192,7 @@ def predict_map(
     if need_probs:
         _warn_about_confidence(bundle, classify.model)
     counts, classified = _run_windows(source, classify, outputs, table, options, overwrite)
-    write_sidecars(outputs.map, table)
+    write_sidecars(outputs, table)
     seconds = time.perf_counter() - t0
     summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
     summary["temperature"] = bundle.temperature
@@ -342,7 +316,7 @@ def _summary(
     return summary
 
 
-def _outputs_for(template: MapOutputs, stem: str, many: bool) -> MapOutputs:
+def outputs_for(template: MapOutputs, stem: str, many: bool) -> MapOutputs:
     def one(p: Path | None) -> Path | None:
         if p is None:
             return None
@@ -366,7 +340,7 @@ def predict_maps(
     ``overwrite``, a failing scene is reported and the others go on; returns ``{"maps", "skipped", "failed"}``."""
     scenes = [Path(p) for p in scenes]
     if not many:
-        return predict_map(scenes[0], model_path, _outputs_for(template, scenes[0].stem, False), options, overwrite)
+        return predict_map(scenes[0], model_path, outputs_for(template, scenes[0].stem, False), options, overwrite)
     options.validate()
     stems = [p.stem for p in scenes]
     dup = sorted({s for s in stems if stems.count(s) > 1})
@@ -374,7 +348,7 @@ def predict_maps(
         raise HsiclsError(f"scenes need distinct file stems for their map names: {', '.join(dup)} given twice")
     out = {"maps": [], "skipped": [], "failed": []}
     for p in scenes:
-        outputs = _outputs_for(template, p.stem, True)
+        outputs = outputs_for(template, p.stem, True)
         if outputs.map.exists() and not overwrite:
             console.info(f"{p.name}: {outputs.map} exists; skipped (--overwrite to redo)")
             out["skipped"].append(str(p))

@@ -25,7 +25,7 @@ import numpy as np
 
 from hsicls import console
 from hsicls.artifacts.bundle import load_bundle
-from hsicls.artifacts.outputs import check_output, json_safe
+from hsicls.artifacts.outputs import json_safe
 from hsicls.artifacts.parts import PartFolder, job_fingerprint
 from hsicls.config import MapOptions
 from hsicls.engine.distributed import RankFailed, World
@@ -36,14 +36,13 @@ from hsicls.io.maps import MapOutputs, write_sidecars
 from hsicls.stages.predict_map import (
     _Classifier,
     _open_scene,
-    _outputs_for,
     _prefetch,
     _summary,
-    check_sidecars,
     checkable_bf16,
     class_table,
     cleaned_counts,
     map_writer,
+    outputs_for,
 )
 
 __all__ = ["predict_maps_distributed", "UNIT_WINDOW"]
@@ -65,16 +64,12 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
     plan = {"error": None, "jobs": [], "skipped": [], "failed": []}
     for p in scenes:
         try:
-            outputs = _outputs_for(template, p.stem, many)
+            outputs = outputs_for(template, p.stem, many)
             if many and outputs.map.exists() and not overwrite:
                 console.info(f"{p.name}: {outputs.map} exists; skipped (--overwrite to redo)")
                 plan["skipped"].append(str(p))
                 continue
-            for o in outputs.all():
-                check_output(o, overwrite, inputs=[p, model_path])
-            check_sidecars(outputs.map, [p, model_path])
-            if not p.exists():
-                raise InputError(f"{p}: no such file")
+            outputs.declared().guard(overwrite, inputs=[p, model_path], lock=False)  # the assembling rank locks
             done = PartFolder(outputs.map).prepare(job_fingerprint(p, model_path, outputs, options))
             if done:
                 console.info(f"{p.name}: resuming, {done} units already done")
@@ -148,7 +143,7 @@ class _RankJob:
             if classified == 0:
                 raise InputError(f"{source.path}: every pixel is nodata; no map written")
         counts = cleaned_counts(writer, self.table, counts)
-        write_sidecars(outputs.map, self.table)
+        write_sidecars(outputs, self.table)
         parts.remove()
         now = time.perf_counter()
         summary = _summary(source, outputs, self.table, counts, classified, now - self.t0, self.runner, o)

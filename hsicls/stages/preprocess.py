@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import atomic_output, guard_outputs, write_via_memory
+from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
 from hsicls.artifacts.prepared import Prepared, Preprocessing, SceneInfo, save_prepared, stack_scenes
 from hsicls.config import PreprocessOptions
 from hsicls.errors import HsiclsError, InputError, OptionError
@@ -138,6 +138,11 @@ def _names_and_palette(options: PreprocessOptions, label_paths, values: list[int
     return class_names, palette
 
 
+def declare_outputs(output: Path) -> OutputSet:
+    """What ``preprocess`` writes: the prepared file."""
+    return OutputSet(Declared("prepared", Path(output)))
+
+
 def preprocess(
     scene_path: str | Path | list,
     labels_path: str | Path | list[Path],
@@ -148,7 +153,7 @@ def preprocess(
     """Run the whole stage on one or several scenes and write ``output``; returns what was written."""
     paths = [Path(p) for p in scene_path] if isinstance(scene_path, (list, tuple)) else [Path(scene_path)]
     label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
-    guard_outputs([output], overwrite, inputs=[*paths, *label_paths, options.train_mask, options.test_mask])
+    outputs = declare_outputs(output).guard(overwrite, inputs=[*paths, *label_paths, options.train_mask, options.test_mask])
     options.validate()
     sources = open_scenes(paths, options.key, options.nodata)
     bands = check_bands_agree(sources)
@@ -199,9 +204,9 @@ def preprocess(
         scenes=scenes,
         groups=groups,
     )
-    with atomic_output(output, overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
+    with atomic_output(outputs["prepared"], overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
         write_via_memory(tmp, lambda buf: save_prepared(buf, prepared))
-    console.info(f"wrote {output}")
+    console.info(f"wrote {outputs['prepared']}")
     return prepared
 
 

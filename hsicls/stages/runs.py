@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import atomic_output, json_safe
+from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, json_safe
 from hsicls.artifacts.prepared import load_prepared
 from hsicls.engine.distributed import RankFailed, World
 from hsicls.errors import HsiclsError
@@ -42,6 +42,23 @@ def summarize(reports: list[dict]) -> dict:
     return out
 
 
+def declare_outputs(output: Path, count: int, kind: str) -> OutputSet:
+    """What ``train --runs N`` (``kind`` ``run``) or ``train --folds-all`` (``fold``) writes: per run its prepared
+    data and bundle (``OUTPUT.<kind><i>.h5`` / ``.pt``, roles ``<kind><i>.h5`` / ``.pt``), then the summary
+    (``OUTPUT.runs.json``, role ``summary``; or ``OUTPUT.cv.json`` / ``.cv.md``, roles ``cv.json`` / ``cv.md``)."""
+    output = Path(output)
+    name = lambda suffix: Declared(suffix, output.with_name(f"{output.name}.{suffix}"))  # noqa: E731
+    items = [name(f"{kind}{i}.{ext}") for i in range(count) for ext in ("h5", "pt")]
+    summary = (
+        [Declared("summary", output.with_name(f"{output.name}.runs.json"))] if kind == "run" else [name("cv.json"), name("cv.md")]
+    )
+    return OutputSet(*items, *summary)
+
+
+def _pairs(outputs: OutputSet, count: int, kind: str) -> list[tuple[Path, Path]]:
+    return [(outputs[f"{kind}{i}.h5"], outputs[f"{kind}{i}.pt"]) for i in range(count)]
+
+
 def train_runs(
     prepared_path: Path,
     output: Path,
@@ -61,9 +78,9 @@ def train_runs(
     rec = base.meta.get("options")
     if rec is None:
         raise HsiclsError(f"{prepared_path}: made by an older hsicls without its preprocessing record; preprocess again")
-    files = [(output.with_name(f"{output.name}.run{i}.h5"), output.with_name(f"{output.name}.run{i}.pt")) for i in range(runs)]
-    summary_path = output.with_name(f"{output.name}.runs.json")
-    _guard(world, summary_path, files, prepared_path, overwrite)
+    outputs = declare_outputs(output, runs, "run")
+    files, summary_path = _pairs(outputs, runs, "run"), outputs["summary"]
+    _guard(world, outputs, prepared_path, overwrite)
     mine = [i for i in range(runs) if not parallel or i % world.size == world.rank]
     reports = [(i, _one_run(i, runs, base, rec, files[i], options, overwrite, None if parallel else world)) for i in mine]
     if parallel:
@@ -90,20 +107,17 @@ def train_runs(
     return summary
 
 
-def _guard(world: World, summary_path: Path, files: list, prepared_path: Path, overwrite: bool) -> None:
+def _guard(world: World, outputs: OutputSet, prepared_path: Path, overwrite: bool) -> None:
     """Check every output before any work. In one process they are locked too; under torchrun rank 0
-    checks them (the rank that writes a file locks it when it writes) and the ranks learn its verdict."""
-    from hsicls.artifacts.outputs import check_output, guard_outputs
-
+    checks them and locks the summary (the rank that writes a run's file locks it when it writes) and the ranks
+    learn its verdict."""
     if not world.distributed:
-        guard_outputs([summary_path, *(f for pair in files for f in pair)], overwrite, inputs=[prepared_path])
+        outputs.guard(overwrite, inputs=[prepared_path])
         return
     error = None
     if world.is_main:
         try:
-            guard_outputs([summary_path], overwrite, inputs=[prepared_path])
-            for f in (f for pair in files for f in pair):
-                check_output(f, overwrite, inputs=[prepared_path])
+            outputs.guard(overwrite, inputs=[prepared_path], lock={"summary"})
         except HsiclsError as exc:
             error = str(exc)
     error = world.broadcast(error)
@@ -191,7 +205,6 @@ def train_folds(
     (``OUTPUT.fold<i>.pt``, its data ``OUTPUT.fold<i>.h5``), the same network seed for every fold, and the
     cross-validation summary ``OUTPUT.cv.json`` / ``.md`` (per fold: held-out groups, OA / AA / kappa; then mean
     ± std). Under torchrun the folds are spread over the ranks."""
-    from hsicls.artifacts.outputs import check_output
     from hsicls.artifacts.prepared import save_prepared
 
     world = world or World()
@@ -199,11 +212,10 @@ def train_folds(
     folds = int((base.meta.get("split") or {}).get("folds") or 0)
     if folds < 2:
         raise HsiclsError(f"{prepared_path}: not a group split with --folds K (K >= 2); preprocess with --split group --folds K")
-    files = [(output.with_name(f"{output.name}.fold{i}.h5"), output.with_name(f"{output.name}.fold{i}.pt")) for i in range(folds)]
-    cv_json, cv_md = output.with_name(f"{output.name}.cv.json"), output.with_name(f"{output.name}.cv.md")
+    outputs = declare_outputs(output, folds, "fold")
+    files, cv_json, cv_md = _pairs(outputs, folds, "fold"), outputs["cv.json"], outputs["cv.md"]
     if world.is_main:
-        for f in [cv_json, cv_md, *(f for pair in files for f in pair)]:
-            check_output(f, overwrite, inputs=[prepared_path])
+        outputs.guard(overwrite, inputs=[prepared_path], lock=False)
     world.barrier()
     rows = []
     for i in [i for i in range(folds) if i % world.size == world.rank]:

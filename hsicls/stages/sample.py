@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import atomic_output, write_via_memory
+from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
 from hsicls.config import SampleOptions
 from hsicls.errors import InputError, OptionError
 from hsicls.io.references import ClassMap, read_map
@@ -141,11 +141,17 @@ def _check(maps: list[Path], output: Path, options: SampleOptions) -> tuple[str,
     return driver, ua
 
 
+def declare_outputs(output: Path) -> OutputSet:
+    """What ``sample`` writes: the sample points."""
+    return OutputSet(Declared("sample", Path(output)))
+
+
 def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), overwrite: bool = False) -> dict:
     """Draw the sample from ``maps`` and write it to ``output``; returns the design (per class: pixels, points)."""
     maps, output = [Path(p) for p in maps], Path(output)
     options.validate()
     driver, ua = _check(maps, output, options)
+    outputs = declare_outputs(output).guard(overwrite, inputs=maps)
     cmaps = [read_map(p) for p in maps]
     crss = {g.grid.crs for g in cmaps}
     if len(crss) > 1:
@@ -164,7 +170,7 @@ def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), ov
         if driver == "CSV"
         else _vector_bytes(records, driver, cmaps[0].grid.crs, options.reference_field)
     )
-    with atomic_output(output, overwrite, inputs=maps) as tmp:
+    with atomic_output(outputs["sample"], overwrite, inputs=maps) as tmp:
         write_via_memory(tmp, lambda buf: buf.write(data))
     names = {}
     for g in cmaps:

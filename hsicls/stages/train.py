@@ -31,7 +31,7 @@ import torch
 
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, ModelSpec, save_bundle
-from hsicls.artifacts.outputs import atomic_output, guard_outputs, output_lock, write_via_memory
+from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, output_lock, write_via_memory
 from hsicls.artifacts.prepared import load_prepared
 from hsicls.config import TrainOptions
 from hsicls.engine.calibration import calibrate_bundle, measure_bf16_error
@@ -80,10 +80,16 @@ def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> Train
     return opts.replace(**changes)
 
 
-def _side_files(output: Path, resume: bool) -> list[Path]:
-    """The log an earlier run left is that run's record: replaced only with ``--overwrite`` (or
-    continued with ``--resume``)."""
-    return [] if resume else [log_path(output)]
+def declare_outputs(output: Path, resume: bool = False) -> OutputSet:
+    """What ``train`` writes: the bundle; its log (an earlier run's log is that run's record: replaced only with
+    ``--overwrite``, or continued with ``--resume``); the checkpoint, replaced every epoch (an interrupted run's
+    is kept unless ``--resume`` or ``--overwrite``: :func:`_check_checkpoint`)."""
+    output = Path(output)
+    return OutputSet(
+        Declared("bundle", output),
+        Declared("log", log_path(output), sidecar=resume),
+        Declared("checkpoint", checkpoint_path(output), sidecar=True),
+    )
 
 
 def prepared_identity(prep) -> str:
@@ -112,7 +118,7 @@ def train(
     output = Path(output)
     if world is not None and world.distributed:
         return _train_ranks(prepared_path, output, options, overwrite, resume, on_epoch_end, world)
-    guard_outputs([output, *_side_files(output, resume)], overwrite or resume, inputs=[prepared_path])
+    declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared_path])
     options.validate()
     with output_lock(output):  # the checkpoint and the log belong to this run until it ends
         return _train(prepared_path, output, options, overwrite, resume, on_epoch_end)
@@ -124,7 +130,7 @@ def _train_ranks(prepared_path, output: Path, options: TrainOptions, overwrite, 
     error = None
     if world.is_main:
         try:
-            guard_outputs([output, *_side_files(output, resume)], overwrite or resume, inputs=[prepared_path])
+            declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared_path])
         except HsiclsError as exc:
             error = str(exc)
     error = world.broadcast(error)
@@ -138,7 +144,8 @@ def _train(
     prepared_path, output: Path, options: TrainOptions, overwrite: bool, resume: bool, on_epoch_end, world: World = World()
 ) -> TrainResult:
     tune_allocator()
-    ckpt = checkpoint_path(output)
+    outputs = declare_outputs(output, resume)
+    ckpt = outputs["checkpoint"]
     if world.is_main:
         _check_checkpoint(ckpt, overwrite, resume)
     prep = load_prepared(prepared_path)
@@ -174,7 +181,7 @@ def _train(
         f"{run.n_val} validation px, {run.n_classes} classes, {run.in_bands} bands, {options.patch_size}x{options.patch_size} patches"
     )
     t0 = time.perf_counter()
-    stopped_early = _epochs(run, ckpt, output, identity, on_epoch_end)
+    stopped_early = _epochs(run, outputs, identity, on_epoch_end)
     seconds = time.perf_counter() - t0
     state, sel = run.result()
     record = {
@@ -203,7 +210,7 @@ def _train(
         if val_oa is not None
         else f"final epoch {best_epoch} (no validation split)"
     )
-    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {log_path(output).name}")
+    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {outputs['log'].name}")
     return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=sel["selection"], seconds=seconds, history=run.history)
 
 
@@ -311,8 +318,9 @@ def _load_checkpoint(ckpt: Path, identity: str, options: TrainOptions) -> dict:
     return state
 
 
-def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_end) -> bool:
+def _epochs(run: TrainingRun, outputs: OutputSet, identity: str, on_epoch_end) -> bool:
     """Run the remaining epochs with a checkpoint and a log after each; True if stopped early."""
+    ckpt, log_file = outputs["checkpoint"], outputs["log"]
     epochs = run.options.epochs
     report_every = max(1, epochs // 10)
     try:
@@ -326,7 +334,7 @@ def _epochs(run: TrainingRun, ckpt: Path, output: Path, identity: str, on_epoch_
                 _check_finite(rec, run, ckpt)
                 if run.world.is_main:  # rank 0 alone writes
                     _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})
-                    _write_log(log_path(output), run.history)
+                    _write_log(log_file, run.history)
                 status = f"loss {rec['loss']:.4f}" + (f"  val OA {rec['val_oa']:.4f}" if rec["val_oa"] is not None else "")
                 if bar:
                     bar.update(task, advance=1, status=status)
