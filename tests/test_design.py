@@ -174,7 +174,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicls.options import opt
-from hsicls.science.splits import SplitProtocol, register
+from hsicls.science.splits import SplitProtocol
 
 
 @dataclass
@@ -182,14 +182,8 @@ class StripeOptions:
     stripe_rows: int = opt(8, "Split stripes: rows per stripe.", min=1)
 
 
-@register
-class Stripes(SplitProtocol):
+class Stripes(SplitProtocol, name="stripes", summary="alternate row stripes", options=StripeOptions, recorded=["stripe_rows"]):
     """Even stripes train, odd stripes test: a protocol that lives in one file."""
-
-    name = "stripes"
-    summary = "alternate row stripes"
-    Options = StripeOptions
-    recorded = ("stripe_rows",)
 
     def describe(self, o):
         return f"{o.stripe_rows}-row stripes"
@@ -292,21 +286,17 @@ def test_file_formats_come_from_one_registry_and_a_new_one_is_one_class(tmp_path
     opens as a cube and as labels everywhere, without another edit."""
     from hsicls.io.formats import FORMATS, format_of
     from hsicls.io.formats.arrays import ArrayFormat
-    from hsicls.io.formats.base import register
     from hsicls.io.readers import open_cube, read_labels
 
     assert [format_of(tmp_path / n).name for n in ("a.tif", "a.hdr", "a.mat", "a.npy", "a.txt", "a.gpkg", "a")] == [
         "gdal", "envi", "mat", "npy", "envi-roi", "vector", "gdal"
     ]  # fmt: skip
 
-    class NpzFormat(ArrayFormat):
-        name, description, suffixes = "npz", "a NumPy archive", (".npz",)
-
+    class NpzFormat(ArrayFormat, name="npz", description="a NumPy archive", suffixes=[".npz"]):
         def load(self, path, key, ndim):
             with np.load(path) as z:
                 return z["cube" if ndim == 3 else "labels"]
 
-    register(NpzFormat)
     try:
         cube = np.random.default_rng(1).random((5, 6, 4)).astype("float32") + 0.1
         np.savez(tmp_path / "s.npz", cube=cube, labels=np.ones((5, 6), np.uint8))

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls.errors import InputError
-from hsicls.io.grid import GeoGrid
+from hsicls.io.grid import GeoGrid, OnGrid
 
 FORMAT = "hsicls-prepared"
 FORMAT_VERSION = 2
@@ -113,7 +113,7 @@ class Preprocessing:
 
 
 @dataclass
-class SceneInfo:
+class SceneInfo(OnGrid):
     """One scene of a prepared file: its own grid and its place on the canvas (rows ``row0 : row0 + height``,
     columns ``0 : width``)."""
 
@@ -122,14 +122,6 @@ class SceneInfo:
     row0: int = 0  # first canvas row
     source: str = ""
     labels_source: str = ""
-
-    @property
-    def height(self) -> int:
-        return self.grid.height
-
-    @property
-    def width(self) -> int:
-        return self.grid.width
 
     @property
     def rows(self) -> slice:

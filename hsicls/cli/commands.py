@@ -221,13 +221,13 @@ def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool) -> None
         w = world()
         if not w.is_main:
             console.set_verbosity(-1)
-    try:
+    if w is None:
         summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w)
-    finally:
-        if w is not None:
-            from hsicls.engine.distributed import leave
+    else:
+        from hsicls.engine.distributed import membership
 
-            leave()
+        with membership():
+            summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w)
     if summary is None:
         return
     m = {k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f}" for k in ("oa", "aa", "kappa")}
@@ -238,7 +238,7 @@ def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool) -> None
 
 def _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts) -> None:
     """``train`` on one rank of a torchrun group (see :mod:`hsicls.engine.distributed`)."""
-    from hsicls.engine.distributed import leave, world
+    from hsicls.engine.distributed import membership, world
     from hsicls.engine.runtime import resolve_device
     from hsicls.stages.train import train as run
 
@@ -247,7 +247,7 @@ def _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resum
     w = world()
     if not w.is_main:
         console.set_verbosity(-1)
-    try:
+    with membership():
         if runs != 1:
             from hsicls.stages.runs import render_summary, train_runs
 
@@ -261,8 +261,6 @@ def _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resum
         result = run(prepared, output, opts, overwrite=overwrite, resume=resume, world=w)
         if as_json and w.is_main:
             _print_json({**result.summary(output), "world_size": w.size, "global_batch_size": opts.batch_size})
-    finally:
-        leave()
 
 
 @options_command(app, "evaluate", EvaluateOptions, section="evaluate", wrap=handle_errors)
@@ -394,15 +392,13 @@ def sample(
 
 def _predict_map_ranks(scene, bundle, template, opts, overwrite: bool, many: bool, as_json: bool) -> None:
     from hsicls.artifacts.bundle import precheck_bundle
-    from hsicls.engine.distributed import leave, world
+    from hsicls.engine.distributed import membership, world
     from hsicls.stages.predict_map_ranks import predict_maps_distributed
 
     note_input(bundle, *(s for s in scene if Path(s).exists()))
     precheck_bundle(bundle)
-    try:
+    with membership():
         summary = predict_maps_distributed(world(), scene, bundle, template, opts, overwrite, many)
-    finally:
-        leave()
     _map_result(summary, as_json)
 
 

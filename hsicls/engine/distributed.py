@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -187,12 +189,29 @@ def first_to_fail(message: str) -> str | None:
         return prefix + message
 
 
-def leave() -> None:
-    """Leave the process group (end of a command)."""
+def leave(synchronise: bool = False) -> None:
+    """Leave the process group (end of a command). ``synchronise``: wait for every rank first (the ranks that
+    finish early, such as the non-writing ones of a DDP run, must not tear their connections down while rank 0
+    still uses the group: gloo then aborts the process, "terminate called without an active exception")."""
     w = _STATE.pop("world", None)
     if w is not None and w.distributed:
         _STATE["left"] = w  # its store still tells which rank failed first (the CLI's error line)
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if synchronise:
+                dist.barrier()
             dist.destroy_process_group()
+
+
+@contextmanager
+def membership() -> Iterator[None]:
+    """A command's time in the process group: on success every rank leaves together (:func:`leave` with
+    ``synchronise``); on a failure this rank leaves at once (its peers may be blocked in a collective: torchrun
+    stops them when this rank exits non-zero)."""
+    try:
+        yield
+    except BaseException:
+        leave()
+        raise
+    leave(synchronise=True)

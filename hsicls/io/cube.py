@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hsicls.io.grid import GeoGrid
+from hsicls.io.grid import GeoGrid, OnGrid
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class Scene:
 
 
 @dataclass
-class CubeSource:
+class CubeSource(OnGrid):
     """An opened cube: its grid and bands, read whole (:meth:`read`) or window by window (:meth:`reader`)."""
 
     path: Path
@@ -161,14 +161,6 @@ class CubeSource:
     pixels: Pixels
     bands: BandSet
     nodata: float | None = None
-
-    @property
-    def height(self) -> int:
-        return self.grid.height
-
-    @property
-    def width(self) -> int:
-        return self.grid.width
 
     def reader(self):
         """A function ``(r0, r1, c0, c1) -> (rows, cols, B) float32`` of the bands read; one per thread (``.close()``)."""

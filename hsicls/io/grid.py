@@ -170,6 +170,18 @@ class GeoGrid:
         return p
 
 
+class OnGrid:
+    """Mixin for records that carry a ``grid`` (:class:`GeoGrid`): its ``height`` and ``width``."""
+
+    @property
+    def height(self) -> int:
+        return self.grid.height  # type: ignore[attr-defined]
+
+    @property
+    def width(self) -> int:
+        return self.grid.width  # type: ignore[attr-defined]
+
+
 def geometry_points(coords) -> Iterator:
     """Every ``(x, y)`` of a GeoJSON ``coordinates`` nesting (points, lines, polygons, multi-parts)."""
     if len(coords) and isinstance(coords[0], (int, float)):

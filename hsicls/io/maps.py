@@ -59,18 +59,12 @@ class MapOutputs:
         )
 
 
+TILED_DEFLATE = dict(compress="deflate", tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+
+
 def profile(grid: GeoGrid, dtype, count, nodata) -> dict:
     """A tiled, DEFLATE-compressed GeoTIFF profile on ``grid``."""
-    p = dict(
-        driver="GTiff",
-        count=count,
-        dtype=dtype,
-        compress="deflate",
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        BIGTIFF="IF_SAFER",
-    )
+    p = dict(driver="GTiff", count=count, dtype=dtype, **TILED_DEFLATE)
     if nodata is not None:
         p["nodata"] = nodata
     return {**p, **grid.profile()}

@@ -1,6 +1,9 @@
-"""Models: a registry of patch classifiers. Importing this package registers every entry."""
+"""Models: a registry of patch classifiers. Importing this package imports every module of it, which registers
+every entry (``@register_model``): adding a model is adding one module here."""
 
-from . import classic, md2f, ssftt  # noqa: F401  (registers md2f-mamba, ssftt, svm, rf)
-from .registry import create_model, get_entry, list_models, register_model
+from hsicls.models.registry import create_model, get_entry, list_models, register_model
+from hsicls.registry import import_modules
+
+import_modules(__name__, __path__)
 
 __all__ = ["create_model", "get_entry", "list_models", "register_model"]

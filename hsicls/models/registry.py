@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hsicls.errors import HsiclsError
+from hsicls.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,13 @@ class ModelEntry:
         return self.fit is not None
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, description: str = "", kind: str = "deep", fit: Callable | None = None, **flags: bool) -> Callable:
     def deco(fn: Callable) -> Callable:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
         doc = description or (fn.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = ModelEntry(name, fn, doc, kind, fit, **flags)
+        _REGISTRY.add(name, ModelEntry(name, fn, doc, kind, fit, **flags))
         return fn
 
     return deco

@@ -1,14 +1,12 @@
 """File formats, one module each, in a registry (:data:`FORMATS`); :func:`format_of` picks one per file.
 
 ``mat``, ``npy`` (:mod:`.arrays`), ``envi-roi`` (:mod:`.roi`), ``vector`` (:mod:`.vectors`), ``envi`` headers
-and ``gdal`` rasters, the fallback (:mod:`.rasters`). Adding a format is adding a module here that registers a
-:class:`FileFormat` (it is imported below with the others).
+and ``gdal`` rasters, the fallback (:mod:`.rasters`). Adding a format is adding a module here with a named
+:class:`FileFormat` subclass (it is imported below with the others).
 """
 
-import importlib
-import pkgutil
-
-from hsicls.io.formats.base import FORMATS, FileFormat, format_of, register, require_file
+from hsicls.io.formats.base import FORMATS, FileFormat, format_of, require_file
+from hsicls.registry import import_modules
 
 # The order of registration is the order in which suffixes are looked up.
 # isort: off
@@ -18,8 +16,7 @@ from hsicls.io.formats.vectors import Features, pick_vector_layer, rasterize_vec
 from hsicls.io.formats.rasters import ENVI_DATA_SUFFIXES, open_raster
 # isort: on
 
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_m.name}")
+import_modules(__name__, __path__)
 
 __all__ = [
     "ENVI_DATA_SUFFIXES",
@@ -35,6 +32,5 @@ __all__ = [
     "read_envi_roi",
     "read_features",
     "read_vector_features",
-    "register",
     "require_file",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 
 from hsicls.errors import InputError
 from hsicls.io.cube import ArrayPixels, BandSet, CubeSource
-from hsicls.io.formats.base import FileFormat, register
+from hsicls.io.formats.base import FileFormat
 from hsicls.io.grid import GeoGrid
 
 
@@ -100,12 +100,7 @@ class ArrayFormat(FileFormat):
         return self.load(path, key, 2)
 
 
-@register
-class MatFormat(ArrayFormat):
-    name = "mat"
-    description = "a MATLAB file"
-    suffixes = (".mat",)
-
+class MatFormat(ArrayFormat, name="mat", description="a MATLAB file", suffixes=[".mat"]):
     def load(self, path: Path, key: str | None, ndim: int) -> np.ndarray:
         arrays = _load_mat(path)
         if key is None:
@@ -115,12 +110,7 @@ class MatFormat(ArrayFormat):
         return _pick_key(path, arrays, key, ndim)
 
 
-@register
-class NpyFormat(ArrayFormat):
-    name = "npy"
-    description = "a NumPy array"
-    suffixes = (".npy",)
-
+class NpyFormat(ArrayFormat, name="npy", description="a NumPy array", suffixes=[".npy"]):
     def load(self, path: Path, key: str | None, ndim: int) -> np.ndarray:
         self.no_key(path, key)
         try:

@@ -1,6 +1,7 @@
 """The file-format registry: which reader opens a file, chosen once by :func:`format_of`.
 
-A format is a registered :class:`FileFormat` (one module of this package): the suffixes it claims,
+A format is a named :class:`FileFormat` subclass (one module of this package; naming it registers it:
+``class NpzFormat(ArrayFormat, name="npz", description="a NumPy archive", suffixes=(".npz",))``): the suffixes it claims,
 whether its files carry georeferencing, and its readers (a cube, labels, class names and colours, the
 grid). Every other module asks :func:`format_of` instead of testing suffixes itself.
 """
@@ -15,6 +16,9 @@ import numpy as np
 from hsicls.errors import InputError
 from hsicls.io.cube import CubeSource
 from hsicls.io.grid import GeoGrid
+from hsicls.registry import Registry
+
+FORMATS: Registry[FileFormat] = Registry("file format", InputError)
 
 
 class FileFormat:
@@ -27,6 +31,18 @@ class FileFormat:
     vector: ClassVar[bool] = False  # features (points, polygons), rasterised onto a grid
     named_classes: ClassVar[bool] = False  # classes are names (ENVI ROIs): files are merged by name, not by code
     fallback: ClassVar[bool] = False  # the format of files that no suffix or content claims (GDAL rasters)
+
+    def __init_subclass__(cls, name: str | None = None, description: str = "", suffixes=(), **flags: bool):
+        """A subclass given a ``name`` is registered in :data:`FORMATS`; ``flags`` set the class's flags
+        (``georeferenced``, ``vector``, ``named_classes``, ``fallback``)."""
+        super().__init_subclass__()
+        for flag, value in flags.items():
+            if not isinstance(getattr(FileFormat, flag, None), bool):
+                raise TypeError(f"{flag!r} is not a file-format flag")
+            setattr(cls, flag, value)
+        if name is not None:
+            cls.name, cls.description, cls.suffixes = name, description, tuple(suffixes)
+            FORMATS.add(name, cls())
 
     def probe(self, path: Path) -> bool:
         """Whether ``path``, whose suffix no format claims, is of this format by its content."""
@@ -59,17 +75,6 @@ class FileFormat:
     def no_key(path: Path, key: str | None) -> None:
         if key is not None:
             raise InputError(f"{path}: --key applies only to .mat files")
-
-
-FORMATS: dict[str, FileFormat] = {}
-
-
-def register(cls: type[FileFormat]) -> type[FileFormat]:
-    """Class decorator: add the format to :data:`FORMATS` under ``cls.name``."""
-    if cls.name in FORMATS:
-        raise ValueError(f"file format {cls.name!r} registered twice")
-    FORMATS[cls.name] = cls()
-    return cls
 
 
 def format_of(path: str | Path) -> FileFormat:

@@ -15,7 +15,7 @@ import numpy as np
 
 from hsicls.errors import InputError, first_line
 from hsicls.io.cube import Band, BandSet, CubeSource
-from hsicls.io.formats.base import FileFormat, register
+from hsicls.io.formats.base import FileFormat
 from hsicls.io.grid import GeoGrid
 
 ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".envi")
@@ -116,14 +116,11 @@ class RasterPixels:
             return []
 
 
-@register
-class GdalFormat(FileFormat):
-    """Any raster GDAL reads (GeoTIFF, VRT, JPEG 2000, netCDF, HDF, ENVI data files, ...): the fallback."""
+GDAL_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".nc", ".h5", ".he5", ".hdf", ".png", ".jpg", ".pt", *ENVI_DATA_SUFFIXES)
 
-    name = "gdal"
-    description = "a raster"
-    suffixes = (".tif", ".tiff", ".vrt", ".jp2", ".nc", ".h5", ".he5", ".hdf", ".png", ".jpg", ".pt", *ENVI_DATA_SUFFIXES)
-    fallback = True
+
+class GdalFormat(FileFormat, name="gdal", description="a raster", suffixes=GDAL_SUFFIXES, fallback=True):
+    """Any raster GDAL reads (GeoTIFF, VRT, JPEG 2000, netCDF, HDF, ENVI data files, ...): the fallback."""
 
     def raster(self, path: Path) -> Path:
         """The file GDAL opens for ``path``."""
@@ -171,14 +168,8 @@ class GdalFormat(FileFormat):
             return GeoGrid.of(ds)
 
 
-@register
-class EnviHeaderFormat(GdalFormat):
+class EnviHeaderFormat(GdalFormat, name="envi", description="an ENVI header", suffixes=[".hdr"], fallback=False):
     """An ENVI header (``.hdr``) named instead of its data file: GDAL opens the data file beside it."""
-
-    name = "envi"
-    description = "an ENVI header"
-    suffixes = (".hdr",)
-    fallback = False
 
     def raster(self, path: Path) -> Path:
         for suffix in ENVI_DATA_SUFFIXES:

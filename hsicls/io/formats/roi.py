@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls.errors import InputError
-from hsicls.io.formats.base import FileFormat, register, require_file
+from hsicls.io.formats.base import FileFormat, require_file
 from hsicls.io.grid import GeoGrid
 
 
@@ -79,15 +79,10 @@ def _header(lines: list[str]):
     return dims, names, colours, npts
 
 
-@register
-class EnviRoiFormat(FileFormat):
+class EnviRoiFormat(
+    FileFormat, name="envi-roi", description="an ENVI ROI export", suffixes=[".txt"], georeferenced=False, named_classes=True
+):
     """Classes are ROI names (merged with other ROI files by name); pixel coordinates, no georeferencing."""
-
-    name = "envi-roi"
-    description = "an ENVI ROI export"
-    suffixes = (".txt",)
-    georeferenced = False
-    named_classes = True
 
     def read_labels(self, path: Path, key: str | None, like: GeoGrid | None, field: str | None) -> np.ndarray:
         return read_envi_roi(path)[0]

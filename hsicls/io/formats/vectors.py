@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls.errors import InputError, first_line
-from hsicls.io.formats.base import FileFormat, register
+from hsicls.io.formats.base import FileFormat
 from hsicls.io.grid import GeoGrid
 
 
@@ -123,14 +123,11 @@ def rasterize_vector_labels(path: str | Path, grid: GeoGrid, field: str | None =
     return rasterize(shapes, out_shape=grid.shape, transform=grid.affine, fill=0, dtype="int32"), names
 
 
-@register
-class VectorFormat(FileFormat):
-    """Points and polygons in any CRS; by suffix, or by content for any file OGR opens with a layer."""
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml")
 
-    name = "vector"
-    description = "a vector file"
-    suffixes = (".gpkg", ".shp", ".geojson", ".fgb", ".gml", ".kml")
-    vector = True
+
+class VectorFormat(FileFormat, name="vector", description="a vector file", suffixes=VECTOR_SUFFIXES, vector=True):
+    """Points and polygons in any CRS; by suffix, or by content for any file OGR opens with a layer."""
 
     def probe(self, path: Path) -> bool:
         try:

@@ -1,14 +1,12 @@
 """Train / validation / test split protocols, one module each, in a registry (:data:`SPLITS`).
 
 ``random`` (:mod:`.stratified`), ``count``, ``disjoint``, ``fixed`` and ``group``; adding a protocol
-is adding a module here that registers a :class:`SplitProtocol` (see :mod:`.base`): the built-in
+is adding a module here with a named :class:`SplitProtocol` subclass (see :mod:`.base`): the built-in
 modules are imported below in the order of the ``--split`` choices, any other module of the package
 after them. All masks are ``(H, W)`` bool over the scene grid; they never overlap.
 """
 
-import importlib
-import pkgutil
-
+from hsicls.registry import import_modules
 from hsicls.science.splits.base import (
     SPLITS,
     SplitInputs,
@@ -18,7 +16,6 @@ from hsicls.science.splits.base import (
     footprint,
     get_split,
     option_mixins,
-    register,
     split_record,
 )
 
@@ -31,8 +28,7 @@ from hsicls.science.splits.fixed import fixed_split
 from hsicls.science.splits.group import group_names, group_split, guard_pixels
 # isort: on
 
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_m.name}")
+import_modules(__name__, __path__)
 
 __all__ = [
     "SPLITS",
@@ -49,7 +45,6 @@ __all__ = [
     "group_split",
     "guard_pixels",
     "option_mixins",
-    "register",
     "split_record",
     "stratified_split",
 ]

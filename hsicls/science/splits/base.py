@@ -5,9 +5,9 @@ A split protocol turns the canvas labels ``(H, W)`` int (0 = unlabelled, 1..K) i
 spatial protocols) are in none of them. Validation pixels are always carved from the training
 pixels, so model selection never looks at the test split.
 
-A protocol is one module of this package: a :class:`SplitProtocol` subclass decorated with
-:func:`register`, with its own options as a dataclass mixin (``Options``, fields made with
-:func:`hsicls.options.opt`). :class:`hsicls.config.PreprocessOptions` takes every registered
+A protocol is one module of this package: a :class:`SplitProtocol` subclass, registered by naming it
+(``class Stripes(SplitProtocol, name="stripes", summary=..., options=StripeOptions)``), with its own options
+as a dataclass mixin (fields made with :func:`hsicls.options.opt`). :class:`hsicls.config.PreprocessOptions` takes every registered
 mixin, so its flags, ``--help``, ``--config`` and records follow without another edit.
 """
 
@@ -20,8 +20,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hsicls.errors import HsiclsError, OptionError
+from hsicls.registry import Registry
 
 Masks = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+SPLITS: Registry[SplitProtocol] = Registry("split protocol", OptionError)
 
 
 @dataclass
@@ -45,12 +49,22 @@ class NoOptions:
 
 
 class SplitProtocol:
-    """One split protocol. ``o`` below is a :class:`hsicls.config.PreprocessOptions`."""
+    """One split protocol. ``o`` below is a :class:`hsicls.config.PreprocessOptions`.
+
+    A subclass given a ``name`` is registered in :data:`SPLITS`; ``summary``: a few words for ``--split``'s help;
+    ``options``: its options mixin; ``recorded``: the options kept in the split record (beside the protocol, the
+    validation share and the seed)."""
 
     name: ClassVar[str]
-    summary: ClassVar[str]  # a few words for ``--split``'s help
+    summary: ClassVar[str]
     Options: ClassVar[type] = NoOptions
-    recorded: ClassVar[tuple[str, ...]] = ()  # the options kept in the split record, beside protocol/val_ratio/seed
+    recorded: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, name: str | None = None, summary: str = "", options: type = NoOptions, recorded=(), **kw):
+        super().__init_subclass__(**kw)
+        if name is not None:
+            cls.name, cls.summary, cls.Options, cls.recorded = name, summary, options, tuple(recorded)
+            SPLITS.add(name, cls())
 
     def check(self, o: Any) -> None:
         """Rules between this protocol's options (raise :class:`OptionError`), before any data is read."""
@@ -74,22 +88,8 @@ class SplitProtocol:
         raise NotImplementedError
 
 
-SPLITS: dict[str, SplitProtocol] = {}
-
-
-def register(cls: type[SplitProtocol]) -> type[SplitProtocol]:
-    """Class decorator: add the protocol to :data:`SPLITS` under ``cls.name``."""
-    if cls.name in SPLITS:
-        raise ValueError(f"split protocol {cls.name!r} registered twice")
-    SPLITS[cls.name] = cls()
-    return cls
-
-
 def get_split(name: str) -> SplitProtocol:
-    try:
-        return SPLITS[name]
-    except KeyError:
-        raise OptionError(f"unknown split protocol {name!r} (known: {', '.join(SPLITS)})") from None
+    return SPLITS.lookup(name)
 
 
 def option_mixins() -> tuple[type, ...]:

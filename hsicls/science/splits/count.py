@@ -8,7 +8,7 @@ import numpy as np
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, register
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation
 
 
 @dataclass
@@ -40,13 +40,7 @@ def count_split(labels: np.ndarray, count: int, val_ratio: float, seed: int, war
     return train, val, test
 
 
-@register
-class CountSplit(SplitProtocol):
-    name = "count"
-    summary = "N per class"
-    Options = CountOptions
-    recorded = ("train_count",)
-
+class CountSplit(SplitProtocol, name="count", summary="N per class", options=CountOptions, recorded=["train_count"]):
     def check(self, o) -> None:
         if o.train_count is None:
             raise OptionError("--split count needs --train-count N")

@@ -9,7 +9,7 @@ import numpy as np
 
 from hsicls.errors import HsiclsError
 from hsicls.options import opt, shared
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, check_ratio, footprint, register
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, check_ratio, footprint
 
 
 @dataclass
@@ -64,12 +64,8 @@ def disjoint_split(
     return train, val, test
 
 
-@register
-class DisjointSplit(SplitProtocol):
-    name = "disjoint"
-    summary = "spatially disjoint, footprint-guarded"
-    Options = DisjointOptions
-    # train_ratio is declared by the random protocol (RatioOptions), and shared with it
+class DisjointSplit(SplitProtocol, name="disjoint", summary="spatially disjoint, footprint-guarded", options=DisjointOptions):
+    """train_ratio is declared by the random protocol (RatioOptions), and shared with it."""
 
     def describe(self, o) -> str:
         block = o.block_size or o.patch_size

@@ -9,7 +9,7 @@ import numpy as np
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, register
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation
 
 
 @dataclass
@@ -31,13 +31,7 @@ def fixed_split(labels: np.ndarray, train_mask: np.ndarray, test_mask: np.ndarra
     return train, val, test
 
 
-@register
-class FixedSplit(SplitProtocol):
-    name = "fixed"
-    summary = "mask files"
-    Options = MaskOptions
-    recorded = ("train_mask", "test_mask")
-
+class FixedSplit(SplitProtocol, name="fixed", summary="mask files", options=MaskOptions, recorded=["train_mask", "test_mask"]):
     def check(self, o) -> None:
         if o.train_mask is None:
             raise OptionError("--split fixed needs --train-mask FILE")

@@ -10,7 +10,7 @@ import numpy as np
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, footprint, register
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, footprint
 
 GroupBy = Literal["scene", "polygon", "block"]
 
@@ -145,12 +145,9 @@ def make_groups(labels: np.ndarray, scenes: list, by: str, block: int) -> np.nda
     return groups
 
 
-@register
-class GroupSplit(SplitProtocol):
-    name = "group"
-    summary = "whole scenes, polygons or blocks held out; see --group-by"
-    Options = GroupOptions
-
+class GroupSplit(
+    SplitProtocol, name="group", summary="whole scenes, polygons or blocks held out; see --group-by", options=GroupOptions
+):
     def folds(self, o) -> int:
         return o.folds if o.folds is not None else max(2, int(round(1 / o.test_fraction)))
 

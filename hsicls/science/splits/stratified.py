@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicls.options import opt
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, check_ratio, register
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, check_ratio
 
 
 @dataclass
@@ -54,13 +54,7 @@ def stratified_split(labels: np.ndarray, train_ratio: float, val_ratio: float, s
     return train.reshape(shape), val.reshape(shape), test.reshape(shape)
 
 
-@register
-class RandomSplit(SplitProtocol):
-    name = "random"
-    summary = "stratified ratio"
-    Options = RatioOptions
-    recorded = ("train_ratio",)
-
+class RandomSplit(SplitProtocol, name="random", summary="stratified ratio", options=RatioOptions, recorded=["train_ratio"]):
     def describe(self, o) -> str:
         return f"random stratified, {o.train_ratio:g} of each class"
 
