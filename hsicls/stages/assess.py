@@ -282,7 +282,7 @@ def _pooled(tiles: list[_Tile]) -> tuple[ClassMap, np.ndarray, np.ndarray]:
     first = tiles[0].cmap
     for t in tiles[1:]:
         g, g0 = t.cmap.grid, first.grid
-        if g.crs != g0.crs or (g.transform is None) != (g0.transform is None):
+        if not g0.same_crs(g.crs) or (g.transform is None) != (g0.transform is None):
             raise InputError(f"{t.cmap.path}: another CRS than {first.path.name}; assess maps of one CRS together")
         if g.transform is not None and abs(g.pixel_area()[0] - g0.pixel_area()[0]) > 1e-9 * g0.pixel_area()[0]:
             raise InputError(f"{t.cmap.path}: its pixels differ in size from {first.path.name}'s; assess them apart")
