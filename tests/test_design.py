@@ -351,3 +351,14 @@ def test_a_declaration_is_checked_once_per_command(tmp_path):
     (tmp_path / "b.qml").symlink_to(out)
     with pytest.raises(HsiclsError, match="symbolic link"):
         OutputSet(Declared("b", tmp_path / "b.tif"), Declared("qml", tmp_path / "b.qml", sidecar=True)).guard(True)
+
+
+def test_the_cli_starts_without_numpy_or_torch():
+    """The command line (its options, the split protocols' declarations included) loads before any array library:
+    --help and usage errors stay quick."""
+    import subprocess
+    import sys
+
+    code = "import sys, hsicls.cli.commands; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.registry import Registry
 
-Masks = tuple[np.ndarray, np.ndarray, np.ndarray]
+if TYPE_CHECKING:
+    import numpy as np
+
+Masks = tuple  # (train, val, test): three (H, W) bool masks
 
 
 SPLITS: Registry[SplitProtocol] = Registry("split protocol", OptionError)
@@ -122,6 +123,8 @@ def check_ratio(name: str, value: float, zero_ok: bool = False) -> None:
 def carve_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Move ``round(val_ratio * n)`` of each class's training pixels to validation (at least one
     pixel always stays in training). Returns ``(train, val)``."""
+    import numpy as np
+
     check_ratio("--val-ratio", val_ratio, zero_ok=True)
     rng = np.random.default_rng(seed + 7919)
     flat_train = train.ravel().copy()
@@ -138,6 +141,7 @@ def carve_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, se
 
 def footprint(mask: np.ndarray, patch_size: int) -> np.ndarray:
     """Pixels covered by the ``patch_size x patch_size`` patch of any pixel of ``mask``."""
+    import numpy as np
     from scipy.ndimage import maximum_filter
 
     return maximum_filter(mask.astype(np.uint8), size=patch_size, mode="constant", cval=0).astype(bool)

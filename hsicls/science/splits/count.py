@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
 from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -19,6 +21,8 @@ class CountOptions:
 def count_split(labels: np.ndarray, count: int, val_ratio: float, seed: int, warn=None) -> Masks:
     """``count`` training pixels per class (capped at ``n - 1`` for a class of ``n`` pixels,
     with a warning), drawn at random; the rest is test. Returns ``(train, val, test)``."""
+    import numpy as np
+
     if count < 1:
         raise HsiclsError(f"--train-count must be >= 1, got {count}")
     rng = np.random.default_rng(seed)

@@ -4,12 +4,14 @@ every training patch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hsicls.errors import HsiclsError
 from hsicls.options import opt, shared
 from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, check_ratio, footprint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -35,6 +37,8 @@ def disjoint_split(
     4. Validation pixels are carved from the training pixels.
     Returns ``(train, val, test)``; guard-band pixels are in none of them.
     """
+    import numpy as np
+
     check_ratio("--train-ratio", train_ratio)
     h, w = labels.shape
     block = block or patch_size

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
 from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from hsicls.errors import HsiclsError, OptionError
 from hsicls.options import opt
 from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, footprint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GroupBy = Literal["scene", "polygon", "block"]
 
@@ -58,6 +59,8 @@ def group_split(
     ``guard > 0`` drops test pixels within ``guard`` pixels of a training or validation pixel
     (groups that touch, e.g. blocks), as the disjoint protocol does.
     """
+    import numpy as np
+
     lab = labels > 0
     y, g = labels[lab], groups[lab]
     if test_groups is None:
@@ -92,6 +95,7 @@ def group_split(
 
 
 def _group_fold(y: np.ndarray, g: np.ndarray, folds: int, fold: int, seed: int) -> np.ndarray:
+    import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(np.unique(g))
@@ -116,6 +120,8 @@ def guard_pixels(by: str, patch_size: int) -> int:
 
 def group_names(groups: np.ndarray, mask: np.ndarray, scenes: list, by: str) -> list[str]:
     """The groups of the pixels in ``mask``: scene names (``--group-by scene``), else group numbers."""
+    import numpy as np
+
     ids = np.unique(groups[mask & (groups > 0)]).tolist()
     return [scenes[i - 1].name for i in ids] if by == "scene" else [str(i) for i in ids]
 
@@ -123,6 +129,7 @@ def group_names(groups: np.ndarray, mask: np.ndarray, scenes: list, by: str) -> 
 def make_groups(labels: np.ndarray, scenes: list, by: str, block: int) -> np.ndarray:
     """Group id of every canvas pixel: the scene (1..S), a connected region of one class (8-connected,
     within one scene), or a ``block x block`` square of one scene."""
+    import numpy as np
     from scipy import ndimage
 
     groups = np.zeros(labels.shape, np.int32)
@@ -173,6 +180,8 @@ class GroupSplit(
         }
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
+        import numpy as np
+
         groups = inputs.groups
         test = self._test_group_ids(o, inputs.scenes) if o.test_groups else None
         if o.folds is not None and test is None:  # asked for: never silently fewer folds

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hsicls.options import opt
 from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, check_ratio
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -31,6 +33,8 @@ def stratified_split(labels: np.ndarray, train_ratio: float, val_ratio: float, s
 
     Returns ``(train, val, test)`` masks, each ``(H, W)`` bool.
     """
+    import numpy as np
+
     check_ratio("--train-ratio", train_ratio)
     check_ratio("--val-ratio", val_ratio, zero_ok=True)
     rng = np.random.default_rng(seed)
