@@ -545,45 +545,22 @@ CASES += [
         setup=_file("o.pt.log.jsonl", b'{"epoch": 1}\n'),
     ),
     # 3. malformed palettes and bundle records: one line naming the file
-    Case(
-        "palette: broken JSON",
-        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.json"],
-        1,
-        ("p.json", "palette"),
-        outputs=("map.tif",),
-        setup=_file("p.json", b'{"1": [255, 0'),
-    ),
-    Case(
-        "palette: JSON list",
-        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.json"],
-        1,
-        ("p.json", "palette"),
-        outputs=("map.tif",),
-        setup=_file("p.json", b"[1, 2, 3]"),
-    ),
-    Case(
-        "palette: short .clr line",
-        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.clr"],
-        1,
-        ("p.clr", "palette"),
-        outputs=("map.tif",),
-        setup=_file("p.clr", b"1 255 0\n"),
-    ),
-    Case(
-        "palette: non-numeric .clr",
-        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.clr"],
-        1,
-        ("p.clr", "palette"),
-        outputs=("map.tif",),
-        setup=_file("p.clr", b"1 red green blue\n"),
-    ),
-    Case(
-        "palette: truncated .qml",
-        [*MAP, "{m.pt}", "-o", "map.tif", "--palette", "p.qml"],
-        1,
-        ("p.qml", "palette"),
-        outputs=("map.tif",),
-        setup=_file("p.qml", b'<qgis><renderer-v2><colorPalette><paletteEntry value="1" col'),
+    *(
+        Case(
+            f"palette: {what}",
+            [*MAP, "{m.pt}", "-o", "map.tif", "--palette", name],
+            1,
+            (name, "palette"),
+            outputs=("map.tif",),
+            setup=_file(name, content),
+        )
+        for what, name, content in (
+            ("broken JSON", "p.json", b'{"1": [255, 0'),
+            ("JSON list", "p.json", b"[1, 2, 3]"),
+            ("short .clr line", "p.clr", b"1 255 0\n"),
+            ("non-numeric .clr", "p.clr", b"1 red green blue\n"),
+            ("truncated .qml", "p.qml", b'<qgis><renderer-v2><colorPalette><paletteEntry value="1" col'),
+        )
     ),
     Case(
         "bundle: wavelengths of the wrong type",

@@ -32,7 +32,7 @@ from hsicls import __version__
 
 if TYPE_CHECKING:
     import torch
-from hsicls.artifacts.outputs import note_input, write_via_memory
+from hsicls.artifacts.outputs import Declared, OutputSet, note_input, write_via_memory
 from hsicls.artifacts.prepared import Preprocessing
 from hsicls.errors import HsiclsError, InputError, first_line
 
@@ -239,6 +239,19 @@ def _refusal(path: Path) -> InputError | None:
     except OSError as exc:
         return InputError(f"{path}: cannot read ({exc.strerror or exc})")
     return None
+
+
+def training_outputs(output: str | Path, resume: bool = False) -> OutputSet:
+    """What ``train`` writes (the stage's declaration, kept here so the CLI checks it before torch is imported):
+    the bundle; its log ``OUTPUT.log.jsonl`` (an earlier run's log is that run's record: replaced only with
+    ``--overwrite``, or continued with ``--resume``); the checkpoint ``OUTPUT.ckpt``, replaced every epoch (an
+    interrupted run's is kept unless ``--resume`` or ``--overwrite``)."""
+    output = Path(output)
+    return OutputSet(
+        Declared("bundle", output),
+        Declared("log", output.with_name(output.name + ".log.jsonl"), sidecar=resume),
+        Declared("checkpoint", output.with_name(output.name + ".ckpt"), sidecar=True),
+    )
 
 
 def precheck_bundle(path: str | Path) -> None:

@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hsicls.errors import HsiclsError, InputError, OutputExistsError, first_line
+from hsicls.errors import HsiclsError, OutputExistsError, first_line
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 _CAUSES = {
@@ -97,7 +97,7 @@ def _companions(p: Path) -> list[Path]:
     """Files read together with ``p`` (an ENVI header and its binary data file), as its format says."""
     from hsicls.io.formats import format_of
 
-    return format_of(p).companions(p)
+    return format_of(p, probe=False).companions(p)
 
 
 def _same_file(a: Path, b: Path) -> str | None:
@@ -147,12 +147,11 @@ def check_folder(path: str | os.PathLike | None, flag: str) -> Path | None:
 
 def check_inputs(inputs: Iterable) -> list[Path]:
     """Every input must be an existing file (not a folder): checked before any work."""
+    from hsicls.io.formats import require_file
+
     out = [Path(p) for p in inputs if p is not None]
     for p in out:
-        if p.is_dir():
-            raise InputError(f"{p}: is a directory, expected a file")
-        if not p.exists():
-            raise InputError(f"{p}: no such file")
+        require_file(p)
     return out
 
 
@@ -162,14 +161,12 @@ def guard_outputs(outputs: Iterable, overwrite: bool, inputs: Iterable = ()) -> 
     return declared.guard(overwrite, inputs).paths
 
 
-def _checked(outputs: Iterable, overwrite: bool, inputs: Iterable, sidecars=frozenset(), only=None) -> list[Path]:
-    """Every output checked (``only``: those declared outputs; sidecars as replaceable) and told apart from the others."""
-    wanted = None if only is None else {d.path for d in only}
-    finals = [
-        check_output(p, overwrite or p in sidecars, inputs) if wanted is None or p in wanted else Path(p)
-        for p in outputs
-        if p is not None
-    ]
+def _checked(outputs: Iterable, overwrite: bool, inputs: Iterable) -> list[Path]:
+    """Every output checked and told apart from the others."""
+    return _distinct([check_output(p, overwrite, inputs) for p in outputs if p is not None])
+
+
+def _distinct(finals: list[Path]) -> list[Path]:
     for i, a in enumerate(finals):
         for b in finals[:i]:
             if _same_file(a, b):
@@ -233,12 +230,13 @@ class OutputSet:
         for d in todo:
             if d.sidecar and d.path.is_symlink():
                 raise HsiclsError(f"{d.path}: the sidecar name is a symbolic link; refusing to replace it (remove it)")
-        finals = _checked(self.paths, overwrite, inputs, sidecars={d.path for d in self.items if d.sidecar}, only=todo)
+            check_output(d.path, overwrite or d.sidecar, inputs)
+        _distinct(self.paths)
         if _SCOPE:
             done.update((d.path, overwrite) for d in todo)
-            locked = [d for d in todo if not d.sidecar and (lock is True or (lock and d.role in lock))]
-            for f in (f for f, d in zip(finals, self.items) if d in locked):
-                _SCOPE[-1].locks.enter_context(output_lock(f))
+            for d in todo:
+                if not d.sidecar and (lock is True or (lock and d.role in lock)):
+                    _SCOPE[-1].locks.enter_context(output_lock(d.path))
         return self
 
 

@@ -182,9 +182,9 @@ def train(
         _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
         return
     if runs == 1:  # --runs: its own files (hsicls.stages.runs)
-        from hsicls.stages.train import declare_outputs
+        from hsicls.artifacts.bundle import training_outputs
 
-        declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared])
+        training_outputs(output, resume).guard(overwrite or resume, inputs=[prepared])
     data_dir = check_folder(data_dir, "--data-dir")
     from hsicls.stages.preprocess import prepared_for_dataset
     from hsicls.stages.train import train as run

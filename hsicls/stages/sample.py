@@ -87,20 +87,12 @@ def _draw(cmaps: list[ClassMap], alloc: dict[int, int], seed: int) -> list[tuple
 
 
 def _records(cmaps: list[ClassMap], points: list, field: str) -> list[dict]:
-    return [
-        {
-            "id": i + 1,
-            "map": cmaps[m].path.name,
-            "row": r,
-            "col": c,
-            "map_code": code,
-            "map_class": cmaps[m].names.get(code) or str(code),
-            "x": float(cmaps[m].grid.centres(r, c)[0]),
-            "y": float(cmaps[m].grid.centres(r, c)[1]),
-            field: None,
-        }
-        for i, (m, r, c, code) in enumerate(points)
-    ]
+    out = []
+    for i, (m, r, c, code) in enumerate(points):
+        x, y = cmaps[m].grid.centres(r, c)  # the pixel's centre in the map's CRS
+        record = {"id": i + 1, "map": cmaps[m].path.name, "row": r, "col": c, "map_code": code}
+        out.append({**record, "map_class": cmaps[m].names.get(code) or str(code), "x": float(x), "y": float(y), field: None})
+    return out
 
 
 def _vector_bytes(records: list[dict], driver: str, crs: str | None, field: str) -> bytes:

@@ -31,7 +31,8 @@ import torch
 
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, ModelSpec, save_bundle
-from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, output_lock, write_via_memory
+from hsicls.artifacts.bundle import training_outputs as declare_outputs
+from hsicls.artifacts.outputs import OutputSet, atomic_output, output_lock, write_via_memory
 from hsicls.artifacts.prepared import load_prepared
 from hsicls.config import TrainOptions
 from hsicls.engine.calibration import calibrate_bundle, measure_bf16_error
@@ -63,14 +64,6 @@ class TrainResult:
         }
 
 
-def checkpoint_path(output: Path) -> Path:
-    return output.with_name(output.name + ".ckpt")
-
-
-def log_path(output: Path) -> Path:
-    return output.with_name(output.name + ".log.jsonl")
-
-
 def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> TrainOptions:
     """A registered scene's paper settings (patch size, learning rate) where the user set none."""
     from hsicls.datasets import get_dataset
@@ -78,18 +71,6 @@ def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> Train
     info = get_dataset(dataset)
     changes = {k: v for k, v in (("lr", info.lr), ("patch_size", info.patch_size)) if k not in given}
     return opts.replace(**changes)
-
-
-def declare_outputs(output: Path, resume: bool = False) -> OutputSet:
-    """What ``train`` writes: the bundle; its log (an earlier run's log is that run's record: replaced only with
-    ``--overwrite``, or continued with ``--resume``); the checkpoint, replaced every epoch (an interrupted run's
-    is kept unless ``--resume`` or ``--overwrite``: :func:`_check_checkpoint`)."""
-    output = Path(output)
-    return OutputSet(
-        Declared("bundle", output),
-        Declared("log", log_path(output), sidecar=resume),
-        Declared("checkpoint", checkpoint_path(output), sidecar=True),
-    )
 
 
 def prepared_identity(prep) -> str:

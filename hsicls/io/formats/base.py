@@ -77,15 +77,15 @@ class FileFormat:
             raise InputError(f"{path}: --key applies only to .mat files")
 
 
-def format_of(path: str | Path) -> FileFormat:
+def format_of(path: str | Path, probe: bool = True) -> FileFormat:
     """The format of ``path``: by suffix, then by content (vector files under any name, as GDAL/OGR tools
-    recognise them), else a GDAL raster."""
+    recognise them; ``probe=False``: suffix only, nothing opened), else a GDAL raster."""
     path = Path(path)
     suffix = path.suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:
             return fmt
-    if path.is_file():
+    if probe and path.is_file():
         for fmt in FORMATS.values():
             if fmt.probe(path):
                 return fmt
