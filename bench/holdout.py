@@ -70,7 +70,7 @@ def one_run(args, prep: Path, tmp: Path, model: str, patch: int, seed: int) -> d
     opts = TrainOptions(
         model=model,
         epochs=args.epochs,
-        patch_size=patch,
+        **({} if search else {"patch_size": patch}),  # a patch search chooses the patch size itself
         seed=seed,
         device=args.device,
         augment=args.augment,

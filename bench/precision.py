@@ -1,15 +1,16 @@
 """fp32 against bf16 on the CPU: model only and predict-map end to end, interleaved, with agreement.
 
-    python bench/precision.py [--epochs 30] [--size 256] [--rounds 5]
+    python bench/precision.py [--epochs 2,30,100] [--sizes 128,512] [--rounds 4] [--large-rounds 2]
 
-1. Indian Pines, 5 % training (seed 0), md2f-mamba 13 x 13 trained ``--epochs`` epochs (the bundle
-   records its bf16 error bound on the validation pixels).
-2. Model only, batch 256, the whole Indian Pines canvas's labelled pixels: fp32, a bf16 copy of the
+1. Indian Pines, 5 % training (seed 0), md2f-mamba 13 x 13 trained ``--epochs`` epochs, one bundle
+   per value (each records its bf16 error bound on the validation pixels).
+2. Model only (the longest-trained bundle), batch 256, the whole Indian Pines canvas's labelled pixels: fp32, a bf16 copy of the
    network (no check), bf16 autocast, and the bf16 copy with the fp32 re-check (``bf16-checked``),
    interleaved over ``--rounds`` rounds; px/s medians, argmax agreement with fp32 on all 21,025
    pixels, the fraction re-checked.
-3. ``hsicls predict-map`` end to end on a ``size x size`` 200-band tile of Indian Pines, ``--precision
-   fp32`` against ``auto``, interleaved; the two maps compared pixel for pixel.
+3. ``hsicls predict-map`` end to end on ``size x size`` 200-band tiles of Indian Pines, ``--precision
+   fp32`` against ``auto``, interleaved, for every bundle, with and without ``--confidence``; the two
+   maps compared pixel for pixel, and what auto chose (its timed probe) printed.
 
 Prints the CPU's bf16 flags: ``auto`` is fp32 on a CPU without AMX-BF16 or AVX512-BF16.
 """
@@ -71,34 +72,56 @@ def model_only(bundle_path: Path, prep_path: Path, rounds: int) -> None:
         )
 
 
-def end_to_end(bundle: Path, d: Path, size: int, rounds: int) -> None:
+def end_to_end(bundles: dict, d: Path, sizes: list[int], rounds: int, large_rounds: int) -> None:
+    """``predict-map`` end to end, ``--precision auto`` against ``fp32`` run in turn (interleaved), for
+    every bundle x scene size x (without, with ``--confidence``); px/s medians, the ratio, whether the
+    maps are identical and what auto chose (its probe's reason)."""
+    import json
+
     import rasterio
 
-    scene = d / "scene.tif"
-    build_scene(scene, size)
-    rates: dict = {"fp32": [], "auto": []}
-    for r in range(rounds):
-        for prec in rates:
-            out = d / f"{prec}{r}.tif"
-            t = time.perf_counter()
-            cmd = [sys.executable, "-m", "hsicls", "-q", "predict-map", scene, "-m", bundle, "-o", out, "--precision", prec]
-            subprocess.run([str(c) for c in cmd], check=True)
-            rates[prec].append(size * size / (time.perf_counter() - t))
-    with rasterio.open(d / "fp320.tif") as a, rasterio.open(d / "auto0.tif") as b:
-        same = np.array_equal(a.read(), b.read())
-    base = statistics.median(rates["fp32"])
-    print(f"\npredict-map end to end, {size} x {size} x 200 px, {rounds} interleaved rounds; maps identical: {same}")
-    for prec, v in rates.items():
-        print(f"| {prec} | {statistics.median(v):,.0f} px/s | {statistics.median(v) / base:.2f}x |")
+    print("\n| bundle | scene | --confidence | fp32 px/s | auto px/s | auto / fp32 | maps identical | auto ran | re-checked |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        scene = d / f"scene{size}.tif"
+        build_scene(scene, size)
+        n = rounds if size < 512 else large_rounds
+        for i, (name, bundle) in enumerate(bundles.items()):
+            # --confidence runs fp32 under auto (its values stay exact): one bundle shows it on a large scene
+            for conf in (False, True) if size < 512 or i == len(bundles) // 2 else (False,):
+                rates: dict = {"fp32": [], "auto": []}
+                last: dict = {}
+                for r in range(n):
+                    for prec in list(rates) if r % 2 == 0 else list(rates)[::-1]:  # ABBA: neither always goes first
+                        out = d / f"{prec}.tif"
+                        extra = ["--confidence", d / f"{prec}_conf.tif"] if conf else []
+                        cmd = [sys.executable, "-m", "hsicls", "-q", "predict-map", scene, "-m", bundle, "-o", out,
+                               "--precision", prec, "--json", "--overwrite", *extra]  # fmt: skip
+                        t = time.perf_counter()
+                        res = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True)
+                        rates[prec].append(size * size / (time.perf_counter() - t))
+                        last[prec] = json.loads(res.stdout)
+                with rasterio.open(d / "fp32.tif") as a, rasterio.open(d / "auto.tif") as b:
+                    same = np.array_equal(a.read(), b.read())
+                f32, auto = statistics.median(rates["fp32"]), statistics.median(rates["auto"])
+                rc = last["auto"].get("rechecked_fraction")
+                print(
+                    f"| {name} | {size} x {size} x 200 | {'yes' if conf else 'no'} | {f32:,.0f} | {auto:,.0f} | "
+                    f"**{auto / f32:.2f}x** | {same} | {last['auto']['precision']} | {'' if rc is None else f'{100 * rc:.1f} %'} |",
+                    flush=True,
+                )
+                print(f"<!-- auto's reason: {last['auto'].get('precision_reason')} -->", flush=True)
 
 
 def main() -> None:
     from hsicls.engine.runtime import cpu_flags, native_bf16_cpu
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--epochs", default="2,30,100", help="bundles: comma-separated epoch counts")
+    ap.add_argument("--sizes", default="128,512", help="scene sides, comma-separated")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds, ABBA (model only, scenes under 512)")
+    ap.add_argument("--large-rounds", type=int, default=2, help="interleaved rounds, ABBA, on scenes of 512 and more")
+    ap.add_argument("--skip-model-only", action="store_true")
     args = ap.parse_args()
     print(f"CPU bf16 flags: {sorted(cpu_flags() & {'amx_bf16', 'avx512_bf16', 'amx_tile'})}; native: {native_bf16_cpu()}")
     print(f"threads: {torch.get_num_threads()}, capability {torch.backends.cpu.get_cpu_capability()}")
@@ -106,9 +129,15 @@ def main() -> None:
         d = Path(tmp)
         run = lambda *a: subprocess.run([sys.executable, "-m", "hsicls", "-q", *map(str, a)], check=True)
         run("preprocess", DATA / "Indian_pines_corrected.npy", "--labels", DATA / "Indian_pines_gt.mat", "-o", d / "ip.h5")
-        run("train", d / "ip.h5", "-o", d / "m.pt", "--epochs", args.epochs, "--seed", "0")
-        model_only(d / "m.pt", d / "ip.h5", args.rounds)
-        end_to_end(d / "m.pt", d, args.size, max(2, args.rounds // 2))
+        bundles = {}
+        for e in [int(v) for v in args.epochs.split(",")]:
+            run("train", d / "ip.h5", "-o", d / f"m{e}.pt", "--epochs", e, "--seed", "0")
+            bundles[f"{e} epochs"] = d / f"m{e}.pt"
+        if not args.skip_model_only:
+            model_only(
+                next(iter(bundles.values())) if len(bundles) == 1 else list(bundles.values())[-1], d / "ip.h5", args.rounds
+            )
+        end_to_end(bundles, d, [int(v) for v in args.sizes.split(",")], args.rounds, args.large_rounds)
 
 
 if __name__ == "__main__":

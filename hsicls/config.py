@@ -7,6 +7,7 @@ prepared file, the bundle and the reports all come from these classes. Values ar
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ Sampling = Literal["stratified", "random"]
 AreaUnit = Literal["auto", "pixels", "m2", "ha", "km2"]
 Allocation = Literal["proportional", "equal", "neyman"]
 ClassWeighting = Literal["none", "balanced"]
+ValSplit = Literal["auto", "spatial", "random"]
 
 
 @dataclass
@@ -46,6 +48,13 @@ class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
         max=1,
         max_open=True,
     )
+    val_split: ValSplit = opt(
+        "auto",
+        "How validation is carved from the training pixels: 'spatial' (whole training regions of each class, else a "
+        "strip at one end of a region: apart from the pixels that stay, as the test is), 'random' (scattered pixels, "
+        "the behaviour before this option), or 'auto' (spatial on fixed and disjoint splits, random on random and "
+        "count splits; group splits validate on whole groups).",
+    )
     fit_on: FitOn = opt(
         "all", "Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."
     )
@@ -63,7 +72,12 @@ class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
     palette: list[tuple[int, int, int]] | None = opt(None, "Class colours (set from a registered dataset).", cli=False)
 
     def _check(self) -> None:
-        get_split(self.split).check(self)
+        protocol = get_split(self.split)
+        protocol.check(self)
+        if protocol.own_validation and self.val_split != "auto":
+            raise OptionError(
+                f"--val-split {self.val_split}: --split {self.split} validates on whole groups; leave --val-split out"
+            )
 
 
 @dataclass
@@ -109,9 +123,16 @@ class TrainOptions(Options):
     search_epochs: int = opt(15, "Epochs of each short run of --patch-search.", min=1, max=10_000)
 
     def _check(self) -> None:
+        if self.patch_search is not None and not [p for p in self.patch_search if p.strip()]:
+            raise OptionError("--patch-search: give the odd patch sizes to choose from, e.g. --patch-search 3,5,7")
         for p in self.patch_search or []:
             if not p.strip().isdigit() or int(p) % 2 == 0:
                 raise OptionError(f"--patch-search takes odd patch sizes, e.g. 3,5,7; got {p!r}")
+        default_patch = next(f.default for f in dataclasses.fields(self) if f.name == "patch_size")
+        if self.patch_search and self.patch_size != default_patch:
+            raise OptionError(
+                f"--patch-size {self.patch_size} with --patch-search: the search chooses the patch size; give one of them"
+            )
 
 
 @dataclass
@@ -138,10 +159,18 @@ class MapOptions(Options):
     reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)
     palette: str | None = opt(None, "Class colours and names: JSON {code: {color, name}}, a GDAL .clr or a QGIS .qml file.")
     majority: int | None = opt(
-        None, "Clean the map with an N x N majority filter (odd N; nodata neither votes nor changes).", min=3, odd=True
+        None,
+        "Clean the map with an N x N majority filter (odd N up to 101, at most the map's size; nodata neither votes nor changes).",
+        min=3,
+        max=101,
+        odd=True,
     )
     sieve: int | None = opt(
-        None, "Minimum mapping unit: regions smaller than PIXELS (8-connected) take their largest neighbour's class.", min=2
+        None,
+        "Minimum mapping unit: regions smaller than PIXELS (8-connected) take their largest neighbour's class, until none "
+        "is left but regions with no neighbour (at most the map's pixel count).",
+        min=2,
+        max=2**31 - 1,
     )
 
 
@@ -191,6 +220,18 @@ class SampleOptions(Options):
     )
     reference_field: str = opt("reference", "Name of the empty attribute the interpreter fills with the reference class.")
     seed: int = shared("seed")
+
+    SAMPLE_COLUMNS = ("id", "map", "row", "col", "x", "y", "map_code", "map_class")  # written by sample itself
+
+    def _check(self) -> None:
+        field = self.reference_field.strip()
+        if not field:
+            raise OptionError("--reference-field: give the name of the attribute to fill, e.g. --reference-field reference")
+        if field.lower() in self.SAMPLE_COLUMNS or field.lower() == "fid":
+            raise OptionError(
+                f"--reference-field {self.reference_field!r} is one of the sample's own columns "
+                f"({', '.join(self.SAMPLE_COLUMNS)}); choose another name"
+            )
 
 
 @dataclass

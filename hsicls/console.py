@@ -46,6 +46,30 @@ def silence_stdout() -> None:
     _to_devnull(sys.stdout)
 
 
+def reopen_closed_streams() -> None:
+    """A stream closed by the caller (``2>&-``, ``>&-``) starts Python with ``sys.stderr`` / ``sys.stdout``
+    set to None, and the first log line or ``--json`` result would fail. Point such a descriptor at
+    /dev/null instead, so the command runs and exits as it does with open streams (its messages lost, as
+    the caller asked)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                if devnull != fd:
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+            except OSError:
+                continue
+        try:
+            setattr(sys, name, open(fd, "w", encoding="utf-8", errors="replace", closefd=False))
+        except OSError:
+            pass
+
+
 def _to_devnull(stream) -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

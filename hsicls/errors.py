@@ -39,6 +39,13 @@ class StdoutClosed(HsiclsError):
     exit_code = 141
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit), handled as Ctrl-C is: temporary files and locks are
+    removed on the way out; exit code 143 (128 + 15)."""
+
+    exit_code = 143
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what to do next in its message (``--resume``); exit code 130. Still a
     :class:`KeyboardInterrupt`, so a library caller's ``except KeyboardInterrupt`` catches it."""

@@ -104,7 +104,8 @@ def test_classic_confidences_are_probabilities_and_reject_below_keeps_confident_
     classes = probs.argmax(0) + 1  # the class without rejection
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
     np.testing.assert_allclose(probs.max(0), confidence, atol=1e-6)
-    assert np.median(confidence) > 0.9 and (confidence > 0.9).mean() > 0.9
+    # (a perfect validation split keeps T = 1 since [validation]: the forest's own vote shares, not sharpened)
+    assert np.median(confidence) > 0.9 and (confidence > 0.8).mean() > 0.9
     sure = confidence >= 0.5
     assert np.array_equal(kept[sure], classes[sure]) and (kept[~sure] == 4).all()
     assert (classes == np.repeat(np.arange(3) + 1, 10)[None, :]).mean() > 0.95

@@ -188,6 +188,14 @@ def _copy(asset: str, name: str):
     return lambda d, a: shutil.copy(a / asset, d / name)
 
 
+def _fifo(name: str):
+    def make(d: Path, a: Path) -> None:
+        (d / name).unlink(missing_ok=True)  # an asset copied under that name gives way to the FIFO
+        os.mkfifo(d / name)
+
+    return make
+
+
 def _folder(name: str):
     return lambda d, a: (d / name).mkdir()
 
@@ -680,6 +688,129 @@ CASES += [
         ("other.tif", "CRS"),
         setup=_other_crs,
     ),
+    # [hardening-3]: sizes bounded, special files refused, names that collide, contradictions
+    Case(
+        "--sieve larger than the map",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--sieve", "100000"],
+        1,
+        ("scene.tif", "--sieve 100000", "576"),
+        outputs=("map.tif",),
+    ),
+    Case(
+        "--majority huge", [*MAP, "{m.pt}", "-o", "map.tif", "--majority", "2147483649"], 2, ("--majority",), outputs=("map.tif",)
+    ),
+    Case(
+        "--majority wider than the map",
+        [*MAP, "{m.pt}", "-o", "map.tif", "--majority", "99"],
+        1,
+        ("--majority 99", "24 x 24"),
+        outputs=("map.tif",),
+    ),
+    Case(
+        "FIFO as the scene",
+        [*MAP, "{m.pt}", "-o", "map.tif"],
+        1,
+        ("scene.tif", "FIFO"),
+        outputs=("map.tif",),
+        setup=_fifo("scene.tif"),
+    ),
+    Case("FIFO as a map to assess", ["assess", "m.tif", "-r", "{labels.tif}"], 1, ("m.tif", "FIFO"), setup=_fifo("m.tif")),
+    Case("FIFO as the reference", ["assess", "{labels.tif}", "-r", "r.gpkg"], 1, ("r.gpkg", "FIFO"), setup=_fifo("r.gpkg")),
+    Case(
+        "FIFO as a map to sample",
+        ["sample", "m.tif", "-o", "s.gpkg"],
+        1,
+        ("m.tif", "FIFO"),
+        outputs=("s.gpkg",),
+        setup=_fifo("m.tif"),
+    ),
+    Case("FIFO as the bundle", [*MAP, "b.pt", "-o", "map.tif"], 1, ("b.pt", "FIFO"), outputs=("map.tif",), setup=_fifo("b.pt")),
+    Case("assess --report ''", ["assess", "{labels.tif}", "-r", "{labels.tif}", "--report", ""], 2, ("--report", "prefix")),
+    Case(
+        "sample --reference-field map_code",
+        ["sample", "{labels.tif}", "-o", "s.gpkg", "--reference-field", "map_code"],
+        2,
+        ("--reference-field", "map_code", "own columns"),
+        outputs=("s.gpkg",),
+    ),
+    Case(
+        "sample --reference-field ''",
+        ["sample", "{labels.tif}", "-o", "s.gpkg", "--reference-field", ""],
+        2,
+        ("--reference-field",),
+        outputs=("s.gpkg",),
+    ),
+    Case("-v -q together", ["-v", "-q", "datasets"], 2, ("-v", "-q")),
+    Case(
+        "a text file named .npy",
+        ["preprocess", "t.npy", "-l", "{labels.tif}", "-o", "p.h5"],
+        1,
+        ("t.npy", "numeric arrays"),
+        outputs=("p.h5",),
+        setup=_file("t.npy", b"just text\n"),
+    ),
+    Case(
+        "a .json that is not GeoJSON",
+        ["preprocess", "{scene.tif}", "-l", "j.json", "-o", "p.h5"],
+        1,
+        ("j.json", "GeoJSON"),
+        outputs=("p.h5",),
+        setup=_file("j.json", b'{"a": 1}'),
+    ),
+    Case(
+        "--patch-size with --patch-search",
+        ["train", "{p.h5}", "-o", "o.pt", "--patch-search", "3,5", *E1],
+        2,
+        ("--patch-size 3", "--patch-search"),
+        outputs=("o.pt",),
+    ),
+    Case("--patch-search ''", ["train", "{p.h5}", "-o", "o.pt", "--patch-search", ""], 2, ("--patch-search",), outputs=("o.pt",)),
+    Case(
+        "--model rf with --patch-search",
+        ["train", "{p.h5}", "-o", "o.pt", "--model", "rf", "--patch-search", "3,5"],
+        2,
+        ("--patch-search", "--model rf"),
+        outputs=("o.pt",),
+    ),
+    Case(
+        "--model rf with --class-weighting",
+        ["train", "{p.h5}", "-o", "o.pt", "--model", "rf", "--class-weighting", "balanced"],
+        2,
+        ("--class-weighting", "--model rf"),
+        outputs=("o.pt",),
+    ),
+    Case(
+        "--folds-all with --runs",
+        ["train", "{p.h5}", "-o", "cv.pt", "--folds-all", "--runs", "3", *E1],
+        2,
+        ("--folds-all", "--runs"),
+    ),
+    Case(
+        "--folds-all --resume", ["train", "{p.h5}", "-o", "cv.pt", "--folds-all", "--resume", *E1], 2, ("--folds-all", "--resume")
+    ),
+    Case(
+        "--class-map with a code no side has",
+        ["assess", "{labels.tif}", "-r", "{labels.tif}", "--class-map", "77=x"],
+        0,
+        ("--class-map", "no class 77"),
+        warn=True,
+    ),
+    Case(
+        "--expected-ua under proportional allocation",
+        ["sample", "{labels.tif}", "-o", "s.gpkg", "--expected-ua", "1=0.7"],
+        0,
+        ("--expected-ua", "neyman"),
+        outputs=("s.gpkg",),
+        warn=True,
+    ),
+    Case(
+        "rerun over a killed training's log and checkpoint",
+        ["train", "{p.h5}", "-o", "o.pt", *E1],
+        1,
+        ("o.pt.ckpt", "--resume"),
+        outputs=("o.pt",),
+        setup=lambda d, a: (shutil.copy(a / "other.ckpt", d / "o.pt.ckpt"), (d / "o.pt.log.jsonl").write_text("{}\n")),
+    ),
     # 5. --out-dir that does not exist is created
     Case("--out-dir created", [*MAP, "{m.pt}", "--out-dir", "new/maps"], 0, (), outputs=("new/maps/scene_map.tif",)),
 ]
@@ -943,14 +1074,15 @@ def test_ctrl_c_then_sigkill_then_rerun_of_predict_map(assets, tmp_path):
         "--device",
         "cpu",
     ]
-    for sig in (signal.SIGINT, signal.SIGKILL):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):  # SIGTERM is handled as SIGINT is ([hardening-3])
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         tmp = _wait_for(".map.tif.*.tmp", tmp_path, proc)
         assert tmp is not None, proc.communicate()[1]
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        if sig == signal.SIGINT:
-            assert proc.returncode == 130 and error_lines(err) == ["error: interrupted"], err
+        if sig != signal.SIGKILL:
+            expected = (130, "error: interrupted") if sig == signal.SIGINT else (143, "error: terminated")
+            assert (proc.returncode, error_lines(err)) == (expected[0], [expected[1]]), err
             assert not (tmp_path / "map.tif").exists() and not leftovers(tmp_path)
     assert proc.returncode == -signal.SIGKILL and tmp.exists() and not (tmp_path / "map.tif").exists()
     r = hsicls(*cmd[3:], cwd=tmp_path)
@@ -1157,3 +1289,28 @@ def test_a_closed_stderr_does_not_stop_training_before_its_bundle(assets, tmp_pa
     while time.time() < deadline and not ((tmp_path / "m.pt").exists() and not leftovers(tmp_path)):
         time.sleep(0.2)
     assert (tmp_path / "m.pt").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, redirect, output",
+    [
+        (["sample", "labels.tif", "-o", "s.gpkg", "-n", "30"], "2>&-", "s.gpkg"),
+        (["predict-map", "scene.tif", "-m", "m.pt", "-o", "map.tif"], "2>&-", "map.tif"),
+        (["sample", "labels.tif", "-o", "s.gpkg", "-n", "30", "--json"], ">&-", "s.gpkg"),
+        (["assess", "labels.tif", "-r", "labels.tif", "--json"], ">&-", None),
+        (["datasets", "--json"], ">&-", None),
+    ],
+)
+def test_closed_streams_behave_like_open_ones(assets, tmp_path, args, redirect, output):
+    """[hardening-3] A closed stderr (``2>&-``) or stdout (``>&-``): the command does its work and exits 0,
+    as with open streams (its messages are lost, as the caller asked); no traceback."""
+    import shlex
+
+    for name in ("labels.tif", "scene.tif", "m.pt"):
+        shutil.copy(assets / name, tmp_path / name)
+    cmd = " ".join(shlex.quote(c) for c in [sys.executable, "-m", "hsicls", *args]) + " " + redirect
+    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr
+    if output:
+        assert (tmp_path / output).exists() and not leftovers(tmp_path)

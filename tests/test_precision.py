@@ -10,7 +10,7 @@ import rasterio
 import torch
 
 from hsicls.artifacts.bundle import load_bundle
-from hsicls.engine import runtime
+from hsicls.engine import inference, runtime
 from hsicls.engine.inference import Runner, bf16_error
 from tests.conftest import run_cli
 
@@ -61,14 +61,92 @@ def test_recheck_makes_near_ties_equal_fp32():
     assert 0 < checked_runner.rechecked_fraction < 1
 
 
+class _ShapeLog(torch.nn.Module):
+    """Wraps a model and records the batch size of every fp32 forward pass."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.fp32_sizes = inner, []
+
+    def forward(self, x):
+        if x.dtype == torch.float32:
+            self.fp32_sizes.append(x.shape[0])
+        return self.inner(x)
+
+
+def _near_tie_scene(side: int = 40, patch: int = 3, c: int = 8):
+    padded = torch.randn(c, side + patch - 1, side + patch - 1, generator=torch.Generator().manual_seed(1))
+    rows, cols = (t.reshape(-1) for t in torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"))
+    return padded, rows, cols, patch, _near_tie_model(c, patch)
+
+
+def test_pooled_recheck_runs_fixed_shapes_and_equals_fp32():
+    """[speed-3] 1: the uncertain pixels of many batches are pooled and recomputed in fp32 in batches of a
+    few fixed sizes (the batch size and its halves down to an eighth), never at the count one batch had."""
+    padded, rows, cols, patch, inner = _near_tie_scene()
+    err = bf16_error(inner, padded, rows[:400], cols[:400], patch)
+    fp32 = Runner(torch.device("cpu"), False, 64).classes(inner, padded, rows, cols, patch)
+    model = _ShapeLog(inner)
+    runner = Runner(torch.device("cpu"), False, 64, "bf16-checked", err)
+    checked = runner.classes(model, padded, rows, cols, patch)
+    assert torch.equal(checked, fp32)
+    assert model.fp32_sizes, "the near-tie scene was meant to need a re-check"
+    assert set(model.fp32_sizes) <= {8, 16, 32, 64}
+    assert sum(model.fp32_sizes) >= runner.stats["rechecked"] > 0
+    assert model.fp32_sizes.count(64) >= len(model.fp32_sizes) - 1  # whole batches but for the last
+    # logits come back in order, every pixel once, equal to fp32's classes batch by batch
+    seen = []
+    for sl, logits in Runner(torch.device("cpu"), False, 64, "bf16-checked", err).logits(inner, padded, rows, cols, patch):
+        seen.append(sl.start)
+        assert torch.equal(logits.argmax(1), fp32[sl])
+    assert seen == list(range(0, rows.numel(), 64))
+
+
+def test_auto_probe_picks_fp32_when_bf16_is_slower(monkeypatch):
+    """[speed-3] 1: auto keeps bf16-checked only when a timed probe finds it faster (the probe mocked:
+    the bf16 copy made slow, then fp32 made slow); the classes equal fp32's either way."""
+    import time as _time
+
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    padded, rows, cols, patch, model = _near_tie_scene()
+    err = bf16_error(model, padded, rows[:400], cols[:400], patch)
+    fp32 = Runner(torch.device("cpu"), False, 64).classes(model, padded, rows, cols, patch)
+    for slow, expected in (("_bf16", "fp32"), ("_fp32", "bf16-checked")):
+        original = getattr(Runner, slow)
+
+        def sleepy(self, m, x, original=original):
+            _time.sleep(0.02)
+            return original(self, m, x)
+
+        with monkeypatch.context() as mp:
+            mp.setattr(Runner, slow, sleepy)
+            runner = Runner.resolve("cpu", "auto", 64, err, job_pixels=rows.numel())
+            assert runner.precision == "bf16-checked" and runner.precision_reason.startswith("pending")
+            assert torch.equal(runner.classes(model, padded, rows, cols, patch), fp32)
+        assert runner.precision == expected, runner.precision_reason
+        assert runner.precision_reason.startswith("probe:") and "ms/batch" in runner.precision_reason
+
+
+def test_auto_skips_the_probe_on_small_jobs(monkeypatch):
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    small = Runner.resolve("cpu", "auto", 64, 0.01, job_pixels=64 * inference.PROBE_MIN_BATCHES - 1)
+    assert small.precision == "fp32" and "too small" in small.precision_reason
+    assert Runner.resolve("cpu", "auto", 64, 0.01, job_pixels=64 * inference.PROBE_MIN_BATCHES).precision == "bf16-checked"
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: False)
+    assert "no native bf16" in Runner.resolve("cpu", "auto", 64, 0.01).precision_reason
+
+
 def test_bf16_map_equals_fp32_map_on_sample_scene(monkeypatch, tiny_scene, prepared, bundle, tmp_path):
     monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(inference, "PROBE_MIN_BATCHES", 0)  # the tiny scene is below the probe's size
+    monkeypatch.setattr(inference, "PROBE_MARGIN", 1e9)  # and its probe keeps bf16-checked whatever the timings
     assert load_bundle(bundle).training["bf16_error"] > 0
     r32 = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "a.tif", "--precision", "fp32")
     r16 = run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "b.tif", "--json")
     assert r32.exit_code == 0 and r16.exit_code == 0, r16.stderr
     summary = json.loads(r16.stdout)
     assert summary["precision"] == "bf16-checked" and summary["rechecked_fraction"] is not None
+    assert summary["precision_reason"].startswith("probe:")
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         assert np.array_equal(a.read(), b.read())
     ev = run_cli("evaluate", bundle, prepared, "--json")

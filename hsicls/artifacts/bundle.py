@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
 from hsicls.artifacts.outputs import Declared, OutputSet, note_input, write_via_memory
 from hsicls.artifacts.prepared import Preprocessing
-from hsicls.errors import HsiclsError, InputError, first_line
+from hsicls.errors import HsiclsError, InputError, OutputExistsError, first_line
 
 FORMAT = "hsicls-bundle"
 FORMAT_VERSION = 2
@@ -252,6 +252,22 @@ def training_outputs(output: str | Path, resume: bool = False) -> OutputSet:
         Declared("log", output.with_name(output.name + ".log.jsonl"), sidecar=resume),
         Declared("checkpoint", output.with_name(output.name + ".ckpt"), sidecar=True),
     )
+
+
+def guard_training_outputs(output: str | Path, resume: bool, overwrite: bool, inputs: list) -> OutputSet:
+    """:func:`training_outputs` checked: where an interrupted run's checkpoint lies beside the output, the
+    refusal names ``--resume`` (following a bare "pass --overwrite" would throw the checkpoint away)."""
+    declared = training_outputs(output, resume)
+    try:
+        return declared.guard(overwrite or resume, inputs=inputs)
+    except OutputExistsError as exc:
+        ckpt = declared["checkpoint"]
+        if ckpt.exists() and not resume:
+            raise OutputExistsError(
+                f"{ckpt}: an interrupted run's checkpoint is here; continue it with the same command and --resume, "
+                f"or pass --overwrite to start over"
+            ) from None
+        raise exc from None
 
 
 def precheck_bundle(path: str | Path) -> None:

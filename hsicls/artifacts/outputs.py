@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hsicls.errors import HsiclsError, OutputExistsError, first_line
+from hsicls.errors import HsiclsError, OptionError, OutputExistsError, first_line
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 _CAUSES = {
@@ -244,6 +244,8 @@ def report_outputs(prefix: Path | None) -> OutputSet:
     """``PREFIX.json``, ``PREFIX.csv`` and ``PREFIX.md`` (roles ``json``, ``csv``, ``md``); none without a prefix."""
     if prefix is None:
         return OutputSet()
+    if not prefix.name or prefix.name in (".", ".."):
+        raise OptionError(f"--report {str(prefix)!r}: give a file name prefix, e.g. --report results/acc")
     return OutputSet(*(Declared(s[1:], prefix.with_name(prefix.name + s)) for s in (".json", ".csv", ".md")))
 
 

@@ -77,7 +77,9 @@ def _from_cli(value: Any, spec: Spec, flag: str) -> Any:
     if spec.repeat:
         return parse_key_values(list(value), flag)
     if spec.comma_list:
-        return [v.strip() for v in value.split(",")] if value else None
+        if value is None:
+            return None
+        return [v.strip() for v in value.split(",")]  # '' stays an (empty) list: its check names the flag
     return value
 
 

@@ -32,7 +32,7 @@ from hsicls.config import (
     TrainOptions,
 )
 from hsicls.engine.distributed import launched
-from hsicls.errors import HsiclsError, OptionError, StdoutClosed
+from hsicls.errors import HsiclsError, OptionError, StdoutClosed, Terminated
 
 app = typer.Typer(
     name="hsicls",
@@ -70,6 +70,9 @@ def handle_errors(fn):
                 if message is not None:
                     console.error(message)
             raise typer.Exit(code=exc.exit_code) from None
+        except Terminated:
+            console.error("terminated")
+            raise typer.Exit(code=Terminated.exit_code) from None
         except KeyboardInterrupt as exc:  # Interrupted says what to do next
             console.error(str(exc) or "interrupted")
             raise typer.Exit(code=130) from None
@@ -95,6 +98,9 @@ def root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
+    if quiet and verbose:
+        console.error("-v and -q contradict each other; give one")
+        raise typer.Exit(2)
     console.set_verbosity(-1 if quiet else min(verbose, 1))
 
 
@@ -176,15 +182,21 @@ def train(
     Under torchrun (torchrun --nproc-per-node N -m hsicls train ...) the N ranks train one network with
     DistributedDataParallel (--batch-size is the global batch); rank 0 alone writes the bundle, log and checkpoint."""
     if folds_all:
+        if runs != 1:
+            raise OptionError("--folds-all trains every fold once, with the same network seed; --runs does not apply to it")
+        if resume:
+            raise OptionError(
+                "--folds-all --resume: folds are not resumed yet; rerun --folds-all with --overwrite (a finished fold is retrained)"
+            )
         _train_folds(prepared, output, opts, overwrite, as_json)
         return
     if launched():
         _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
         return
     if runs == 1:  # --runs: its own files (hsicls.stages.runs)
-        from hsicls.artifacts.bundle import training_outputs
+        from hsicls.artifacts.bundle import guard_training_outputs
 
-        training_outputs(output, resume).guard(overwrite or resume, inputs=[prepared])
+        guard_training_outputs(output, resume, overwrite, inputs=[prepared])
     data_dir = check_folder(data_dir, "--data-dir")
     from hsicls.stages.preprocess import prepared_for_dataset
     from hsicls.stages.train import train as run
@@ -659,8 +671,25 @@ def run(args: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), so a killed job cleans up its temporary
+    files and locks as Ctrl-C does; left alone where someone (torchrun's agent) installed a handler."""
+    import signal
+
+    def on_term(signum, frame):
+        raise Terminated("terminated")
+
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main() -> None:
     """Console entry point."""
+    console.reopen_closed_streams()
+    _terminate_as_interrupt()
     try:
         code = run()
         sys.stdout.flush()

@@ -7,6 +7,12 @@ one scalar ``T > 0`` divides every logit, ``p = softmax(z / T)``; the class (the
 ``torch.optim.LBFGS``. It is kept in the bundle (``Bundle.temperature``) and used by ``predict-map``
 (``--confidence``, ``--probabilities``, ``--reject-below``) and ``evaluate``.
 
+A fitted ``T < 1`` sharpens the probabilities. It is kept only where the validation supports it
+(:func:`guarded_temperature`): not when the validation accuracy is at least :data:`SATURATED` (too
+few errors to measure how confident the errors are), and not when ``T`` fitted on one half of the
+validation regions and scored on the other (both ways, pooled) gives a worse NLL than ``T = 1``. Then
+``T = 1`` is kept and the reason recorded. Under a spatial shift a sharper model is the wrong way.
+
 Expected calibration error with ``M = 15`` equal-width confidence bins ``B_m = ((m-1)/M, m/M]``
 (Guo et al. 2017, Eq. 3; Naeini et al. 2015): ``ECE = Σ_m |B_m| / N · |acc(B_m) - conf(B_m)|``, where
 ``conf`` is the maximum probability of a pixel and ``acc`` the share of its bin that is classified
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 
 ECE_BINS = 15
 LOG_T_RANGE = (math.log(1e-2), math.log(1e2))  # T is kept within [0.01, 100]
+SATURATED = 0.99  # validation accuracy at or above which no sharpening (T < 1) is trusted
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> float:
@@ -52,6 +59,57 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     if not math.isfinite(t) or nll(z, y, t) > nll(z, y, 1.0):
         return 1.0
     return t
+
+
+def validation_halves(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], block: int = 8) -> np.ndarray:
+    """``(N,)`` 0/1: two halves of the validation pixels ``(rows, cols)`` on a grid of ``shape``, by place:
+    whole 8-connected validation regions, dealt largest first to the smaller half; with one region,
+    a checkerboard of ``block``-px squares."""
+    from scipy import ndimage
+
+    mask = np.zeros(shape, bool)
+    mask[rows, cols] = True
+    regions, m = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if m < 2:
+        return ((rows // block + cols // block) % 2).astype(np.int64)
+    sizes = np.bincount(regions.ravel(), minlength=m + 1)
+    half, load = np.zeros(m + 1, np.int64), [0, 0]
+    for r in sorted(range(1, m + 1), key=lambda r: -sizes[r]):
+        h = int(load[1] < load[0])
+        half[r], load[h] = h, load[h] + int(sizes[r])
+    return half[regions[rows, cols]]
+
+
+def guarded_temperature(logits: torch.Tensor, y: torch.Tensor, halves: np.ndarray | None = None) -> tuple[float, str | None]:
+    """``(T, why T = 1 was kept instead of the fitted T, or None)``: :func:`fit_temperature`, with a sharpening
+    ``T < 1`` refused when the validation accuracy is at least :data:`SATURATED`, or when, fitted on one half of
+    the validation (``halves`` ``(N,)`` 0/1, :func:`validation_halves`) and scored on the other, both ways, ``T``
+    raises the pooled held-back NLL above that of ``T = 1``."""
+    t = fit_temperature(logits, y)
+    if t >= 1.0:
+        return t, None
+    acc = float((logits.argmax(1) == y).double().mean())
+    if acc >= SATURATED:
+        return 1.0, (
+            f"validation accuracy {acc:.3f} >= {SATURATED}: too few errors to support sharpening the probabilities "
+            f"(fitted T = {t:.3f}); T = 1 kept"
+        )
+    if halves is not None:
+        h = torch.as_tensor(np.asarray(halves))
+        gain, fits = 0.0, []
+        for a in (0, 1):  # two-fold cross-validation of "fit T" against "T = 1", by place
+            fit, check = h == a, h != a
+            if fit.sum() < 2 or check.sum() < 2:
+                continue
+            ta = fit_temperature(logits[fit], y[fit])
+            fits.append(ta)
+            gain += (nll(logits[check], y[check], 1.0) - nll(logits[check], y[check], ta)) * int(check.sum())
+        if fits and gain < 0:
+            return 1.0, (
+                f"temperatures fitted on one half of the validation regions ({', '.join(f'{v:.3f}' for v in fits)}) made "
+                f"the other half's NLL worse than T = 1 (fitted on all: T = {t:.3f}); T = 1 kept"
+            )
+    return t, None
 
 
 def probabilities(logits: torch.Tensor, temperature: float | None) -> torch.Tensor:
@@ -128,12 +186,15 @@ def calibrate_bundle(bundle, prep, device: str = "auto", precision: str = "auto"
         return
     runner = Runner.resolve(device, precision)
     logits, y = split_logits(bundle, prep, prep.val, runner)  # Runner.logits runs under no_grad
-    t = fit_temperature(logits, y)
+    rows, cols = np.nonzero(prep.val)
+    t, kept_one = guarded_temperature(logits, y, validation_halves(rows, cols, prep.val.shape))
     rep = calibration_report(logits, y, t)
     bundle.temperature = t
     bundle.training["calibration"] = {
         "temperature": t,
-        "method": "temperature scaling (one scalar, LBFGS on log T, validation NLL)",
+        "method": "temperature scaling (one scalar, LBFGS on log T, validation NLL); sharpening (T < 1) only where "
+        "the validation supports it",
+        "kept_t1": kept_one,
         "val_pixels": rep["pixels"],
         "val_nll_before": rep["nll_before"],
         "val_nll_after": rep["nll_after"],
@@ -146,6 +207,8 @@ def calibrate_bundle(bundle, prep, device: str = "auto", precision: str = "auto"
             f"calibration: temperature {t:.3f} on {rep['pixels']} validation px "
             f"(NLL {rep['nll_before']:.4f} -> {rep['nll_after']:.4f}, ECE {rep['ece_before']:.4f} -> {rep['ece_after']:.4f})"
         )
+        if kept_one:
+            log(f"calibration: {kept_one}")
 
 
 def measure_bf16_error(bundle, prep, log=None, max_pixels: int = 4096) -> None:

@@ -4,12 +4,22 @@ validation during training, benchmarks).
 :class:`Runner` holds the resolved device, precision and batch size; :meth:`Runner.logits`
 yields ``(slice, logits)`` per batch of pixels, each batch's patches gathered on the device from
 one padded tensor (:func:`hsicls.engine.patches.gather_patches`), under bf16 autocast when asked.
+
+``bf16-checked`` on the CPU (``--precision auto``) runs a bf16 copy of the network and recomputes in
+fp32 the pixels whose bf16 top-2 margin is too narrow to trust. Those pixels are *pooled* across
+batches (:class:`_Recheck`) and recomputed in batches of a few fixed sizes (the batch size and its
+halves down to an eighth), so oneDNN never sees a new input shape: a new shape builds new
+convolution primitives, which cost a tiny batch about as much as a whole one. Whether the checked
+bf16 path is faster at all, for this bundle on this CPU, is decided by a timed probe on the job's
+first full batch (:meth:`Runner._probe`); ``auto`` runs fp32 otherwise.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 import weakref
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -25,6 +35,14 @@ _BF16_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # apart by at most twice that; a pixel whose bf16 top-2 margin is below ``RECHECK_FACTOR x error x
 # max|logit|`` is recomputed in fp32 (a factor 2 of safety over the worst validation pixel).
 RECHECK_FACTOR = 4.0
+
+# The timed probe of ``--precision auto``: the checked bf16 path is kept when its estimated time per
+# batch (bf16 batch + the re-checked share of an fp32 batch) is below PROBE_MARGIN x the fp32 batch's
+# (10 % to spare for the pooled batches' padding and the timer's noise). Jobs of fewer than
+# PROBE_MIN_BATCHES batches run fp32 without a probe: the probe's extra passes (about three batches)
+# could not be repaid by the at most ~30 % that bf16 saves.
+PROBE_MARGIN = 0.9
+PROBE_MIN_BATCHES = 16
 
 
 def bf16_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -43,56 +61,153 @@ class Runner:
     batch_size: int
     cpu_mode: str = "fp32"  # fp32 | bf16 | bf16-checked (runtime.cpu_inference_mode)
     bf16_error: float | None = None  # the bundle's relative bf16 error (bf16-checked)
+    probe: bool = False  # bf16-checked under --precision auto: a timed probe may still choose fp32
     stats: dict = field(default_factory=lambda: {"pixels": 0, "rechecked": 0}, compare=False)
+    # what auto decided and why ({"mode", "reason", timings}); filled by resolve and the probe
+    choice: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def resolve(
-        cls, device: str = "auto", precision: str = "auto", batch_size: int | None = None, bf16_error: float | None = None
+        cls,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int | None = None,
+        bf16_error: float | None = None,
+        job_pixels: int | None = None,
     ) -> Runner:
+        """The policy for ``device`` and ``precision``; ``job_pixels`` (the pixels the job will run, when
+        known) decides whether ``auto``'s timed probe can repay itself (:data:`PROBE_MIN_BATCHES`)."""
         dev = resolve_device(device)
         mode = cpu_inference_mode(precision, dev, bf16_error)
-        return cls(dev, uses_bf16(precision, dev), inference_batch_size(batch_size, dev), mode, bf16_error)
+        size = inference_batch_size(batch_size, dev)
+        choice = {"mode": mode, "reason": _static_reason(precision, dev, mode, bf16_error)}
+        probe = precision == "auto" and mode == "bf16-checked"
+        if probe and job_pixels is not None and job_pixels < PROBE_MIN_BATCHES * size:
+            mode, probe = "fp32", False
+            choice = {
+                "mode": mode,
+                "reason": f"{job_pixels} px is under {PROBE_MIN_BATCHES} batches: too small to repay a bf16 probe",
+            }
+        if probe:
+            choice["reason"] = "pending: a timed probe on the first full batch decides between bf16-checked and fp32"
+        return cls(dev, uses_bf16(precision, dev), size, mode, bf16_error, probe, choice=choice)
 
     def on(self, device: torch.device) -> Runner:
         """The same policy on another device (a rank's own GPU)."""
-        return Runner(device, self.use_bf16, self.batch_size, self.cpu_mode, self.bf16_error)
+        return Runner(
+            device, self.use_bf16, self.batch_size, self.cpu_mode, self.bf16_error, self.probe, choice=dict(self.choice)
+        )
+
+    @property
+    def mode(self) -> str:
+        """The CPU mode in force: the probe's decision once made."""
+        return self.choice.get("mode", self.cpu_mode)
 
     @property
     def precision(self) -> str:
         if self.device.type == "cpu":
-            return self.cpu_mode
+            return self.mode
         return "bf16" if self.use_bf16 else "fp32"
+
+    @property
+    def precision_reason(self) -> str | None:
+        return self.choice.get("reason")
 
     @property
     def rechecked_fraction(self) -> float | None:
         n = self.stats["pixels"]
-        return self.stats["rechecked"] / n if self.cpu_mode == "bf16-checked" and n else None
+        return self.stats["rechecked"] / n if self.mode == "bf16-checked" and n else None
 
-    def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type != "cpu" or self.cpu_mode == "fp32":
-            with autocast(x.device, self.use_bf16):
-                return model(x).float()
-        out = bf16_copy(model)(x.to(torch.bfloat16)).float()
-        self.stats["pixels"] += out.shape[0]
-        if self.cpu_mode == "bf16-checked" and out.shape[0]:
-            top2 = out.topk(min(2, out.shape[1]), dim=1).values
-            margin = top2[:, 0] - top2[:, -1]
-            redo = margin <= RECHECK_FACTOR * self.bf16_error * out.abs().amax(1)
-            if redo.any():
-                out[redo] = model(x[redo]).float()
-                self.stats["rechecked"] += int(redo.sum())
-        return out
+    def _fp32(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with autocast(x.device, self.use_bf16):
+            return model(x).float()
+
+    def _bf16(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return bf16_copy(model)(x.to(torch.bfloat16)).float()
+
+    def _uncertain(self, out: torch.Tensor) -> torch.Tensor:
+        """Indices of the rows of bf16 logits ``out`` (n, K) whose class bf16 rounding could change."""
+        top2 = out.topk(min(2, out.shape[1]), dim=1).values
+        margin = top2[:, 0] - top2[:, -1]
+        return torch.nonzero(margin <= RECHECK_FACTOR * self.bf16_error * out.abs().amax(1)).flatten()
+
+    def _probe(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Time fp32 and the bf16 copy on one full batch ``x`` (a warm-up each, then two interleaved
+        rounds; the fastest of each), estimate the checked path's time from this batch's share of
+        uncertain pixels, and fix the mode. Returns the batch's fp32 logits (exact whatever is chosen)."""
+        t32, t16 = [], []
+        ref = self._fp32(model, x)
+        low = self._bf16(model, x)
+        for _ in range(2):
+            t = time.perf_counter()
+            ref = self._fp32(model, x)
+            t32.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            low = self._bf16(model, x)
+            t16.append(time.perf_counter() - t)
+        share = self._uncertain(low).numel() / max(1, x.shape[0])
+        f32, b16 = min(t32), min(t16)
+        checked = b16 + share * f32
+        mode = "bf16-checked" if checked < PROBE_MARGIN * f32 else "fp32"
+        verdict = "faster" if mode == "bf16-checked" else f"not {1 / PROBE_MARGIN:.2f}x faster"
+        self.choice.update(
+            mode=mode,
+            reason=f"probe: bf16-checked {checked * 1e3:.0f} ms/batch (bf16 {b16 * 1e3:.0f} + {100 * share:.1f} % re-checked) "
+            f"vs fp32 {f32 * 1e3:.0f} ms/batch: {verdict}",
+            probe_ms={"fp32": round(f32 * 1e3, 2), "bf16": round(b16 * 1e3, 2), "rechecked_share": share},
+        )
+        self.stats["pixels"] += x.shape[0]
+        return ref
+
+    def _batches(self, padded, rows, cols, patch_size) -> Iterator[tuple[slice, torch.Tensor]]:
+        for start in range(0, rows.shape[0], self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            yield sl, gather_patches(padded, rows[sl], cols[sl], patch_size)
 
     @torch.no_grad()
     def logits(
         self, model: torch.nn.Module, padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, patch_size: int
     ) -> Iterator[tuple[slice, torch.Tensor]]:
         """``(slice of the pixel list, logits (n, K) float32)`` for the pixels ``(rows, cols)`` of
-        ``padded`` ``(C, H + P - 1, W + P - 1)`` (unpadded coordinates), batch by batch."""
+        ``padded`` ``(C, H + P - 1, W + P - 1)`` (unpadded coordinates), batch by batch, in order."""
         model.eval()
-        for start in range(0, rows.shape[0], self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            yield sl, self._forward(model, gather_patches(padded, rows[sl], cols[sl], patch_size))
+        batches = self._batches(padded, rows, cols, patch_size)
+        if self.device.type != "cpu" or self.mode == "fp32":
+            for sl, x in batches:
+                yield sl, self._fp32(model, x)
+            return
+        if self.mode == "bf16":
+            for sl, x in batches:
+                out = self._bf16(model, x)
+                self.stats["pixels"] += out.shape[0]
+                yield sl, out
+            return
+        yield from self._checked(model, batches)
+
+    def _checked(self, model, batches) -> Iterator[tuple[slice, torch.Tensor]]:
+        """bf16-checked: the bf16 copy's logits, the uncertain pixels recomputed in fp32 through the
+        pool; a batch is yielded once all its pixels are final, so batches leave in order."""
+        pool = _Recheck(model, self._fp32, self.batch_size, self.stats)
+        waiting: deque = deque()
+        for sl, x in batches:
+            if self.probe and "probe_ms" not in self.choice and x.shape[0] == self.batch_size:
+                out = self._probe(model, x)
+                if self.mode == "fp32":  # the probe chose fp32: the rest of the job runs it
+                    yield from waiting_done(pool, waiting, final=True)
+                    yield sl, out
+                    for sl2, x2 in batches:
+                        yield sl2, self._fp32(model, x2)
+                    return
+                entry = _Entry(sl, out)
+            else:
+                entry = _Entry(sl, self._bf16(model, x))
+                self.stats["pixels"] += x.shape[0]
+                idx = self._uncertain(entry.out)
+                if idx.numel():
+                    pool.add(entry, x[idx], idx)
+            waiting.append(entry)
+            yield from waiting_done(pool, waiting, final=False)
+        yield from waiting_done(pool, waiting, final=True)
 
     def all_logits(self, model, padded, rows, cols, patch_size) -> torch.Tensor:
         """Logits ``(N, K)`` float32 of every pixel ``(rows, cols)``, on the device."""
@@ -105,6 +220,85 @@ class Runner:
         for sl, logits in self.logits(model, padded, rows, cols, patch_size):
             out[sl] = logits.argmax(1)
         return out
+
+
+def _static_reason(precision: str, device: torch.device, mode: str, bf16_error: float | None) -> str:
+    """Why :func:`hsicls.engine.runtime.cpu_inference_mode` chose ``mode`` (before any probe)."""
+    if device.type != "cpu":
+        return f"--precision {precision} on {device.type}"
+    if precision != "auto":
+        return f"--precision {precision}"
+    if mode == "fp32":
+        if bf16_error is None:
+            return "auto: the bundle records no bf16 error bound, or probabilities are written (fp32 keeps them exact)"
+        return "auto: this CPU has no native bf16 (AMX-BF16 or AVX512-BF16)"
+    return "auto: native bf16 and the bundle's bf16 error bound"
+
+
+class _Entry:
+    """One batch in flight: its slice, its logits (n, K), how many of its pixels await fp32."""
+
+    __slots__ = ("sl", "out", "left")
+
+    def __init__(self, sl: slice, out: torch.Tensor):
+        self.sl, self.out, self.left = sl, out, 0
+
+
+class _Recheck:
+    """The pool of uncertain pixels: their patches, waiting to be recomputed in fp32 in batches of a
+    few fixed sizes (``size`` and its halves down to ``size / 8``), whatever the count per batch."""
+
+    def __init__(self, model: torch.nn.Module, fp32, size: int, stats: dict):
+        self.model, self.fp32, self.size, self.stats = model, fp32, size, stats
+        self.buckets = sorted({max(1, size >> s) for s in range(4)})
+        self.x: list[torch.Tensor] = []
+        self.dst: list[tuple[_Entry, torch.Tensor]] = []
+        self.n = 0
+        self.shapes: Counter = stats.setdefault("recheck_batches", Counter())  # batch sizes run in fp32
+
+    def add(self, entry: _Entry, x: torch.Tensor, idx: torch.Tensor) -> None:
+        self.x.append(x)
+        self.dst.append((entry, idx))
+        self.n += idx.numel()
+        entry.left += idx.numel()
+        self.stats["rechecked"] += idx.numel()
+
+    def flush(self, final: bool) -> None:
+        """Recompute every whole batch of the pool (``final``: all of it, the rest padded to a bucket)."""
+        todo = self.n if final else self.n // self.size * self.size
+        if todo == 0:
+            return
+        x = torch.cat(self.x) if len(self.x) > 1 else self.x[0]
+        ys = []
+        for start in range(0, todo, self.size):
+            blk = x[start : min(todo, start + self.size)]
+            m = blk.shape[0]
+            b = next(b for b in self.buckets if b >= m)
+            if b > m:  # zero patches fill the batch; each pixel's logits depend on its own patch only
+                blk = torch.cat([blk, blk.new_zeros((b - m,) + tuple(blk.shape[1:]))])
+            self.shapes[b] += 1
+            ys.append(self.fp32(self.model, blk)[:m])
+        y = torch.cat(ys) if len(ys) > 1 else ys[0]
+        off, keep_x, keep_dst = 0, [], []
+        for part, (entry, idx) in zip(self.x, self.dst):
+            k = max(0, min(idx.numel(), todo - off))
+            if k:
+                entry.out[idx[:k]] = y[off : off + k]
+                entry.left -= k
+            if k < idx.numel():
+                keep_x.append(part[k:])
+                keep_dst.append((entry, idx[k:]))
+            off += idx.numel()
+        self.x, self.dst, self.n = keep_x, keep_dst, self.n - todo
+
+
+def waiting_done(pool: _Recheck, waiting: deque, final: bool) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Run the pool's whole batches (all of it when ``final``), then yield the finished batches at the
+    head of ``waiting``, in order."""
+    pool.flush(final)
+    while waiting and waiting[0].left == 0:
+        e = waiting.popleft()
+        yield e.sl, e.out
 
 
 @torch.no_grad()

@@ -114,14 +114,79 @@ def majority_filter(codes: np.ndarray, size: int, nodata: int = 0) -> np.ndarray
 
 
 def sieve_filter(codes: np.ndarray, pixels: int, nodata: int = 0) -> np.ndarray:
-    """GDAL's sieve (``rasterio.features.sieve``, 8-connected): regions smaller than ``pixels`` take the
-    class of their largest neighbour; nodata stays nodata and is no neighbour."""
-    from rasterio.features import sieve
+    """Minimum mapping unit: no 8-connected region of one class smaller than ``pixels`` remains unless it has
+    no neighbour. Regions are merged smallest first, each into its largest neighbouring region (ties: the
+    lower class code); a merge joins the neighbours of the new class that now touch it, and the merged
+    region is checked again. Nodata stays nodata and is no neighbour.
+
+    GDAL's sieve (``rasterio.features.sieve``) merges a small region only into a neighbour that is already
+    at least ``pixels`` large, so with a threshold above every region's size it changes nothing, and its
+    result depends on the order it meets the regions in; this one keeps its promise for every threshold
+    and gives GDAL's result where GDAL's leaves no small region (tests/test_cleanup.py)."""
+    import heapq
+
+    from scipy import ndimage
 
     valid = codes != nodata
-    out = sieve(codes, size=pixels, mask=valid, connectivity=8)
+    regions = np.zeros(codes.shape, np.int64)
+    classes = [0]
+    eight = np.ones((3, 3), bool)
+    for c in np.unique(codes[valid]).tolist():
+        lab, n = ndimage.label(codes == c, structure=eight)
+        regions[lab > 0] = lab[lab > 0] + len(classes) - 1
+        classes += [c] * n
+    n = len(classes) - 1
+    size = np.bincount(regions.ravel(), minlength=n + 1).astype(np.int64)
+    size[0] = 0
+    cls = np.asarray(classes, np.int64)
+    # region adjacency (8-connected): every pair of different regions side by side or corner to corner
+    pairs = []
+    for a, b in (
+        (regions[:, :-1], regions[:, 1:]),
+        (regions[:-1, :], regions[1:, :]),
+        (regions[:-1, :-1], regions[1:, 1:]),
+        (regions[:-1, 1:], regions[1:, :-1]),
+    ):
+        keep = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([a[keep], b[keep]], 1))
+    edges = np.unique(np.sort(np.concatenate(pairs), 1), axis=0) if pairs else np.zeros((0, 2), np.int64)
+    nbrs: dict[int, set[int]] = {}
+    for a, b in edges.tolist():
+        nbrs.setdefault(a, set()).add(b)
+        nbrs.setdefault(b, set()).add(a)
+    parent = np.arange(n + 1)
+
+    def find(r: int) -> int:
+        root = r
+        while parent[root] != root:
+            root = parent[root]
+        while parent[r] != root:
+            parent[r], r = root, parent[r]
+        return root
+
+    heap = [(int(size[r]), r) for r in range(1, n + 1) if size[r] < pixels]
+    heapq.heapify(heap)
+    while heap:
+        s, r = heapq.heappop(heap)
+        if parent[r] != r or size[r] != s or s >= pixels:
+            continue  # merged away, or grown since it was queued
+        around = {find(t) for t in nbrs.get(r, ())} - {r}
+        if not around:
+            continue  # no neighbour: it stays
+        target = max(around, key=lambda t: (size[t], -cls[t]))
+        joined = [r] + [t for t in around if t != target and cls[t] == cls[target]]
+        merged = set(nbrs.pop(target, set()))
+        for m in joined:
+            parent[m] = target
+            size[target] += size[m]
+            merged |= nbrs.pop(m, set())
+        nbrs[target] = {find(t) for t in merged} - {target}
+        if size[target] < pixels:
+            heapq.heappush(heap, (int(size[target]), target))
+    roots = np.array([find(r) for r in range(n + 1)], np.int64)
+    out = cls[roots][regions].astype(codes.dtype)
     out[~valid] = nodata
-    return out.astype(codes.dtype)
+    return out
 
 
 def clean_map(path: Path, majority: int | None, sieve: int | None) -> np.ndarray:

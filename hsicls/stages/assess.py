@@ -164,6 +164,18 @@ def _names_known(merges: list[Merge], grid, ref) -> None:
                 )
 
 
+def _codes_known(merges: list[Merge], map_name: str, map_codes: list, ref_name: str, ref_codes: list) -> None:
+    """A class code in a merge that neither side holds merges nothing: one warning, not silence."""
+    for m in merges:
+        pools = {"map": [map_codes], "reference": [ref_codes], "both": [map_codes, ref_codes]}[m.side]
+        for tok in m.sources:
+            if isinstance(tok, int) and not any(tok in pool for pool in pools):
+                where = {"map": f"the map {map_name}", "reference": f"the reference {ref_name}"}.get(
+                    m.side, f"the map {map_name} or the reference {ref_name}"
+                )
+                console.warn(f"--class-map '{m.text}': {where} has no class {tok}; nothing merged for it")
+
+
 @dataclass
 class ScoredClass:
     code: int
@@ -317,6 +329,7 @@ def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOpti
         )
     notes: list[str] = []
     _names_known(merges, cmap, ref)
+    _codes_known(merges, cmap.path.name, map_codes.tolist(), ref.path.name, np.unique(ref_at).tolist())
     mp = merge_side("map", cmap.path, map_codes.tolist(), cmap.names, merges, notes=notes)
     rf = merge_side("reference", ref.path, np.unique(ref_at).tolist(), ref.names, merges, ref.text, notes)
     classes, map_index, ref_index, how = match_classes(mp, rf, notes)

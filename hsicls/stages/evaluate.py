@@ -65,13 +65,15 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     bundle = load_bundle(model_path)
     prep = load_prepared(prepared_path)
     check_compatible(bundle, prep, model_path, prepared_path)
-    runner = Runner.resolve(options.device, options.precision, options.batch_size, bundle.training.get("bf16_error"))
-    model = bundle.build_model().to(runner.device)
-    patch = bundle.model.patch_size
-    padded = prep.padded(patch, bundle.model.padding).to(runner.device)  # every scene padded on its own
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
+    runner = Runner.resolve(
+        options.device, options.precision, options.batch_size, bundle.training.get("bf16_error"), job_pixels=int(rows.size)
+    )
+    model = bundle.build_model().to(runner.device)
+    patch = bundle.model.patch_size
+    padded = prep.padded(patch, bundle.model.padding).to(runner.device)  # every scene padded on its own
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long, device=runner.device)
     logits = runner.all_logits(model, padded, as_t(prep.padded_rows(rows, patch)), as_t(cols), patch).cpu()
     truth = prep.labels[rows, cols] - 1
@@ -81,6 +83,8 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     report.update(per_group_report(prep, rows, cols, truth, logits.argmax(1).numpy()))
     report["precision"] = runner.precision  # fp32, bf16 (autocast or a bf16 copy) or bf16-checked
     report["rechecked_fraction"] = runner.rechecked_fraction
+    report["precision_reason"] = runner.precision_reason  # what --precision auto chose and why (its probe)
+    console.debug(f"precision {runner.precision}: {runner.precision_reason}")
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report
 
@@ -138,6 +142,7 @@ def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: Evalua
         "test_pixels": n_test,
         "train_pixels_per_class": np.bincount(prep.labels[prep.train], minlength=prep.n_classes + 1)[1:].astype(int).tolist(),
         "split": prep.meta.get("split", {}),
+        "validation": validation_rule(prep.meta.get("split", {})),
         **prep.preprocessing_record(),
         "selection": training.get("selection"),
         "best_epoch": training.get("best_epoch"),
@@ -153,9 +158,22 @@ def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: Evalua
     }
 
 
+def validation_rule(split: dict) -> str:
+    """How the validation pixels (kept epoch, temperature, patch search) were drawn, in words; files
+    prepared before ``--val-split`` drew them at random (group splits: by whole groups)."""
+    if split.get("protocol") == "group":
+        return "whole groups"
+    if "val_split" in split:
+        return split.get("val_rule") or split["val_split"]
+    return "random pixels of each class (prepared before --val-split)"
+
+
 def _split_line(report: dict) -> str:
     split = report.get("split", {})
-    return split.get("description") or f"{split.get('protocol', '?')} split, seed {split.get('seed', '?')}"
+    line = split.get("description") or f"{split.get('protocol', '?')} split, seed {split.get('seed', '?')}"
+    if "val_split" not in split and split.get("protocol") not in (None, "group"):
+        line += "; validation: random pixels (prepared before --val-split)"
+    return line
 
 
 def _pct(v: float | None, ci: float | None = None) -> str:

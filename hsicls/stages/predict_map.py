@@ -122,6 +122,17 @@ def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float
     return source
 
 
+def check_clean_up(source: CubeSource, options: MapOptions) -> None:
+    """``--majority`` and ``--sieve`` within the map's size (one line naming the scene otherwise)."""
+    h, w = source.height, source.width
+    if options.majority is not None and options.majority > 2 * max(h, w) - 1:
+        raise InputError(
+            f"{source.path}: --majority {options.majority} is wider than the map can use ({h} x {w} px: at most {2 * max(h, w) - 1})"
+        )
+    if options.sieve is not None and options.sieve > h * w:
+        raise InputError(f"{source.path}: --sieve {options.sieve} is more than the map's {h * w} pixels ({h} x {w})")
+
+
 class _Classifier:
     """Classifies one window: preprocessing, padding to the full halo, batched inference."""
 
@@ -184,8 +195,15 @@ def predict_map(
     t0 = time.perf_counter()
     bundle = load_bundle(model_path)
     source = _open_scene(scene_path, bundle, options.key, options.nodata)
+    check_clean_up(source, options)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
-    runner = Runner.resolve(options.device, options.precision, options.batch_size, checkable_bf16(bundle, need_probs))
+    runner = Runner.resolve(
+        options.device,
+        options.precision,
+        options.batch_size,
+        checkable_bf16(bundle, need_probs),
+        job_pixels=source.height * source.width,
+    )
     console.debug(f"inference on {runner.device.type}, precision {runner.precision}, batch {runner.batch_size}")
     table = class_table(bundle, options)
     classify = _Classifier(bundle, runner, options, need_probs, outputs.probabilities is not None)
@@ -196,6 +214,7 @@ def predict_map(
     seconds = time.perf_counter() - t0
     summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
     summary["temperature"] = bundle.temperature
+    console.debug(f"precision {runner.precision}: {runner.precision_reason}")
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
     return summary
 
@@ -309,6 +328,7 @@ def _summary(
         "device": runner.device.type,
         "precision": runner.precision,
         "rechecked_fraction": runner.rechecked_fraction,  # bf16-checked: pixels recomputed in fp32
+        "precision_reason": runner.precision_reason,  # what --precision auto chose and why (its timed probe)
         "config": options.to_record(),
     }
     if options.reject_below is not None:

@@ -38,6 +38,7 @@ from hsicls.stages.predict_map import (
     _open_scene,
     _prefetch,
     _summary,
+    check_clean_up,
     checkable_bf16,
     class_table,
     cleaned_counts,
@@ -103,6 +104,7 @@ class _RankJob:
 
         world, key = self.world, f"scene{i}"
         source = _open_scene(job["scene"], self.bundle, self.options.key, self.options.nodata)
+        check_clean_up(source, self.options)
         wins = list(source.grid.windows(self.options.window))  # options.window is capped
         parts = PartFolder(job["outputs"].map)
 

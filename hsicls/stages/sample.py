@@ -155,6 +155,10 @@ def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), ov
             counts[int(c)] = counts.get(int(c), 0) + int(k)
     if not counts:
         raise InputError(f"{maps[0]}: no classified pixel to sample")
+    if ua and options.allocation != "neyman":
+        console.warn(f"--expected-ua is used by --allocation neyman only; ignored under --allocation {options.allocation}")
+    for c in sorted(set(ua) - set(counts)):
+        console.warn(f"--expected-ua {c}=...: the map(s) have no class {c}; ignored")
     alloc = allocate(counts, options.size, options.min_per_class, options.allocation, ua)
     records = _records(cmaps, _draw(cmaps, alloc, options.seed), options.reference_field)
     data = (

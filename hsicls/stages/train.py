@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from hsicls import console
-from hsicls.artifacts.bundle import Bundle, ModelSpec, save_bundle
+from hsicls.artifacts.bundle import Bundle, ModelSpec, guard_training_outputs, save_bundle
 from hsicls.artifacts.bundle import training_outputs as declare_outputs
 from hsicls.artifacts.outputs import OutputSet, atomic_output, output_lock, write_via_memory
 from hsicls.artifacts.prepared import load_prepared
@@ -39,7 +39,7 @@ from hsicls.engine.calibration import calibrate_bundle, measure_bf16_error
 from hsicls.engine.distributed import RankFailed, World
 from hsicls.engine.runtime import resolve_device, tune_allocator, uses_bf16
 from hsicls.engine.training import DistributedTrainingRun, TrainingRun, augment_batch, batch_bounds, ema_update, seed_everything
-from hsicls.errors import HsiclsError, InputError, Interrupted
+from hsicls.errors import HsiclsError, InputError, Interrupted, OptionError
 from hsicls.models import get_entry
 
 __all__ = ["TrainOptions", "TrainResult", "train", "batch_bounds", "augment_batch", "ema_update", "dataset_defaults"]
@@ -99,19 +99,33 @@ def train(
     output = Path(output)
     if world is not None and world.distributed:
         return _train_ranks(prepared_path, output, options, overwrite, resume, on_epoch_end, world)
-    declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared_path])
-    options.validate()
+    guard_training_outputs(output, resume, overwrite, inputs=[prepared_path])
+    check_for_model(options.validate())
     with output_lock(output):  # the checkpoint and the log belong to this run until it ends
         return _train(prepared_path, output, options, overwrite, resume, on_epoch_end)
 
 
+def check_for_model(options: TrainOptions) -> None:
+    """Options that the chosen model would silently ignore are refused: a fitted model (rf, svm) sees
+    centre pixels and no loss, so neither ``--patch-search`` nor ``--class-weighting`` applies to it."""
+    if get_entry(options.model).fitted:
+        for flag, given in (
+            ("--patch-search", bool(options.patch_search)),
+            ("--class-weighting", options.class_weighting != "none"),
+        ):
+            if given:
+                raise OptionError(
+                    f"{flag} does not apply to --model {options.model} (fitted on centre pixels, no loss); leave it out"
+                )
+
+
 def _train_ranks(prepared_path, output: Path, options: TrainOptions, overwrite, resume, on_epoch_end, world: World):
     """Rank 0 checks the outputs and holds their lock; every rank learns its verdict before any work."""
-    options.validate()
+    check_for_model(options.validate())
     error = None
     if world.is_main:
         try:
-            declare_outputs(output, resume).guard(overwrite or resume, inputs=[prepared_path])
+            guard_training_outputs(output, resume, overwrite, inputs=[prepared_path])
         except HsiclsError as exc:
             error = str(exc)
     error = world.broadcast(error)

@@ -115,5 +115,11 @@ class NpyFormat(ArrayFormat, name="npy", description="a NumPy array", suffixes=[
         self.no_key(path, key)
         try:
             return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc):  # numpy's text suggests loading it unsafely: never
+                raise InputError(
+                    f"{path}: not a plain .npy array (object data or not a .npy file at all); hsicls reads numeric arrays only"
+                ) from None
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
         except Exception as exc:
             raise InputError(f"{path}: not a readable .npy file ({exc})") from None

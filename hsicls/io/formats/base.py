@@ -93,7 +93,11 @@ def format_of(path: str | Path, probe: bool = True) -> FileFormat:
 
 
 def require_file(path: Path) -> None:
+    """An input must be an existing regular file: a folder is refused, and so is a FIFO, socket or device,
+    before anything opens it (reading a FIFO with no writer waits for ever)."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); give a file")

@@ -31,6 +31,10 @@ def open_raster(path: Path):
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: handled by the caller
             return rasterio.open(path)
     except RasterioIOError as exc:
+        if path.suffix.lower() == ".json":  # a .json that OGR found no layer in: not GeoJSON
+            raise InputError(
+                f"{path}: neither GeoJSON (no 'type': 'FeatureCollection' with features OGR can read) nor a raster"
+            ) from None
         raise InputError(f"{path}: not a readable raster ({exc})") from None
 
 

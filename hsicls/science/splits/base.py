@@ -60,6 +60,11 @@ class SplitProtocol:
     summary: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     recorded: ClassVar[tuple[str, ...]] = ()
+    # The test pixels lie in other places than the training pixels (fixed masks, disjoint blocks): under
+    # ``--val-split auto`` validation is then carved spatially too (:func:`carve_spatial_validation`).
+    spatial_test: ClassVar[bool] = False
+    # Validation is drawn by the protocol itself (whole groups): ``--val-split`` does not apply.
+    own_validation: ClassVar[bool] = False
 
     def __init_subclass__(cls, name: str | None = None, summary: str = "", options: type = NoOptions, recorded=(), **kw):
         super().__init_subclass__(**kw)
@@ -69,6 +74,18 @@ class SplitProtocol:
 
     def check(self, o: Any) -> None:
         """Rules between this protocol's options (raise :class:`OptionError`), before any data is read."""
+
+    def val_rule(self, o: Any) -> str:
+        """How validation is carved from the training pixels: ``spatial`` or ``random`` (``--val-split``;
+        ``auto``: spatial where the test is spatially apart, :attr:`spatial_test`)."""
+        choice = getattr(o, "val_split", "random")
+        if choice == "auto":
+            return "spatial" if self.spatial_test else "random"
+        return choice
+
+    def carve(self, train: np.ndarray, labels: np.ndarray, o: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, val)``: validation carved from ``train`` by :meth:`val_rule`."""
+        return carve(train, labels, o.val_ratio, o.seed, self.val_rule(o))
 
     def describe(self, o: Any) -> str:
         """The protocol in words (without the validation share and the seed)."""
@@ -102,15 +119,28 @@ def option_mixins() -> tuple[type, ...]:
     return tuple(out)
 
 
+VAL_RULES = {
+    "random": "random pixels of each class",
+    "spatial": "spatial: whole training regions of each class, else a strip at one end of a region",
+}
+
+
 def describe_split(o: Any) -> str:
     """The split protocol in words, printed beside every number."""
-    return f"{get_split(o.split).describe(o)}, validation {o.val_ratio:g} of training, seed {o.seed}"
+    p = get_split(o.split)
+    how = "" if p.own_validation else f" ({p.val_rule(o)})"
+    return f"{p.describe(o)}, validation {o.val_ratio:g} of training{how}, seed {o.seed}"
 
 
 def split_record(o: Any) -> dict:
-    """The split as kept in the prepared file: protocol, validation share, seed, words, its own options."""
+    """The split as kept in the prepared file: protocol, validation share and rule, seed, words, its own options.
+    Files written before ``--val-split`` have no ``val_split``: their validation was random."""
+    p = get_split(o.split)
     rec = {"protocol": o.split, "val_ratio": o.val_ratio, "seed": o.seed, "description": describe_split(o)}
-    rec.update(get_split(o.split).record(o))
+    if not p.own_validation:
+        rec["val_split"] = p.val_rule(o)
+        rec["val_rule"] = VAL_RULES[rec["val_split"]]
+    rec.update(p.record(o))
     return rec
 
 
@@ -137,6 +167,65 @@ def carve_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, se
         val[idx[:n_val]] = True
         flat_train[idx[:n_val]] = False
     return flat_train.reshape(train.shape), val.reshape(train.shape)
+
+
+def carve(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    if rule == "spatial":
+        return carve_spatial_validation(train, labels, val_ratio, seed)
+    return carve_validation(train, labels, val_ratio, seed)
+
+
+def carve_spatial_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move about ``round(val_ratio * n)`` of each class's ``n`` training pixels to validation, in places
+    apart from the pixels that stay: validation that sees the spatial shift the test sees.
+
+    Per class (seeded; at least one pixel always stays in training):
+
+    1. Its training pixels fall into connected regions (8-connected: a field, a polygon, a block).
+       With several regions, whole regions are taken in a seeded random order, each one that keeps the
+       total within 1.5 x the quota, until the quota is met; at least one region stays in training.
+    2. What the whole regions could not fill (a class with one region, or regions all larger than the
+       quota allows) is taken as a strip at one end of the largest region left: the pixels with the
+       smallest, or largest (seeded), coordinate along the region's longer side.
+
+    So validation pixels are whole fields where a class has several, and a compact end of a field
+    otherwise, never pixels scattered among the training pixels. Returns ``(train, val)``."""
+    import numpy as np
+    from scipy import ndimage
+
+    check_ratio("--val-ratio", val_ratio, zero_ok=True)
+    rng = np.random.default_rng(seed + 7919)
+    train, val = train.copy(), np.zeros_like(train)
+    eight = np.ones((3, 3), bool)
+    for c in np.unique(labels[train]):
+        mask = train & (labels == c)
+        n = int(mask.sum())
+        quota = min(int(round(val_ratio * n)), n - 1)
+        if quota <= 0:
+            continue
+        regions, m = ndimage.label(mask, structure=eight)
+        sizes = np.bincount(regions.ravel(), minlength=m + 1)
+        chosen, have = [], 0
+        if m >= 2:
+            for r in rng.permutation(np.arange(1, m + 1)):
+                if have >= quota or len(chosen) == m - 1:
+                    break
+                if have + sizes[r] <= 1.5 * quota:
+                    chosen.append(r)
+                    have += int(sizes[r])
+        pick = np.isin(regions, chosen) if chosen else np.zeros_like(mask)
+        need = quota - have
+        if need > 0:
+            left = [r for r in range(1, m + 1) if r not in chosen]
+            big = max(left, key=lambda r: (sizes[r], -r))
+            rr, cc = np.nonzero(regions == big)
+            along, across = (rr, cc) if np.ptp(rr) >= np.ptp(cc) else (cc, rr)
+            sign = 1 if rng.random() < 0.5 else -1
+            order = np.lexsort((across, sign * along))[: min(need, rr.size - (1 if len(left) == 1 else 0))]
+            pick[rr[order], cc[order]] = True
+        val |= pick
+        train &= ~pick
+    return train, val
 
 
 def footprint(mask: np.ndarray, patch_size: int) -> np.ndarray:

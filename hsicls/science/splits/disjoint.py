@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from hsicls.errors import HsiclsError
 from hsicls.options import opt, shared
-from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve_validation, check_ratio, footprint
+from hsicls.science.splits.base import Masks, SplitInputs, SplitProtocol, carve, check_ratio, footprint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +21,13 @@ class DisjointOptions:
 
 
 def disjoint_split(
-    labels: np.ndarray, train_ratio: float, val_ratio: float, seed: int, patch_size: int = 13, block: int | None = None
+    labels: np.ndarray,
+    train_ratio: float,
+    val_ratio: float,
+    seed: int,
+    patch_size: int = 13,
+    block: int | None = None,
+    val_rule: str = "random",
 ) -> Masks:
     """Spatially disjoint split: no test pixel lies inside any training pixel's patch footprint.
 
@@ -34,7 +40,8 @@ def disjoint_split(
     3. Guard band: every labelled pixel within ``patch_size // 2`` (Chebyshev distance) of a
        training pixel is dropped from the test split, so no training patch covers a test pixel.
        The test split is every other labelled pixel.
-    4. Validation pixels are carved from the training pixels.
+    4. Validation pixels are carved from the training pixels by ``val_rule`` (``spatial``: whole
+       training regions of a class, or a strip at one end of one; ``random``: scattered pixels).
     Returns ``(train, val, test)``; guard-band pixels are in none of them.
     """
     import numpy as np
@@ -64,12 +71,14 @@ def disjoint_split(
             have += inside.size
     train = train.reshape(labels.shape)
     test = (labels > 0) & ~footprint(train, patch_size)
-    train, val = carve_validation(train, labels, val_ratio, seed)
+    train, val = carve(train, labels, val_ratio, seed, val_rule)
     return train, val, test
 
 
 class DisjointSplit(SplitProtocol, name="disjoint", summary="spatially disjoint, footprint-guarded", options=DisjointOptions):
     """train_ratio is declared by the random protocol (RatioOptions), and shared with it."""
+
+    spatial_test = True
 
     def describe(self, o) -> str:
         block = o.block_size or o.patch_size
@@ -79,4 +88,4 @@ class DisjointSplit(SplitProtocol, name="disjoint", summary="spatially disjoint,
         return {"train_ratio": o.train_ratio, "patch_size": o.patch_size, "block_size": o.block_size or o.patch_size}
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
-        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size)
+        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size, self.val_rule(o))

@@ -155,6 +155,8 @@ def make_groups(labels: np.ndarray, scenes: list, by: str, block: int) -> np.nda
 class GroupSplit(
     SplitProtocol, name="group", summary="whole scenes, polygons or blocks held out; see --group-by", options=GroupOptions
 ):
+    own_validation = True  # validation by whole groups (group_split)
+
     def folds(self, o) -> int:
         return o.folds if o.folds is not None else max(2, int(round(1 / o.test_fraction)))
 

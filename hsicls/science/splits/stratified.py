@@ -63,4 +63,7 @@ class RandomSplit(SplitProtocol, name="random", summary="stratified ratio", opti
         return f"random stratified, {o.train_ratio:g} of each class"
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
-        return stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
+        train, val, test = stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
+        if self.val_rule(o) == "spatial":  # asked for: the same training pixels, validation carved in regions
+            train, val = self.carve(train | val, labels, o)
+        return train, val, test
