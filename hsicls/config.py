@@ -199,6 +199,11 @@ class AssessOptions(Options):
         False, "Score a named map class that no reference class of its name matches (user's accuracy 0) instead of refusing."
     )
 
+    def _check(self) -> None:
+        for flag, value in (("--reference-field", self.reference_field), ("--reference-layer", self.reference_layer)):
+            if value is not None and not value.strip():
+                raise OptionError(f"{flag}: give a name (an attribute or layer of the vector reference), or leave it out")
+
 
 @dataclass
 class SampleOptions(Options):

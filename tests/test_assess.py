@@ -468,3 +468,66 @@ def test_a_named_map_class_without_its_reference_class_is_refused_unless_asked(s
     both = run_cli("assess", m, "-r", r, "--class-map", "3,4=vegetation", "--json")  # both sides: fine
     plain = run_cli("assess", m, "-r", r, "--json")
     assert json.loads(both.stdout)["oa"] >= json.loads(plain.stdout)["oa"]
+
+
+def test_overlapping_tiles_count_each_sample_once(scene, tmp_path):
+    """[hardening-3] Tiles cut from one map with an overlap: a reference sample on both counts once (on the
+    first map given), with a warning; the same map given twice is refused; legends that disagree are refused."""
+    cls = scene["cls"]
+    t = _transform()
+    left = _write(tmp_path / "left.tif", cls[:, :18], nodata=255)
+    right = _write(tmp_path / "right.tif", cls[:, 12:], transform=t @ Affine.translation(12, 0), nodata=255)
+    whole, _ = _assess_json(scene["map"], "-r", scene["ref_raster"])
+    tiles, err = _assess_json(left, right, "-r", scene["ref_raster"])
+    assert "counted once" in err and "first map" in err
+    assert tiles["error_matrix"] == whole["error_matrix"]  # the overlap's samples once, as on the whole map
+    assert sum(m["samples"] for m in tiles["maps"]) == int(np.asarray(whole["error_matrix"]).sum())
+    r = run_cli("assess", left, left, "-r", scene["ref_raster"])
+    assert r.exit_code == 1 and "given twice" in r.stderr
+    pts = tmp_path / "pts.csv"  # sample: a pixel of the overlap is drawn once at most, from the first map
+    r = run_cli("sample", left, right, "-o", pts, "-n", "708", "--min-per-class", "1")
+    assert r.exit_code == 0 and "first map" in r.stderr, r.stderr
+    import csv
+
+    xy = [(row["x"], row["y"]) for row in csv.DictReader(pts.open())]
+    assert len(xy) == len(set(xy)) == int((cls != 255).sum())  # every classified pixel of the mosaic, once
+    other = tmp_path / "other.tif"
+    _write(other, cls[:, 12:], transform=t @ Affine.translation(12, 0), nodata=255)
+    with rasterio.open(left, "r+") as ds:
+        ds.update_tags(1, CLASS_1="roof")
+    with rasterio.open(other, "r+") as ds:
+        ds.update_tags(1, CLASS_1="water")
+    r = run_cli("assess", left, other, "-r", scene["ref_raster"])
+    assert r.exit_code == 1 and "legends disagree" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".gpkg", ".geojson"])
+def test_sample_round_trip_through_assess_for_every_format(scene, tmp_path, suffix):
+    """[hardening-3] What ``sample`` writes, once its reference field is filled, is what ``assess -r`` reads, in
+    every sample format (a CSV's points from its x/y columns, in the map's CRS)."""
+    import csv
+
+    import fiona
+
+    out = tmp_path / f"s{suffix}"
+    r = run_cli("sample", scene["map"], "-o", out, "-n", "40", "--min-per-class", "4")
+    assert r.exit_code == 0, r.stderr
+    filled = tmp_path / f"filled{suffix}"
+    if suffix == ".csv":
+        rows = list(csv.DictReader(out.open()))
+        for row in rows:
+            row["reference"] = row["map_code"]
+        with filled.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        with fiona.open(out) as src:
+            meta, feats = src.meta, list(src)
+        with fiona.open(filled, "w", **meta) as dst:
+            for f in feats:
+                props = dict(f.properties)
+                props["reference"] = props["map_code"]
+                dst.write({"geometry": dict(f.geometry.__geo_interface__), "properties": props})
+    res, _ = _assess_json(scene["map"], "-r", filled, "--reference-field", "reference")
+    assert res["oa"] == 1.0 and res["reference"]["used"] == 40

@@ -786,9 +786,6 @@ CASES += [
         ("--folds-all", "--runs"),
     ),
     Case(
-        "--folds-all --resume", ["train", "{p.h5}", "-o", "cv.pt", "--folds-all", "--resume", *E1], 2, ("--folds-all", "--resume")
-    ),
-    Case(
         "--class-map with a code no side has",
         ["assess", "{labels.tif}", "-r", "{labels.tif}", "--class-map", "77=x"],
         0,
@@ -810,6 +807,24 @@ CASES += [
         ("o.pt.ckpt", "--resume"),
         outputs=("o.pt",),
         setup=lambda d, a: (shutil.copy(a / "other.ckpt", d / "o.pt.ckpt"), (d / "o.pt.log.jsonl").write_text("{}\n")),
+    ),
+    Case(
+        "GeoJSON in projected coordinates without a crs member",
+        ["preprocess", "{scene.tif}", "-l", "proj.geojson", "--label-field", "cls", "-o", "p.h5"],
+        1,
+        ("proj.geojson", "WGS 84", "RFC 7946"),
+        outputs=("p.h5",),
+        setup=_file(
+            "proj.geojson",
+            b'{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", '
+            b'"coordinates": [366100.0, 5807900.0]}, "properties": {"cls": 1}}]}',
+        ),
+    ),
+    Case(
+        "assess --reference-field ''",
+        ["assess", "{labels.tif}", "-r", "{labels.tif}", "--reference-field", ""],
+        2,
+        ("--reference-field",),
     ),
     # 5. --out-dir that does not exist is created
     Case("--out-dir created", [*MAP, "{m.pt}", "--out-dir", "new/maps"], 0, (), outputs=("new/maps/scene_map.tif",)),

@@ -213,3 +213,31 @@ def test_balanced_class_weights(prepared, tmp_path):
     r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--epochs", "1", "--patch-size", "3", "--class-weighting", "balanced")
     assert r.exit_code == 0, r.stderr
     assert load_bundle(tmp_path / "m.pt").training["class_weighting"] == "balanced"
+
+
+def test_folds_all_resume_keeps_the_finished_folds(tiny_scene, tmp_path):
+    """[hardening-3] An interrupted --folds-all (here: fold 2's bundle missing, fold 1's left with a leftover log)
+    resumes with --resume: finished folds are kept byte for byte, the others trained; nothing to resume is refused."""
+    cube, labels = tiny_scene
+    p, m = tmp_path / "g.h5", tmp_path / "cv.pt"
+    r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "6", "--split", "group", "--group-by", "block",
+                "--block-size", "10", "--folds", "3")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    args = ("train", p, "-o", m, "--folds-all", "--epochs", "1", "--patch-size", "3", "--seed", "5")
+    r = run_cli(*args, "--resume")
+    assert r.exit_code == 1 and "no fold" in r.stderr
+    assert run_cli(*args).exit_code == 0
+    kept = (tmp_path / "cv.pt.fold0.pt").read_bytes()
+    (tmp_path / "cv.pt.fold1.pt").unlink()
+    (tmp_path / "cv.pt.fold2.pt").unlink()
+    (tmp_path / "cv.pt.fold1.pt.log.jsonl").write_text("{}\n")
+    r = run_cli(*args)
+    assert r.exit_code != 0  # without --resume the earlier run's files are not replaced
+    r = run_cli(*args, "--resume", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "finished by the earlier run" in r.stderr
+    assert (tmp_path / "cv.pt.fold0.pt").read_bytes() == kept
+    assert all((tmp_path / f"cv.pt.fold{i}.pt").exists() for i in range(3))
+    assert [f["fold"] for f in json.loads(r.stdout)["folds"]] == [0, 1, 2]
+    r = run_cli("train", p, "-o", m, "--folds-all", "--epochs", "2", "--patch-size", "3", "--seed", "5", "--resume")
+    assert r.exit_code == 1 and "other options" in r.stderr

@@ -216,3 +216,67 @@ def test_reject_below_preview_uint8_confidence_and_cleanup_under_two_ranks(tiny_
     assert same(tmp_path / "one" / "m.tif", tmp_path / "two" / "m.tif")
     assert same(tmp_path / "one" / "c.tif", tmp_path / "two" / "c.tif")
     assert (tmp_path / "two" / "m.png").stat().st_size > 0
+
+
+def test_a_second_job_on_the_same_map_is_refused_and_never_mixes(tiny_scene, bundle, one_process, tmp_path):
+    """[hardening-3] Two torchrun jobs on one output: while one job owns the part folder (its rank 0 holds the
+    folder's lock from plan to end; held here by the test, as a running job's rank 0 would), a second job is
+    refused with one line and leaves the first's parts untouched; once it is free, the same command runs."""
+    from hsicls.artifacts.outputs import output_lock
+    from hsicls.artifacts.parts import PartFolder
+
+    out = tmp_path / "m.tif"
+    first = PartFolder(out, "first-job")
+    first.prepare("the first job's fingerprint")
+    first.commit(0, np.ones((16, 16), np.uint16), None, None, np.array([0, 256]), 256)
+    before = {p.name: p.read_bytes() for p in first.dir.iterdir()}
+    with output_lock(first.dir):
+        second = hsicls("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--window", "16", ranks=2)
+    assert second.returncode != 0
+    lines = [ln for ln in second.stderr_text.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "another predict-map job" in lines[0], second.stderr_text
+    assert {p.name: p.read_bytes() for p in first.dir.iterdir()} == before and not out.exists()
+    third = hsicls("predict-map", tiny_scene[0], "-m", bundle, "-o", out, "--window", "16", ranks=2)
+    assert third.returncode == 0, third.stderr_text
+    assert same(one_process / "m.tif", out) and not first.dir.exists()
+
+
+def test_damaged_and_missing_parts_are_computed_again(big_scene, bundle, tmp_path):
+    """[hardening-3] A part cut short after a kill (its marker kept) and a part deleted behind its marker:
+    the rerun does not trust either, computes both again, and the map equals the one-process map."""
+    from hsicls.artifacts.parts import PartFolder, job_fingerprint
+    from hsicls.config import MapOptions
+    from hsicls.io.maps import MapOutputs
+
+    out = tmp_path / "m.tif"
+    p = hsicls("predict-map", big_scene / "s.tif", "-m", bundle, "-o", out, "--window", "16", ranks=2, wait=False)
+    parts = tmp_path / ".m.tif.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        if parts.exists() and len(list(parts.glob("*.done"))) >= 4:
+            for w in _workers(p.pid):
+                os.kill(w, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    p.communicate(timeout=150)
+    assert p.returncode != 0 and not out.exists()
+    done = sorted(parts.glob("*.done"))
+    assert len(done) >= 2
+    cut, gone = done[0].with_suffix(".npz"), done[1].with_suffix(".npz")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # truncated, its marker kept
+    gone.unlink()  # deleted behind its marker
+    fp = job_fingerprint(big_scene / "s.tif", Path(bundle), MapOutputs(out), MapOptions(window=16))
+    assert json.loads((parts / "job.json").read_text())["fingerprint"] == fp  # the rerun reuses this folder
+    q = hsicls("predict-map", big_scene / "s.tif", "-m", bundle, "-o", out, "--window", "16", ranks=2)
+    assert q.returncode == 0, q.stderr_text
+    assert "BadZipFile" not in q.stderr_text and "Traceback" not in q.stderr_text
+    assert same(big_scene / "one.tif", out) and not parts.exists()
+    folder = PartFolder(tmp_path / "x.tif", "job-a")  # and the folder's own checks, without ranks
+    folder.prepare("fp")
+    folder.commit(0, np.ones((4, 4), np.uint16), None, None, np.array([0, 16]), 16)
+    assert folder.done(0) and folder.load(0)["n"] == 16
+    folder._part(0).write_bytes(b"PK\x03\x04 damaged")
+    assert not folder.done(0) and not folder._part(0).exists()  # removed with its marker: computed again
+    PartFolder(tmp_path / "x.tif", "job-b").prepare("fp")  # another job took the folder over
+    with pytest.raises(Exception, match="taken over"):
+        folder.commit(1, np.ones((4, 4), np.uint16), None, None, np.array([0, 16]), 16)

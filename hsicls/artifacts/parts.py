@@ -3,12 +3,17 @@
 Each unit of work (one window of the map's window grid) is committed as its own part file in a
 hidden folder beside the map, ``.<map name>.parts/``: ``u<index>.npz`` holds the window's class
 codes, and its confidences and probabilities when they are asked for, and ``u<index>.done`` is
-the marker written after it. Both are written under a fresh name (``O_CREAT | O_EXCL |
-O_NOFOLLOW``, never through a planted link) and renamed into place, so a unit is either
-committed whole or not at all. A folder left by a failed or killed run is reused by the next
-run of the same job (``job.json`` records the scene, the bundle and every option that changes a
-pixel); a folder of another job is emptied first. The parts are removed once the map is
-assembled.
+the marker written after it, holding the part's sha256. Both are written under a fresh name
+(``O_CREAT | O_EXCL | O_NOFOLLOW``, never through a planted link), flushed to disk (``fsync``) and
+renamed into place, the marker only once the part is durable, so a unit is either committed whole
+or not at all. A part is trusted only if it matches its marker's digest: one that does not (cut
+short by a kill, damaged, deleted behind its marker) is removed with its marker and computed again.
+
+A folder left by a failed or killed run is reused by the next run of the same job (``job.json``
+records the scene, the bundle and every option that changes a pixel); a folder of another job is
+emptied first. One job owns the folder while it runs: its rank 0 holds the folder's lock from the
+plan to the end (a second job is refused, never mixed in), and ``job.json`` names the running job,
+checked at every commit and before assembly. The parts are removed once the map is assembled.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def job_fingerprint(scene: Path, bundle: Path, outputs, options) -> str:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` via a fresh temporary name in the same folder (no link followed)."""
+    """``data`` to ``path`` via a fresh temporary name in the same folder (no link followed), on disk
+    (``fsync``) before it takes its name."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -64,22 +70,39 @@ def _write_new(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-class PartFolder:
-    """The part files of one map (see the module docstring)."""
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    def __init__(self, map_path: Path):
+
+class PartFolder:
+    """The part files of one map, owned by the job ``job_id`` (see the module docstring)."""
+
+    def __init__(self, map_path: Path, job_id: str | None = None):
         map_path = Path(map_path)
         self.map = map_path
         self.dir = map_path.with_name(f".{map_path.name}.parts")
+        self.job_id = job_id
 
     def prepare(self, fingerprint: str) -> int:
-        """Create the folder, or reuse it for the same job; returns the number of committed units."""
+        """Create the folder, or reuse it for the same job (its verified units kept); name this run
+        as its owner; returns the number of committed units. The caller holds the folder's lock."""
         d = self.dir
         if d.is_symlink() or (d.exists() and not d.is_dir()):
             raise HsiclsError(f"{d}: expected the part folder of {self.map.name}, found a link or a file; remove it")
@@ -93,20 +116,52 @@ class PartFolder:
                 shutil.rmtree(d)
         try:
             d.mkdir(exist_ok=True)
-            if not job.exists():
-                _write_new(job, json.dumps({"map": self.map.name, "fingerprint": fingerprint}).encode())
+            record = {"map": self.map.name, "fingerprint": fingerprint, "job": self.job_id}
+            _write_new(job, json.dumps(record).encode())
         except OSError as exc:
             raise HsiclsError(f"{d}: cannot create the part folder ({exc.strerror})") from None
         return sum(1 for p in d.iterdir() if p.suffix == ".done")
 
+    def check_owner(self) -> None:
+        """This run still owns the folder (``job.json`` names it): never commit to or assemble another's."""
+        try:
+            owner = json.loads((self.dir / "job.json").read_text()).get("job")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+        if self.job_id is not None and owner != self.job_id:
+            raise HsiclsError(
+                f"{self.dir}: the part folder of {self.map.name} was taken over or removed by another job; "
+                f"this run stops without writing the map (run one predict-map per output at a time)"
+            )
+
     def _part(self, index: int) -> Path:
         return self.dir / f"u{index:07d}.npz"
 
+    def _verified(self, index: int) -> bytes | None:
+        """The part's bytes if it matches its marker's digest; otherwise both are removed and None."""
+        part, marker = self._part(index), self._part(index).with_suffix(".done")
+        try:
+            digest = marker.read_text().strip()
+            data = part.read_bytes()
+        except OSError:
+            data, digest = None, ""
+        if data is not None and hashlib.sha256(data).hexdigest() == digest:
+            return data
+        for p in (marker, part):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        return None
+
     def done(self, index: int) -> bool:
-        return self._part(index).with_suffix(".done").exists()
+        """The unit is committed and its part verifies (a damaged or missing part is removed: recompute it)."""
+        if not self._part(index).with_suffix(".done").exists():
+            return False
+        return self._verified(index) is not None
 
     def commit(self, index: int, classes: np.ndarray, confidence, probabilities, counts: np.ndarray, n: int) -> None:
-        """Commit one unit: its arrays, then the marker."""
+        """Commit one unit: its arrays (on disk), then the marker with their digest."""
         arrays = {"classes": classes, "counts": counts, "n": np.array(n)}
         if confidence is not None:
             arrays["confidence"] = confidence
@@ -114,20 +169,33 @@ class PartFolder:
             arrays["probabilities"] = probabilities
         buf = io.BytesIO()
         np.savez(buf, **arrays)
+        data = buf.getvalue()
+        self.check_owner()
         try:
-            _write_new(self._part(index), buf.getvalue())
-            _write_new(self._part(index).with_suffix(".done"), b"")
+            _write_new(self._part(index), data)
+            _write_new(self._part(index).with_suffix(".done"), hashlib.sha256(data).hexdigest().encode())
+            _fsync_dir(self.dir)
         except OSError as exc:
             raise HsiclsError(f"{self.dir}: cannot write a part file ({exc.strerror})") from None
 
-    def load(self, index: int) -> dict:
+    def load(self, index: int) -> dict | None:
+        """The unit's arrays, or None when its part does not verify (removed: the caller computes it again)."""
+        data = self._verified(index)
+        if data is None:
+            return None
         try:
-            with np.load(self._part(index), allow_pickle=False) as z:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise HsiclsError(
-                f"{self._part(index)}: a part file of {self.map.name} is unreadable ({exc}); run the command again"
-            ) from None
+        except (OSError, ValueError):
+            self._verified_failed(index)
+            return None
+
+    def _verified_failed(self, index: int) -> None:
+        for p in (self._part(index).with_suffix(".done"), self._part(index)):
+            try:
+                p.unlink()
+            except OSError:
+                pass
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

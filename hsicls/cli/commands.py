@@ -184,11 +184,7 @@ def train(
     if folds_all:
         if runs != 1:
             raise OptionError("--folds-all trains every fold once, with the same network seed; --runs does not apply to it")
-        if resume:
-            raise OptionError(
-                "--folds-all --resume: folds are not resumed yet; rerun --folds-all with --overwrite (a finished fold is retrained)"
-            )
-        _train_folds(prepared, output, opts, overwrite, as_json)
+        _train_folds(prepared, output, opts, overwrite, as_json, resume)
         return
     if launched():
         _train_ranks(prepared, output, dataset, data_dir, runs, runs_parallel, resume, as_json, overwrite, opts)
@@ -220,7 +216,7 @@ def train(
         _print_json(result.summary(output))
 
 
-def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool) -> None:
+def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool, resume: bool = False) -> None:
     """``train --folds-all`` (under torchrun: the folds spread over the ranks)."""
     from hsicls.stages.runs import train_folds
 
@@ -234,12 +230,12 @@ def _train_folds(prepared, output, opts, overwrite: bool, as_json: bool) -> None
         if not w.is_main:
             console.set_verbosity(-1)
     if w is None:
-        summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w)
+        summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w, resume=resume)
     else:
         from hsicls.engine.distributed import membership
 
         with membership():
-            summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w)
+            summary = train_folds(prepared, output, opts, overwrite=overwrite, world=w, resume=resume)
     if summary is None:
         return
     m = {k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f}" for k in ("oa", "aa", "kappa")}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -300,6 +301,9 @@ class DistributedTrainingRun(TrainingRun):
         self.world = world
         if device.type == "cuda":  # the parameters stay the same objects: the optimiser and EMA keep theirs
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        # torch's per-rank "Grad strides do not match bucket view strides" is a performance hint about the layout
+        # of some depthwise-convolution gradients, printed once by every rank: not a user's concern
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.bounds = batch_bounds(self.n_train, options.batch_size, world.size)
         self.loss_sum = torch.nn.CrossEntropyLoss(

@@ -158,6 +158,16 @@ def read_map(path: str | Path) -> ClassMap:
 # ------------------------------------------------------------------------------------------------- the reference
 
 
+def distinct_maps(paths) -> None:
+    """Each map once: the same file given twice (under any name) would count its pixels and samples twice."""
+    seen: dict[str, Path] = {}
+    for p in map(Path, paths):
+        key = str(p.resolve())
+        if key in seen:
+            raise InputError(f"{p}: given twice (as {seen[key]}); give each map once")
+        seen[key] = p
+
+
 def read_reference(path: str | Path, cmap: ClassMap, field: str | None = None, layer: str | None = None) -> Reference:
     """Reference samples on the grid of ``cmap`` from a raster (any grid) or a vector file of points/polygons (any CRS)."""
     path = Path(path)

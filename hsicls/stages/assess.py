@@ -23,7 +23,7 @@ from hsicls import console
 from hsicls.artifacts.outputs import OutputSet, report_outputs, write_texts
 from hsicls.config import AssessOptions
 from hsicls.errors import InputError, OptionError
-from hsicls.io.references import ClassMap, Reference, read_map, read_reference
+from hsicls.io.references import ClassMap, Reference, distinct_maps, read_map, read_reference
 from hsicls.science.olofsson import accuracy_text, assess, report_csv, report_markdown
 
 CLASS_MAP_SYNTAX = "[map:|ref:]SOURCES=TARGET, e.g. '1,2=impervious' or 'ref:tree,low vegetation=vegetation'"
@@ -289,6 +289,33 @@ class _Tile:
         return cls(cmap, ref, on, cmap.codes[ref.rows[on], ref.cols[on]], ref.codes[on])
 
 
+def _once_each(tiles: list[_Tile]) -> list[_Tile]:
+    """Each reference sample counts once: where maps overlap (tiles cut with a margin), a sample on the
+    classified pixels of several maps belongs to the first of them in the order given. Samples are the
+    same when their pixel centres are (tiles of one map share its pixel grid). Warns with the count."""
+    if len(tiles) < 2:
+        return tiles
+    seen: set[tuple[int, int]] = set()
+    out, twice = [], 0
+    for t in tiles:
+        rows, cols = t.ref.rows[t.on_map], t.ref.cols[t.on_map]
+        x, y = t.cmap.grid.centres(rows.astype(np.float64), cols.astype(np.float64))
+        aff = t.cmap.grid.affine
+        step = (min(abs(aff.a), abs(aff.e)) or 1.0) / 4  # a quarter pixel: the same centre on one pixel grid
+        qx, qy = (np.round(np.asarray(v) / step).astype(np.int64).tolist() for v in (x, y))
+        keys = list(zip(qx, qy))
+        keep = np.array([k not in seen for k in keys], bool)
+        seen.update(keys)
+        twice += int((~keep).sum())
+        out.append(dataclasses.replace(t, map_at=t.map_at[keep], ref_at=t.ref_at[keep]))
+    if twice:
+        console.warn(
+            f"{twice:,} reference samples fall on classified pixels of more than one map (overlapping tiles); each is "
+            f"counted once, on the first map given that classifies it; the mapped areas count the overlap on each map"
+        )
+    return out
+
+
 def _pooled(tiles: list[_Tile]) -> tuple[ClassMap, np.ndarray, np.ndarray]:
     """Several maps (tiles of one map) as one: their class names, pixel counts per code and pixel size must agree."""
     first = tiles[0].cmap
@@ -303,6 +330,13 @@ def _pooled(tiles: list[_Tile]) -> tuple[ClassMap, np.ndarray, np.ndarray]:
     names: dict[int, str] = {}
     counts: dict[int, int] = {}
     for t in tiles:
+        for c, n in t.cmap.names.items():
+            if n and c in names and _norm(names[c]) != _norm(n):
+                owner = next(x.cmap.path.name for x in tiles if _norm(x.cmap.names.get(c) or "") == _norm(names[c]))
+                raise InputError(
+                    f"{t.cmap.path}: class {c} is {n!r} here but {names[c]!r} in {owner}; the maps' legends disagree "
+                    f"(assess maps of one legend together, or rename with --class-map)"
+                )
         names.update({c: n for c, n in t.cmap.names.items() if n})
         codes, n = np.unique(t.cmap.codes[t.cmap.valid], return_counts=True)
         for c, k in zip(codes.tolist(), n.tolist()):
@@ -317,7 +351,8 @@ def assess_maps(map_paths: list, reference_path: str | Path, options: AssessOpti
     row per map (its samples and OA); with one map, :func:`assess_map`."""
     options = (options or AssessOptions()).replace(**overrides).validate()
     merges = parse_class_map(options.class_map)
-    tiles = [_Tile.read(p, reference_path, options) for p in map_paths]
+    distinct_maps(map_paths)
+    tiles = _once_each([_Tile.read(p, reference_path, options) for p in map_paths])
     cmap, map_codes, map_counts = _pooled(tiles)
     ref = tiles[0].ref
     map_at, ref_at = np.concatenate([t.map_at for t in tiles]), np.concatenate([t.ref_at for t in tiles])

@@ -376,7 +376,7 @@ def predict_maps(
         try:
             out["maps"].append(predict_map(p, model_path, outputs, options, overwrite))
         except HsiclsError as exc:
-            console.error(f"{p.name}: {exc}")
+            console.error(str(exc) if str(exc).startswith((str(p), p.name)) else f"{p.name}: {exc}")  # named once
             out["failed"].append({"scene": str(p), "error": str(exc)})
     done = len(out["maps"])
     console.info(f"{done} maps written, {len(out['skipped'])} skipped, {len(out['failed'])} failed")

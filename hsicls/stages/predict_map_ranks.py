@@ -18,14 +18,16 @@ scene the run ends with that line and a non-zero exit, with nothing under the fi
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from hsicls import console
 from hsicls.artifacts.bundle import load_bundle
-from hsicls.artifacts.outputs import json_safe
+from hsicls.artifacts.outputs import json_safe, output_lock
 from hsicls.artifacts.parts import PartFolder, job_fingerprint
 from hsicls.config import MapOptions
 from hsicls.engine.distributed import RankFailed, World
@@ -56,8 +58,9 @@ __all__ = ["predict_maps_distributed", "UNIT_WINDOW"]
 UNIT_WINDOW = 64
 
 
-def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
-    """Rank 0: the scenes to map (with their outputs checked and part folders ready), skipped, failed."""
+def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many, held):
+    """Rank 0: the scenes to map (with their outputs checked and part folders ready, each locked in ``held``,
+    an ExitStack that rank 0 keeps open to the end of the run), skipped, failed."""
     stems = [p.stem for p in scenes]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if many and dup:
@@ -71,16 +74,24 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
                 plan["skipped"].append(str(p))
                 continue
             outputs.declared().guard(overwrite, inputs=[p, model_path], lock=False)  # the assembling rank locks
-            done = PartFolder(outputs.map).prepare(job_fingerprint(p, model_path, outputs, options))
+            parts = PartFolder(outputs.map, uuid.uuid4().hex)
+            try:  # one job per part folder: a second one is refused before it touches the first's parts
+                held.enter_context(output_lock(parts.dir))
+            except HsiclsError:
+                raise HsiclsError(
+                    f"{outputs.map}: another predict-map job is computing this map now; wait for it to finish or "
+                    f"choose another output name"
+                ) from None
+            done = parts.prepare(job_fingerprint(p, model_path, outputs, options))
             if done:
                 console.info(f"{p.name}: resuming, {done} units already done")
         except HsiclsError as exc:
             if not many:
                 return {"error": str(exc)}
-            console.error(f"{p.name}: {exc}")
+            console.error(str(exc) if str(exc).startswith((str(p), p.name)) else f"{p.name}: {exc}")  # named once
             plan["failed"].append({"scene": str(p), "error": str(exc)})
             continue
-        plan["jobs"].append({"scene": p, "outputs": outputs})
+        plan["jobs"].append({"scene": p, "outputs": outputs, "job_id": parts.job_id})
     return plan
 
 
@@ -106,7 +117,7 @@ class _RankJob:
         source = _open_scene(job["scene"], self.bundle, self.options.key, self.options.nodata)
         check_clean_up(source, self.options)
         wins = list(source.grid.windows(self.options.window))  # options.window is capped
-        parts = PartFolder(job["outputs"].map)
+        parts = PartFolder(job["outputs"].map, job["job_id"])
 
         def units():
             while world.failed(key) is None and world.failed() is None:
@@ -122,6 +133,18 @@ class _RankJob:
                 if world.count(f"{key}/done") == len(wins):
                     self._assemble(i, job, source, wins, parts)
 
+    def _part(self, parts: PartFolder, j: int, source, win) -> dict:
+        """Unit ``j``'s arrays; a part that does not verify (damaged, cut short, deleted) is computed again here."""
+        part = parts.load(j)
+        if part is None:
+            console.warn(f"{parts.map.name}: part {j} did not verify; computing it again")
+            for _, inner, outer, raw in _prefetch(source, [(j, win)], self.classify.halo):
+                self._unit(parts, j, raw, source.nodata, inner, outer)
+            part = parts.load(j)
+        if part is None:
+            raise HsiclsError(f"{parts.dir}: part {j} of {parts.map.name} does not verify even after computing it again")
+        return part
+
     def _unit(self, parts: PartFolder, j: int, raw, nodata, inner, outer) -> None:
         cls, conf, probs, n = self.classify(raw, nodata, inner, outer)
         counts = np.bincount(cls.ravel(), minlength=len(self.table.names) + 1)[: len(self.table.names) + 1]
@@ -136,9 +159,10 @@ class _RankJob:
         counts, classified = np.zeros(len(self.table.names) + 1, np.int64), 0
         o = self.options
         writer = map_writer(outputs, source, self.table, k, o, self.overwrite)
+        parts.check_owner()
         with writer:
             for j, (r0, r1, c0, c1) in enumerate(wins):
-                part = parts.load(j)
+                part = self._part(parts, j, source, wins[j])
                 writer.write(Window(c0, r0, c1 - c0, r1 - r0), part["classes"], part.get("confidence"), part.get("probabilities"))
                 counts += part["counts"]
                 classified += int(part["n"])
@@ -165,9 +189,16 @@ def predict_maps_distributed(
     scenes, model_path = [Path(p) for p in scenes], Path(model_path)
     if not world.is_main:
         console.set_verbosity(-1)
-    plan = world.broadcast(_plan(world, scenes, model_path, template, options, overwrite, many) if world.is_main else None)
-    if plan["error"]:
-        raise (HsiclsError if world.is_main else RankFailed)(plan["error"])
+    with contextlib.ExitStack() as held:  # rank 0 holds the part folders' locks to the end of the run
+        plan = world.broadcast(
+            _plan(world, scenes, model_path, template, options, overwrite, many, held) if world.is_main else None
+        )
+        if plan["error"]:
+            raise (HsiclsError if world.is_main else RankFailed)(plan["error"])
+        return _run_plan(world, plan, model_path, template, options, overwrite, many)
+
+
+def _run_plan(world: World, plan: dict, model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
     rank = _RankJob(world, model_path, template, options, overwrite)
     for i, job in enumerate(plan["jobs"]):
         try:

@@ -199,12 +199,19 @@ def fold_prepared(base, fold: int, folds: int):
 
 
 def train_folds(
-    prepared_path: Path, output: Path, options: TrainOptions, overwrite: bool = False, world: World | None = None
+    prepared_path: Path,
+    output: Path,
+    options: TrainOptions,
+    overwrite: bool = False,
+    world: World | None = None,
+    resume: bool = False,
 ) -> dict | None:
     """Every fold of a group split (``preprocess --split group --folds K``): one bundle per fold
     (``OUTPUT.fold<i>.pt``, its data ``OUTPUT.fold<i>.h5``), the same network seed for every fold, and the
     cross-validation summary ``OUTPUT.cv.json`` / ``.md`` (per fold: held-out groups, OA / AA / kappa; then mean
-    ± std). Under torchrun the folds are spread over the ranks."""
+    ± std). Under torchrun the folds are spread over the ranks. ``resume``: a fold whose bundle exists (bundles are
+    written whole) is kept if it was trained with the same options, a fold with a checkpoint continues from it,
+    the others are trained."""
     from hsicls.artifacts.prepared import save_prepared
 
     world = world or World()
@@ -214,17 +221,23 @@ def train_folds(
         raise HsiclsError(f"{prepared_path}: not a group split with --folds K (K >= 2); preprocess with --split group --folds K")
     outputs = declare_outputs(output, folds, "fold")
     files, cv_json, cv_md = _pairs(outputs, folds, "fold"), outputs["cv.json"], outputs["cv.md"]
+    if resume and not any(p.exists() or _ckpt(p).exists() for pair in files for p in pair[1:]):
+        raise HsiclsError(f"{output}: no fold of an earlier --folds-all run to resume (no {output.name}.fold<i>.pt or .ckpt)")
     if world.is_main:
-        outputs.guard(overwrite, inputs=[prepared_path], lock=False)
+        outputs.guard(overwrite or resume, inputs=[prepared_path], lock=False)
     world.barrier()
     rows = []
     for i in [i for i in range(folds) if i % world.size == world.rank]:
         prep_i, model_i = files[i]
-        console.info(f"fold {i + 1}/{folds} (network seed {options.seed})")
         fp = fold_prepared(base, i, folds)
-        with atomic_output(prep_i, overwrite) as tmp:
-            save_prepared(tmp, fp)
-        train(prep_i, model_i, options, overwrite=overwrite)
+        if resume and model_i.exists() and _trained_with(model_i, options, i):
+            console.info(f"fold {i + 1}/{folds}: finished by the earlier run; kept")
+        else:
+            console.info(f"fold {i + 1}/{folds} (network seed {options.seed})")
+            with atomic_output(prep_i, overwrite or resume) as tmp:
+                save_prepared(tmp, fp)
+            again = resume and _ckpt(model_i).exists()
+            train(prep_i, model_i, options, overwrite=overwrite or resume, resume=again)
         rep = evaluate(model_i, prep_i, device=options.device)
         rows.append({"fold": i, "held_out": fp.meta["split"]["test_groups"], "validation": fp.meta["split"]["validation_groups"],
                      "oa": rep["oa"], "aa": rep["aa"], "kappa": rep["kappa"], "test_pixels": rep["test_pixels"], "bundle": str(model_i)})  # fmt: skip
@@ -232,11 +245,33 @@ def train_folds(
     if not world.is_main:
         return None
     summary = _cv_summary(base, options, rows, folds)
-    with atomic_output(cv_json, overwrite) as tmp:
+    with atomic_output(cv_json, overwrite or resume) as tmp:
         tmp.write_text(json.dumps(json_safe(summary), indent=2))
-    with atomic_output(cv_md, overwrite) as tmp:
+    with atomic_output(cv_md, overwrite or resume) as tmp:
         tmp.write_text(cv_markdown(summary))
     return summary
+
+
+def _ckpt(bundle: Path) -> Path:
+    return bundle.with_name(bundle.name + ".ckpt")
+
+
+def _trained_with(bundle: Path, options: TrainOptions, fold: int) -> bool:
+    """A finished fold's bundle was trained with these options (the patch size aside when it was searched);
+    another's is an error, not silently kept."""
+    from hsicls.artifacts.bundle import load_bundle
+
+    config = dict(load_bundle(bundle).training.get("config") or {})
+    want = options.to_record()
+    if options.patch_search:
+        config.pop("patch_size", None)
+        want.pop("patch_size", None)
+    if config != want:
+        raise HsiclsError(
+            f"{bundle}: fold {fold}'s bundle was trained with other options; resume with the same options, or "
+            f"start over with --overwrite and without --resume"
+        )
+    return True
 
 
 def _cv_summary(base, options: TrainOptions, rows: list[dict], folds: int) -> dict:

@@ -29,7 +29,7 @@ from hsicls import console
 from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
 from hsicls.config import SampleOptions
 from hsicls.errors import InputError, OptionError
-from hsicls.io.references import ClassMap, read_map
+from hsicls.io.references import ClassMap, distinct_maps, read_map
 
 __all__ = ["SampleOptions", "allocate", "sample_maps"]
 
@@ -71,12 +71,34 @@ def allocate(counts: dict[int, int], size: int, minimum: int, allocation: str, e
     return n
 
 
-def _draw(cmaps: list[ClassMap], alloc: dict[int, int], seed: int) -> list[tuple[int, int, int, int]]:
-    """``(map index, row, col, code)`` of the points: per class, uniform without replacement over its pixels."""
+def _owned(cmaps: list[ClassMap]) -> list[np.ndarray]:
+    """Each map's classified pixels that no earlier map classifies: where tiles overlap, a pixel belongs to the
+    first map given (as in ``assess``), so no pixel is counted or drawn twice. Warns with the overlap's size."""
+    owned, twice = [], 0
+    for m, g in enumerate(cmaps):
+        own = g.valid.copy()
+        rows, cols = np.nonzero(own)
+        x, y = g.grid.centres(rows.astype(np.float64), cols.astype(np.float64))
+        for k in range(m):
+            inside, r, c = cmaps[k].grid.rowcol(np.asarray(x), np.asarray(y))
+            taken = inside & cmaps[k].valid[r, c]
+            own[rows[taken], cols[taken]] = False
+        twice += int(g.valid.sum() - own.sum())
+        owned.append(own)
+    if twice:
+        console.warn(
+            f"{twice:,} classified pixels lie on more than one map (overlapping tiles); each is counted and drawn once, on the first map given"
+        )
+    return owned
+
+
+def _draw(cmaps: list[ClassMap], owned: list[np.ndarray], alloc: dict[int, int], seed: int) -> list[tuple[int, int, int, int]]:
+    """``(map index, row, col, code)`` of the points: per class, uniform without replacement over its pixels
+    (each pixel on the first map that classifies it, :func:`_owned`)."""
     rng = np.random.default_rng(seed)
     out = []
     for code in sorted(alloc):
-        flats = [np.flatnonzero((g.codes == code) & g.valid) for g in cmaps]
+        flats = [np.flatnonzero((g.codes == code) & own) for g, own in zip(cmaps, owned)]
         sizes = np.cumsum([0] + [f.size for f in flats])
         pick = np.sort(rng.choice(int(sizes[-1]), alloc[code], replace=False))
         for m, f in enumerate(flats):
@@ -144,13 +166,15 @@ def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), ov
     options.validate()
     driver, ua = _check(maps, output, options)
     outputs = declare_outputs(output).guard(overwrite, inputs=maps)
+    distinct_maps(maps)
     cmaps = [read_map(p) for p in maps]
     crss = {g.grid.crs for g in cmaps}
     if len(crss) > 1:
         raise InputError(f"the maps are in different CRSs ({', '.join(g.path.name for g in cmaps)}); sample them apart")
+    owned = _owned(cmaps)
     counts: dict[int, int] = {}
-    for g in cmaps:
-        codes, n = np.unique(g.codes[g.valid], return_counts=True)
+    for g, own in zip(cmaps, owned):
+        codes, n = np.unique(g.codes[own], return_counts=True)
         for c, k in zip(codes.tolist(), n.tolist()):
             counts[int(c)] = counts.get(int(c), 0) + int(k)
     if not counts:
@@ -160,7 +184,7 @@ def sample_maps(maps: list, output, options: SampleOptions = SampleOptions(), ov
     for c in sorted(set(ua) - set(counts)):
         console.warn(f"--expected-ua {c}=...: the map(s) have no class {c}; ignored")
     alloc = allocate(counts, options.size, options.min_per_class, options.allocation, ua)
-    records = _records(cmaps, _draw(cmaps, alloc, options.seed), options.reference_field)
+    records = _records(cmaps, _draw(cmaps, owned, alloc, options.seed), options.reference_field)
     data = (
         _csv_bytes(records, options.reference_field)
         if driver == "CSV"

@@ -11,7 +11,7 @@ import numpy as np
 
 from hsicls.errors import InputError, first_line
 from hsicls.io.formats.base import FileFormat
-from hsicls.io.grid import GeoGrid
+from hsicls.io.grid import GeoGrid, geometry_bounds
 
 
 @dataclass
@@ -47,7 +47,7 @@ def pick_vector_layer(
         if len(spatial) != 1:
             raise InputError(f"{path}: has {len(spatial)} feature layers ({', '.join(spatial)}); choose one with {layer_flag}")
         layer = spatial[0]
-    with fiona.open(path, layer=layer) as src:
+    with fiona.open(path, layer=layer, **_open_options(path)) as src:
         props = list(src.schema["properties"])
         if field is None:
             if len(props) != 1:
@@ -59,8 +59,21 @@ def pick_vector_layer(
 
 
 def _has_geometry(fiona, path: Path, layer: str) -> bool:
-    with fiona.open(path, layer=layer) as src:
+    with fiona.open(path, layer=layer, **_open_options(path)) as src:
         return src.schema.get("geometry") not in (None, "None")
+
+
+CSV_OPTIONS = {  # a table of points (hsicls sample -o s.csv): coordinates in columns x and y, typed values
+    "X_POSSIBLE_NAMES": "x,X,easting,lon,longitude",
+    "Y_POSSIBLE_NAMES": "y,Y,northing,lat,latitude",
+    "AUTODETECT_TYPE": "YES",
+}
+
+
+def _open_options(path: Path) -> dict:
+    """OGR open options: a CSV's points from its x/y columns (its coordinates are in the map's CRS, as
+    ``hsicls sample`` writes them; a CSV carries no CRS)."""
+    return dict(CSV_OPTIONS) if Path(path).suffix.lower() == ".csv" else {}
 
 
 def read_features(
@@ -92,7 +105,32 @@ def read_features(
         raise InputError(f"{path}: not a readable vector file ({first_line(exc)})") from None
     if not items:
         raise InputError(f"{path}: no feature has a geometry and a value in '{field}'")
+    _check_geographic_range(path, crs, items)
     return Features(name, field, crs, items, without)
+
+
+def _check_geographic_range(path: Path, crs: str | None, items: list) -> None:
+    """Coordinates in a geographic CRS must be longitudes and latitudes. A GeoJSON file without a ``crs``
+    member is WGS 84 (RFC 7946), so projected coordinates written without one land here: one line, and how
+    to fix it, instead of a PROJ error."""
+    if crs is None:
+        return
+    from rasterio.crs import CRS
+
+    try:
+        geographic = CRS.from_user_input(crs).is_geographic
+    except Exception:
+        return
+    if not geographic:
+        return
+    for geom, _ in items:
+        xmin, ymin, xmax, ymax = geometry_bounds(geom)
+        if xmin < -360 or xmax > 360 or ymin < -90.000001 or ymax > 90.000001:
+            raise InputError(
+                f"{path}: coordinates such as ({xmin:.2f}, {ymin:.2f}) are not longitudes and latitudes, but the file's "
+                f"CRS is geographic (a GeoJSON file without a 'crs' member is WGS 84, RFC 7946); give the file its "
+                f"CRS (e.g. ogr2ogr -a_srs EPSG:32633 fixed.gpkg {path.name}) or write it in WGS 84"
+            )
 
 
 def read_vector_features(path: str | Path, field: str | None = None, layer: str | None = None):
