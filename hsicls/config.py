@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hsicls.errors import OptionError
-from hsicls.options import Device, Options, Precision, opt, shared
+from hsicls.options import Compile, Device, Options, Precision, opt, shared
 from hsicls.science.splits import SPLITS, get_split, option_mixins
 
 Split = Literal[tuple(SPLITS)]  # the registered split protocols
@@ -142,6 +142,7 @@ class EvaluateOptions(Options):
     device: Device = shared("device")
     batch_size: int | None = shared("batch_size")
     precision: Precision = shared("precision")
+    compile: Compile = shared("compile")
 
 
 @dataclass
@@ -151,6 +152,7 @@ class MapOptions(Options):
     device: Device = shared("device")
     batch_size: int | None = shared("batch_size")
     precision: Precision = shared("precision")
+    compile: Compile = shared("compile")
     window: int = opt(256, "Window side in pixels; peak memory grows with its square, the map does not change.", min=16)
     key: str | None = shared("key")
     nodata: float | None = shared("nodata")

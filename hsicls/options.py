@@ -63,6 +63,11 @@ SHARED: dict[str, dict[str, Any]] = {
         help="auto (bf16 autocast on a GPU; on a CPU with native bf16, AMX or AVX512-BF16, a bf16 network whose "
         "narrow-margin pixels are recomputed in fp32, so classes equal fp32's; else fp32), fp32 or bf16.",
     ),
+    "compile": dict(
+        default="auto",
+        help="torch.compile the network (CPU): auto (when the job's estimated eager time repays the expected "
+        "compilation; the cache in ~/.cache/hsicls makes a second run quick), on or off. Classes stay those of eager fp32.",
+    ),
     "batch_size": dict(
         default=None,
         help="Patches per batch: per optimiser step in train, per forward pass in evaluate and predict-map "
@@ -96,6 +101,7 @@ def shared(name: str, **override: Any) -> Any:
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
+Compile = Literal["auto", "on", "off"]
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

@@ -172,3 +172,71 @@ def test_device_side_pca_equals_host_side():
     assert np.all(np.abs(dev - host) <= 1e-4 * (1 + np.abs(host)))
     none = Preprocessing(prep.mean, prep.std, np.zeros((0, b)), np.zeros(b))  # no PCA: standardisation only
     assert np.allclose(none.apply_torch(torch.from_numpy(x)).numpy(), none.apply(x), rtol=1e-5, atol=1e-4)
+
+
+def _mock_compile(monkeypatch, tmp_path, fail: bool = False):
+    """torch.compile replaced by a recorder (a real compilation takes a minute on 2 cores): identity, or a failure."""
+    calls = []
+
+    def fake(net, **kw):
+        calls.append(kw)
+        if fail:
+            raise RuntimeError("InductorError: no working C compiler")
+        return lambda x: net(x) + 1e-7 * torch.sin(x.flatten(1)[:, :1].float()).to(net(x).dtype)  # eager, rounded a little
+
+    monkeypatch.setattr(torch, "compile", fake)
+    monkeypatch.setenv("HSICLS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    return calls
+
+
+def test_compile_on_keeps_fp32_classes_with_one_shape(monkeypatch, tmp_path):
+    """[speed-3] 2: --compile on compiles once for one batch shape (smaller batches padded), the compiled
+    logits' near-ties are recomputed eagerly, so the classes equal eager fp32's; the cache folder is 0700."""
+    import os
+    import stat
+
+    calls = _mock_compile(monkeypatch, tmp_path)
+    padded, rows, cols, patch, model = _near_tie_scene()
+    fp32 = Runner(torch.device("cpu"), False, 64).classes(model, padded, rows, cols, patch)
+    runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile="on")
+    assert torch.equal(runner.classes(model, padded, rows, cols, patch), fp32)
+    assert runner.compiled and "compiled (fp32)" in runner.compile_reason and len(calls) == 1
+    assert calls[0].get("dynamic") is False
+    d = tmp_path / "cache" / "inductor"
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700 and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(d)
+    assert (tmp_path / "cache" / "compile-times.json").exists()  # a second run knows what compiling costs
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, tmp_path, capsys):
+    _mock_compile(monkeypatch, tmp_path, fail=True)
+    padded, rows, cols, patch, model = _near_tie_scene()
+    fp32 = Runner(torch.device("cpu"), False, 64).classes(model, padded, rows, cols, patch)
+    runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile="on")
+    assert torch.equal(runner.classes(model, padded, rows, cols, patch), fp32)
+    assert not runner.compiled and "failed" in runner.compile_reason
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "torch.compile failed" in err and "Traceback" not in err
+
+
+def test_compile_off_is_eager_and_auto_skips_small_jobs(monkeypatch, tmp_path):
+    calls = _mock_compile(monkeypatch, tmp_path)
+    padded, rows, cols, patch, model = _near_tie_scene()
+    for policy in ("off", "auto"):  # 1,600 px: far below what a compilation repays
+        runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile=policy)
+        runner.classes(model, padded, rows, cols, patch)
+        assert not runner.compiled
+    assert calls == [] and "eager: the job" in runner.compile_reason
+
+
+def test_compile_refuses_an_unsafe_cache_folder(monkeypatch, tmp_path, capsys):
+    import os
+
+    calls = _mock_compile(monkeypatch, tmp_path)
+    d = tmp_path / "cache" / "inductor"
+    d.mkdir(parents=True)
+    os.chmod(d, 0o777)
+    padded, rows, cols, patch, model = _near_tie_scene()
+    runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile="on")
+    runner.classes(model, padded, rows, cols, patch)
+    assert not runner.compiled and calls == [] and "writable by others" in capsys.readouterr().err

@@ -65,6 +65,10 @@ class Runner:
     stats: dict = field(default_factory=lambda: {"pixels": 0, "rechecked": 0}, compare=False)
     # what auto decided and why ({"mode", "reason", timings}); filled by resolve and the probe
     choice: dict = field(default_factory=dict, compare=False)
+    compile: str = "off"  # auto | on | off: torch.compile the network (CPU; hsicls.engine.compiled)
+    job_pixels: int | None = None  # pixels the whole job runs, when known (what a compilation must repay)
+    # the network in use once decided: {"low": compiled or bf16 callable or None (eager fp32), "err": its bound}
+    net: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def resolve(
@@ -74,9 +78,15 @@ class Runner:
         batch_size: int | None = None,
         bf16_error: float | None = None,
         job_pixels: int | None = None,
+        compile: str = "off",
     ) -> Runner:
         """The policy for ``device`` and ``precision``; ``job_pixels`` (the pixels the job will run, when
-        known) decides whether ``auto``'s timed probe can repay itself (:data:`PROBE_MIN_BATCHES`)."""
+        known) decides whether ``auto``'s timed probe can repay itself (:data:`PROBE_MIN_BATCHES`) and, with
+        ``compile`` ``auto``, whether a compilation can."""
+        from hsicls.errors import OptionError
+
+        if compile not in ("auto", "on", "off"):
+            raise OptionError(f"--compile must be auto, on or off, got {compile!r}")
         dev = resolve_device(device)
         mode = cpu_inference_mode(precision, dev, bf16_error)
         size = inference_batch_size(batch_size, dev)
@@ -90,13 +100,18 @@ class Runner:
             }
         if probe:
             choice["reason"] = "pending: a timed probe on the first full batch decides between bf16-checked and fp32"
-        return cls(dev, uses_bf16(precision, dev), size, mode, bf16_error, probe, choice=choice)
+        if dev.type != "cpu":
+            compile = "off"  # GPUs: eager (the feed, not the network, bounds a GPU map: bench/RESULTS.md)
+        return cls(
+            dev, uses_bf16(precision, dev), size, mode, bf16_error, probe, choice=choice, compile=compile, job_pixels=job_pixels
+        )
 
     def on(self, device: torch.device) -> Runner:
         """The same policy on another device (a rank's own GPU)."""
         return Runner(
-            device, self.use_bf16, self.batch_size, self.cpu_mode, self.bf16_error, self.probe, choice=dict(self.choice)
-        )
+            device, self.use_bf16, self.batch_size, self.cpu_mode, self.bf16_error, self.probe, choice=dict(self.choice),
+            compile=self.compile if device.type == "cpu" else "off", job_pixels=self.job_pixels,
+        )  # fmt: skip
 
     @property
     def mode(self) -> str:
@@ -116,7 +131,16 @@ class Runner:
     @property
     def rechecked_fraction(self) -> float | None:
         n = self.stats["pixels"]
-        return self.stats["rechecked"] / n if self.mode == "bf16-checked" and n else None
+        return self.stats["rechecked"] / n if (self.mode == "bf16-checked" or self.compiled) and n else None
+
+    @property
+    def compiled(self) -> bool:
+        """The network ran compiled (``--compile``)."""
+        return bool(self.choice.get("compiled"))
+
+    @property
+    def compile_reason(self) -> str | None:
+        return self.choice.get("compile_reason")
 
     def _fp32(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         with autocast(x.device, self.use_bf16):
@@ -125,11 +149,13 @@ class Runner:
     def _bf16(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return bf16_copy(model)(x.to(torch.bfloat16)).float()
 
-    def _uncertain(self, out: torch.Tensor) -> torch.Tensor:
-        """Indices of the rows of bf16 logits ``out`` (n, K) whose class bf16 rounding could change."""
+    def _uncertain(self, out: torch.Tensor, err: float | None = None) -> torch.Tensor:
+        """Indices of the rows of logits ``out`` (n, K) whose class a relative error ``err`` (default: the
+        bundle's bf16 bound) could change."""
+        err = self.bf16_error if err is None else err
         top2 = out.topk(min(2, out.shape[1]), dim=1).values
         margin = top2[:, 0] - top2[:, -1]
-        return torch.nonzero(margin <= RECHECK_FACTOR * self.bf16_error * out.abs().amax(1)).flatten()
+        return torch.nonzero(margin <= RECHECK_FACTOR * err * out.abs().amax(1)).flatten()
 
     def _probe(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Time fp32 and the bf16 copy on one full batch ``x`` (a warm-up each, then two interleaved
@@ -172,7 +198,8 @@ class Runner:
         ``padded`` ``(C, H + P - 1, W + P - 1)`` (unpadded coordinates), batch by batch, in order."""
         model.eval()
         batches = self._batches(padded, rows, cols, patch_size)
-        if self.device.type != "cpu" or self.mode == "fp32":
+        eager = self.compile == "off" or self.net.get("decided") and self.net.get("low") is None
+        if self.device.type != "cpu" or (self.mode == "fp32" and eager):
             for sl, x in batches:
                 yield sl, self._fp32(model, x)
             return
@@ -185,29 +212,90 @@ class Runner:
         yield from self._checked(model, batches)
 
     def _checked(self, model, batches) -> Iterator[tuple[slice, torch.Tensor]]:
-        """bf16-checked: the bf16 copy's logits, the uncertain pixels recomputed in fp32 through the
-        pool; a batch is yielded once all its pixels are final, so batches leave in order."""
+        """A fast network (the bf16 copy, or a compiled network) gives the logits; its uncertain pixels are
+        recomputed in eager fp32 through the pool; a batch is yielded once all its pixels are final, so
+        batches leave in order. The first full batch decides the network (:meth:`_decide`)."""
         pool = _Recheck(model, self._fp32, self.batch_size, self.stats)
         waiting: deque = deque()
         for sl, x in batches:
-            if self.probe and "probe_ms" not in self.choice and x.shape[0] == self.batch_size:
-                out = self._probe(model, x)
-                if self.mode == "fp32":  # the probe chose fp32: the rest of the job runs it
+            if not self.net.get("decided") and x.shape[0] == self.batch_size:
+                entry = _Entry(sl, self._decide(model, x))  # exact fp32 logits of this batch
+                if self.net.get("low") is None and self.mode == "fp32":  # eager fp32 for the rest of the job
                     yield from waiting_done(pool, waiting, final=True)
-                    yield sl, out
+                    yield sl, entry.out
                     for sl2, x2 in batches:
                         yield sl2, self._fp32(model, x2)
                     return
-                entry = _Entry(sl, out)
             else:
-                entry = _Entry(sl, self._bf16(model, x))
-                self.stats["pixels"] += x.shape[0]
-                idx = self._uncertain(entry.out)
-                if idx.numel():
-                    pool.add(entry, x[idx], idx)
+                low, err = self._low(model)
+                if low is None:  # fp32, its network not decided yet (a batch smaller than a whole one)
+                    entry = _Entry(sl, self._fp32(model, x))
+                else:
+                    entry = _Entry(sl, low(x))
+                    self.stats["pixels"] += x.shape[0]
+                    idx = self._uncertain(entry.out, err)
+                    if idx.numel():
+                        pool.add(entry, x[idx], idx)
             waiting.append(entry)
             yield from waiting_done(pool, waiting, final=False)
         yield from waiting_done(pool, waiting, final=True)
+
+    def _low(self, model) -> tuple:
+        """``(fast network, its relative error bound)`` in force (before the decision: the bf16 copy under
+        bf16-checked, None under fp32)."""
+        if self.net.get("decided"):
+            return self.net.get("low"), self.net.get("err")
+        if self.mode == "bf16-checked":
+            return (lambda x: self._bf16(model, x)), self.bf16_error
+        return None, None
+
+    def _decide(self, model, x: torch.Tensor) -> torch.Tensor:
+        """On the job's first full batch ``x``: the bf16 probe (auto), then whether to compile (``--compile``)
+        and the compiled network's error bound. Returns ``x``'s eager fp32 logits."""
+        from hsicls import console
+        from hsicls.engine import compiled as comp
+
+        ref, per_batch = None, None
+        if self.probe and "probe_ms" not in self.choice:
+            ref = self._probe(model, x)
+            per_batch = self.choice["probe_ms"]["bf16" if self.mode == "bf16-checked" else "fp32"] / 1e3
+        else:
+            self.stats["pixels"] += x.shape[0]
+        if ref is None or per_batch is None:
+            t = time.perf_counter()
+            ref = self._fp32(model, x)
+            per_batch = time.perf_counter() - t if per_batch is None else per_batch
+        low, err = (lambda v: self._bf16(model, v), self.bf16_error) if self.mode == "bf16-checked" else (None, None)
+        if self.compile != "off":
+            bf16 = self.mode == "bf16-checked"
+            net, dtype = (bf16_copy(model), torch.bfloat16) if bf16 else (model, torch.float32)
+            batches = -(-(self.job_pixels or 0) // self.batch_size)
+            estimate = per_batch * batches
+            expected = comp.expected_seconds(comp.signature(net, x, dtype))
+            if self.compile == "on" or estimate >= comp.COMPILE_REPAY * expected:
+                c, seconds = comp.try_compile(net, x, self.batch_size, dtype, console.warn)
+                if c is not None:
+                    out = c(x)
+                    scale = ref.abs().amax(1).clamp_min(1e-12)
+                    measured = float(((out - ref).abs().amax(1) / scale).max())
+                    err = max(err or 0.0, 2 * measured, 1e-6)  # twice the difference seen on this batch
+                    low = c
+                    self.choice.update(
+                        compiled=True,
+                        compile_reason=f"compiled ({'bf16' if bf16 else 'fp32'}) in {seconds:.1f} s: job ~{estimate:.0f} s "
+                        f"eager vs expected compilation {expected:.0f} s; logits within {measured:.1e} of eager, pixels "
+                        f"closer than that to a tie recomputed eagerly",
+                    )
+                else:
+                    self.choice.update(compiled=False, compile_reason="compilation failed: eager")
+            else:
+                self.choice.update(
+                    compiled=False,
+                    compile_reason=f"eager: the job (~{estimate:.0f} s) is under {comp.COMPILE_REPAY:g} x the expected "
+                    f"compilation time ({expected:.0f} s)",
+                )
+        self.net.update(decided=True, low=low, err=err)
+        return ref
 
     def all_logits(self, model, padded, rows, cols, patch_size) -> torch.Tensor:
         """Logits ``(N, K)`` float32 of every pixel ``(rows, cols)``, on the device."""

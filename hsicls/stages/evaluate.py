@@ -69,7 +69,12 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
     runner = Runner.resolve(
-        options.device, options.precision, options.batch_size, bundle.training.get("bf16_error"), job_pixels=int(rows.size)
+        options.device,
+        options.precision,
+        options.batch_size,
+        bundle.training.get("bf16_error"),
+        job_pixels=int(rows.size),
+        compile=options.compile,
     )
     model = bundle.build_model().to(runner.device)
     patch = bundle.model.patch_size
@@ -84,6 +89,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     report["precision"] = runner.precision  # fp32, bf16 (autocast or a bf16 copy) or bf16-checked
     report["rechecked_fraction"] = runner.rechecked_fraction
     report["precision_reason"] = runner.precision_reason  # what --precision auto chose and why (its probe)
+    report["compiled"], report["compile_reason"] = runner.compiled, runner.compile_reason
     console.debug(f"precision {runner.precision}: {runner.precision_reason}")
     report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
     return report

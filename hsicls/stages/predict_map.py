@@ -203,6 +203,7 @@ def predict_map(
         options.batch_size,
         checkable_bf16(bundle, need_probs),
         job_pixels=source.height * source.width,
+        compile=options.compile,
     )
     console.debug(f"inference on {runner.device.type}, precision {runner.precision}, batch {runner.batch_size}")
     table = class_table(bundle, options)
@@ -215,6 +216,8 @@ def predict_map(
     summary = _summary(source, outputs, table, counts, classified, seconds, runner, options)
     summary["temperature"] = bundle.temperature
     console.debug(f"precision {runner.precision}: {runner.precision_reason}")
+    if runner.compile_reason:
+        console.debug(f"compile: {runner.compile_reason}")
     console.info(f"classified {classified} px in {seconds:.1f} s ({summary['pixels_per_second']:,.0f} px/s); wrote {outputs.map}")
     return summary
 
@@ -329,6 +332,8 @@ def _summary(
         "precision": runner.precision,
         "rechecked_fraction": runner.rechecked_fraction,  # bf16-checked: pixels recomputed in fp32
         "precision_reason": runner.precision_reason,  # what --precision auto chose and why (its timed probe)
+        "compiled": runner.compiled,  # --compile: the network ran compiled (hsicls.engine.compiled)
+        "compile_reason": runner.compile_reason,
         "config": options.to_record(),
     }
     if options.reject_below is not None:

@@ -102,7 +102,13 @@ class _RankJob:
         self.world, self.options, self.overwrite = world, options, overwrite
         self.bundle = load_bundle(model_path)
         need_probs = template.confidence is not None or template.probabilities is not None or options.reject_below is not None
-        runner = Runner.resolve(options.device, options.precision, options.batch_size, checkable_bf16(self.bundle, need_probs))
+        runner = Runner.resolve(  # the job's size is not known per rank: --compile auto stays eager, on compiles
+            options.device,
+            options.precision,
+            options.batch_size,
+            checkable_bf16(self.bundle, need_probs),
+            compile=options.compile,
+        )
         self.runner = runner.on(world.device(runner.device))
         self.classify = _Classifier(self.bundle, self.runner, options, need_probs, template.probabilities is not None)
         self.table = class_table(self.bundle, options)
