@@ -149,3 +149,29 @@ def test_preprocess_records_spatial_validation_on_a_fixed_split(tiny_scene, tmp_
     prep = load_prepared(out)
     assert prep.meta["split"]["val_split"] == "spatial" and "(spatial)" in prep.meta["split"]["description"]
     assert prep.val.any() and not (prep.val & prep.train).any()
+
+
+def test_spatial_validation_lies_as_far_from_training_as_the_test():
+    """[validation] 1: the block size is chosen so that the validation pixels' distances to the remaining
+    training pixels match the test's: a test beside the training pixels gives small blocks, a test in other
+    fields gives large blocks or whole fields; the choice and both distance profiles are recorded."""
+    from hsicls.science.splits.base import carve_matched_validation
+
+    labels, train_mask = _fields()
+    train = train_mask & (np.indices(labels.shape)[1] % 6 != 0)  # every sixth column is test, beside training
+    test = train_mask & ~train
+    info = {}
+    tr, va = carve_matched_validation(train, labels, 0.25, 0, test, info)
+    assert info["rule"] in ("blocks of 2 px", "blocks of 4 px") and info["test_distance_px"][2] == 1.0
+    far_labels = labels.copy()
+    far_labels[:, 45:] = 0  # the right half's fields are the test, far from the left half's training
+    far_train = train_mask & (np.indices(labels.shape)[1] < 28)
+    far_test = (labels > 0) & (np.indices(labels.shape)[1] >= 28)
+    info2 = {}
+    tr2, va2 = carve_matched_validation(far_train, labels, 0.25, 0, far_test, info2)
+    assert info2["test_distance_px"][2] > 5 and info2["val_distance_px"][2] > 1
+    assert info2["rule"] not in ("blocks of 2 px", "blocks of 4 px")
+    for t, v, tr_mask in ((tr, va, train), (tr2, va2, far_train)):
+        assert not (t & v).any() and np.array_equal(t | v, tr_mask)
+    again = carve_matched_validation(train, labels, 0.25, 0, test, {})
+    assert np.array_equal(again[1], va)  # stable for a seed

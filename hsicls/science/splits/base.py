@@ -42,6 +42,7 @@ class SplitInputs:
     groups: np.ndarray | None = None
     read_mask: Callable[[str], np.ndarray] | None = None
     warn: Callable[[str], None] | None = None
+    validation: dict = field(default_factory=dict)  # how spatial validation was drawn (filled by the carve)
 
 
 @dataclass
@@ -83,9 +84,12 @@ class SplitProtocol:
             return "spatial" if self.spatial_test else "random"
         return choice
 
-    def carve(self, train: np.ndarray, labels: np.ndarray, o: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(train, val)``: validation carved from ``train`` by :meth:`val_rule`."""
-        return carve(train, labels, o.val_ratio, o.seed, self.val_rule(o))
+    def carve(
+        self, train: np.ndarray, labels: np.ndarray, o: Any, test: np.ndarray | None = None, info: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, val)``: validation carved from ``train`` by :meth:`val_rule` (spatially: as far from the
+        training pixels as ``test`` is)."""
+        return carve(train, labels, o.val_ratio, o.seed, self.val_rule(o), test, info)
 
     def describe(self, o: Any) -> str:
         """The protocol in words (without the validation share and the seed)."""
@@ -99,8 +103,9 @@ class SplitProtocol:
         return None
 
     def held_out(self, test: np.ndarray, val: np.ndarray, o: Any, inputs: SplitInputs) -> dict:
-        """The groups actually held out for testing and validation, by name (group protocols only)."""
-        return {}
+        """The groups actually held out for testing and validation, by name (group protocols); elsewhere how
+        spatial validation was drawn (its block size and distances), when it was."""
+        return {"validation": dict(inputs.validation)} if inputs.validation else {}
 
     def split(self, labels: np.ndarray, o: Any, inputs: SplitInputs) -> Masks:
         raise NotImplementedError
@@ -121,7 +126,8 @@ def option_mixins() -> tuple[type, ...]:
 
 VAL_RULES = {
     "random": "random pixels of each class",
-    "spatial": "spatial: whole training regions of each class, else a strip at one end of a region",
+    "spatial": "spatial: blocks of each class's training pixels, the block size chosen so that validation lies as "
+    "far from the remaining training pixels as the test does (distance percentiles 10-90)",
 }
 
 
@@ -169,10 +175,112 @@ def carve_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, se
     return flat_train.reshape(train.shape), val.reshape(train.shape)
 
 
-def carve(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+def carve(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val_ratio: float,
+    seed: int,
+    rule: str,
+    test: np.ndarray | None = None,
+    info: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     if rule == "spatial":
-        return carve_spatial_validation(train, labels, val_ratio, seed)
+        return carve_matched_validation(train, labels, val_ratio, seed, test, info)
     return carve_validation(train, labels, val_ratio, seed)
+
+
+BLOCK_SIZES = (2, 4, 8, 16, 32, 64, 128)  # the candidate block sides of spatial validation, in pixels
+
+
+DISTANCE_QUANTILES = (10, 25, 50, 75, 90)  # percentiles compared between validation and test
+
+
+def distances(train: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px) of every pixel of ``pixels`` to the nearest training pixel of its own class."""
+    import numpy as np
+    from scipy import ndimage
+
+    out = []
+    for c in np.unique(labels[pixels]):
+        own = train & (labels == c)
+        if own.any():
+            out.append(ndimage.distance_transform_edt(~own)[pixels & (labels == c)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def carve_blocks(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move ``round(val_ratio * n)`` of each class's ``n`` training pixels to validation in whole
+    ``block x block`` squares of the grid, drawn in a seeded order (the last one gives only the pixels still
+    needed, in raster order; at least one pixel stays in training)."""
+    import numpy as np
+
+    check_ratio("--val-ratio", val_ratio, zero_ok=True)
+    rng = np.random.default_rng(seed + 7919)
+    h, w = labels.shape
+    nbx = (w + block - 1) // block
+    block_id = ((np.arange(h) // block)[:, None] * nbx + (np.arange(w) // block)[None, :]).ravel()
+    flat_train, flat_lab = train.ravel().copy(), labels.ravel()
+    val = np.zeros_like(flat_train)
+    for c in np.unique(flat_lab[flat_train]):
+        idx = np.flatnonzero(flat_train & (flat_lab == c))
+        quota = min(int(round(val_ratio * idx.size)), idx.size - 1)
+        if quota <= 0:
+            continue
+        have = 0
+        for b in rng.permutation(np.unique(block_id[idx])):
+            if have >= quota:
+                break
+            inside = idx[block_id[idx] == b][: quota - have]  # the last block: only the pixels still needed
+            val[inside], flat_train[inside] = True, False
+            have += inside.size
+    return flat_train.reshape(train.shape), val.reshape(train.shape)
+
+
+def carve_matched_validation(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val_ratio: float,
+    seed: int,
+    test: np.ndarray | None = None,
+    info: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial validation as far from the training pixels as the test is.
+
+    The distances of the test pixels to the nearest training pixel of their class are measured (percentiles
+    :data:`DISTANCE_QUANTILES`). Validation is then carved in square blocks of each class's training pixels
+    (:func:`carve_blocks`), for block sides :data:`BLOCK_SIZES`, and as whole connected regions
+    (:func:`carve_spatial_validation`); the candidate whose validation distances are nearest the test's (mean
+    absolute difference of ``log(1 + percentile)``; ties: the smaller blocks) is kept. So a test
+    that lies beside the training pixels (a random split) gets small blocks, and a test in other fields gets
+    whole fields. ``info`` receives the rule and both sets of distance percentiles."""
+    import numpy as np
+
+    if val_ratio == 0 or not train.any():
+        return carve_validation(train, labels, val_ratio, seed)
+    q = np.asarray(DISTANCE_QUANTILES)
+    target = np.percentile(distances(train, labels, test), q) if test is not None and test.any() else None
+    candidates = [
+        (f"blocks of {b} px", carve_blocks(train, labels, val_ratio, seed, b)) for b in BLOCK_SIZES if b < max(labels.shape)
+    ]
+    candidates.append(("whole connected regions", carve_spatial_validation(train, labels, val_ratio, seed)))
+    scored = []
+    for name, (tr, va) in candidates:
+        d = distances(tr, labels, va)
+        got = np.percentile(d, q) if d.size else np.zeros(q.size)
+        miss = float(np.mean(np.abs(np.log1p(got) - np.log1p(target)))) if target is not None else 0.0
+        scored.append((miss, name, tr, va, got))
+    if target is None:  # no test to match: whole regions
+        _, name, tr, va, got = scored[-1]
+    else:
+        _, name, tr, va, got = min(scored, key=lambda t: t[0])  # min keeps the first (smaller blocks) on a tie
+    if info is not None:
+        info.update(
+            rule=name,
+            distance_percentiles=list(DISTANCE_QUANTILES),
+            val_distance_px=[round(float(v), 1) for v in got],
+            test_distance_px=None if target is None else [round(float(v), 1) for v in target],
+        )
+    return tr, va
 
 
 def carve_spatial_validation(train: np.ndarray, labels: np.ndarray, val_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

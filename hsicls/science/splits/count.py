@@ -18,7 +18,9 @@ class CountOptions:
     train_count: int | None = opt(None, "Training pixels per class (split count).", min=1)
 
 
-def count_split(labels: np.ndarray, count: int, val_ratio: float, seed: int, warn=None, val_rule: str = "random") -> Masks:
+def count_split(
+    labels: np.ndarray, count: int, val_ratio: float, seed: int, warn=None, val_rule: str = "random", info: dict | None = None
+) -> Masks:
     """``count`` training pixels per class (capped at ``n - 1`` for a class of ``n`` pixels,
     with a warning), drawn at random; the rest is test. Returns ``(train, val, test)``."""
     import numpy as np
@@ -39,7 +41,7 @@ def count_split(labels: np.ndarray, count: int, val_ratio: float, seed: int, war
     if capped and warn:
         warn("--train-count capped by the class size (" + "; ".join(capped) + ")")
     train = train.reshape(labels.shape)
-    train, val = carve(train, labels, val_ratio, seed, val_rule)
+    train, val = carve(train, labels, val_ratio, seed, val_rule, (labels > 0) & ~train, info)
     test = (labels > 0) & ~train & ~val
     return train, val, test
 
@@ -53,4 +55,6 @@ class CountSplit(SplitProtocol, name="count", summary="N per class", options=Cou
         return f"{o.train_count} random pixels per class"
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
-        return count_split(labels, o.train_count, o.val_ratio, o.seed, warn=inputs.warn, val_rule=self.val_rule(o))
+        return count_split(
+            labels, o.train_count, o.val_ratio, o.seed, warn=inputs.warn, val_rule=self.val_rule(o), info=inputs.validation
+        )

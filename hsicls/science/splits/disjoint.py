@@ -28,6 +28,7 @@ def disjoint_split(
     patch_size: int = 13,
     block: int | None = None,
     val_rule: str = "random",
+    info: dict | None = None,
 ) -> Masks:
     """Spatially disjoint split: no test pixel lies inside any training pixel's patch footprint.
 
@@ -71,7 +72,7 @@ def disjoint_split(
             have += inside.size
     train = train.reshape(labels.shape)
     test = (labels > 0) & ~footprint(train, patch_size)
-    train, val = carve(train, labels, val_ratio, seed, val_rule)
+    train, val = carve(train, labels, val_ratio, seed, val_rule, test, info)
     return train, val, test
 
 
@@ -88,4 +89,6 @@ class DisjointSplit(SplitProtocol, name="disjoint", summary="spatially disjoint,
         return {"train_ratio": o.train_ratio, "patch_size": o.patch_size, "block_size": o.block_size or o.patch_size}
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
-        return disjoint_split(labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size, self.val_rule(o))
+        return disjoint_split(
+            labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size, self.val_rule(o), inputs.validation
+        )

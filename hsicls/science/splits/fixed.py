@@ -27,6 +27,7 @@ def fixed_split(
     val_ratio: float,
     seed: int,
     val_rule: str = "random",
+    info: dict | None = None,
 ) -> Masks:
     """Training (and optionally test) pixels from masks; default test = every other labelled pixel.
     Validation is carved from the training pixels by ``val_rule`` (``random`` or ``spatial``,
@@ -38,7 +39,7 @@ def fixed_split(
         test = (test_mask > 0) & (labels > 0) & ~train
     else:
         test = (labels > 0) & ~train
-    train, val = carve(train, labels, val_ratio, seed, val_rule)
+    train, val = carve(train, labels, val_ratio, seed, val_rule, test, info)
     return train, val, test
 
 
@@ -55,4 +56,4 @@ class FixedSplit(SplitProtocol, name="fixed", summary="mask files", options=Mask
 
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
         test = inputs.read_mask(o.test_mask) if o.test_mask else None
-        return fixed_split(labels, inputs.read_mask(o.train_mask), test, o.val_ratio, o.seed, self.val_rule(o))
+        return fixed_split(labels, inputs.read_mask(o.train_mask), test, o.val_ratio, o.seed, self.val_rule(o), inputs.validation)

@@ -65,5 +65,5 @@ class RandomSplit(SplitProtocol, name="random", summary="stratified ratio", opti
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
         train, val, test = stratified_split(labels, o.train_ratio, o.val_ratio, o.seed)
         if self.val_rule(o) == "spatial":  # asked for: the same training pixels, validation carved in regions
-            train, val = self.carve(train | val, labels, o)
+            train, val = self.carve(train | val, labels, o, test, inputs.validation)
         return train, val, test
