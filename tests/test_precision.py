@@ -226,7 +226,10 @@ def test_compile_off_is_eager_and_auto_skips_small_jobs(monkeypatch, tmp_path):
         runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile=policy)
         runner.classes(model, padded, rows, cols, patch)
         assert not runner.compiled
-    assert calls == [] and "eager: the job" in runner.compile_reason
+    assert calls == [] and "eager" in runner.compile_reason
+    big = Runner.resolve("cpu", "fp32", 64, None, job_pixels=10**9, compile="auto")  # fp32: never compiled by auto
+    big.classes(model, padded, rows, cols, patch)
+    assert calls == [] and not big.compiled and "only the bf16 path" in big.compile_reason
 
 
 def test_compile_refuses_an_unsafe_cache_folder(monkeypatch, tmp_path, capsys):

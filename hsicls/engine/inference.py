@@ -272,7 +272,13 @@ class Runner:
             batches = -(-(self.job_pixels or 0) // self.batch_size)
             estimate = per_batch * batches
             expected = comp.expected_seconds(comp.signature(net, x, dtype))
-            if self.compile == "on" or estimate >= comp.COMPILE_REPAY * expected:
+            if self.compile == "auto" and not bf16:  # measured: a compiled fp32 network gains nothing end to end
+                self.choice.update(
+                    compiled=False,
+                    compile_reason="eager: under auto only the bf16 path is compiled (compiled fp32 measured 0.95-0.96x "
+                    "of eager end to end on 512 x 512 px, bench/RESULTS.md); --compile on compiles fp32 too",
+                )
+            elif self.compile == "on" or estimate >= comp.COMPILE_REPAY * expected:
                 c, seconds = comp.try_compile(net, x, self.batch_size, dtype, console.warn)
                 if c is not None:
                     out = c(x)
