@@ -117,6 +117,18 @@ def _workers(agent_pid: int) -> list[int]:
     return out
 
 
+def _kill_workers_after(p, parts: Path, units: int) -> None:
+    """SIGKILL every worker of torchrun ``p`` once ``units`` parts are committed; wait for it to end."""
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        if parts.exists() and len(list(parts.glob("*.done"))) >= units:
+            for w in _workers(p.pid):
+                os.kill(w, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    p.communicate(timeout=150)
+
+
 @pytest.fixture(scope="module")
 def big_scene(tmp_path_factory, bundle):
     """A 160 x 160 scene and its one-process map at window 16 (100 units)."""
@@ -155,15 +167,7 @@ def test_rerun_after_failure_resumes(big_scene, bundle, tmp_path):
     out = tmp_path / "m.tif"
     parts = tmp_path / ".m.tif.parts"
     p = hsicls("predict-map", big_scene / "s.tif", "-m", bundle, "-o", out, "--window", "16", ranks=2, wait=False)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        if parts.exists() and len(list(parts.glob("*.done"))) >= 3:
-            os.killpg(os.getpgid(p.pid), 0)  # still there
-            for w in _workers(p.pid):
-                os.kill(w, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    p.communicate(timeout=150)
+    _kill_workers_after(p, parts, 3)
     assert p.returncode != 0 and not out.exists()
     done_before = len(list(parts.glob("*.done")))
     assert done_before >= 3
@@ -251,14 +255,7 @@ def test_damaged_and_missing_parts_are_computed_again(big_scene, bundle, tmp_pat
     out = tmp_path / "m.tif"
     p = hsicls("predict-map", big_scene / "s.tif", "-m", bundle, "-o", out, "--window", "16", ranks=2, wait=False)
     parts = tmp_path / ".m.tif.parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        if parts.exists() and len(list(parts.glob("*.done"))) >= 4:
-            for w in _workers(p.pid):
-                os.kill(w, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    p.communicate(timeout=150)
+    _kill_workers_after(p, parts, 4)
     assert p.returncode != 0 and not out.exists()
     done = sorted(parts.glob("*.done"))
     assert len(done) >= 2

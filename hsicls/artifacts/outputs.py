@@ -500,7 +500,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the file system allows."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -574,7 +575,7 @@ def _commit(tmps: list[Path], finals: list[Path], overwrite: bool) -> None:
                 f.unlink(missing_ok=True)
         raise
     for folder in {f.parent for f in finals}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 def _named(exc: BaseException, tmps: list[Path], finals: list[Path]) -> Path:

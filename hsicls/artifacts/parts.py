@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsicls.artifacts.outputs import fsync_dir
 from hsicls.errors import HsiclsError
 
 __all__ = ["PartFolder", "job_fingerprint"]
@@ -76,19 +77,6 @@ def _write_new(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class PartFolder:
@@ -147,12 +135,16 @@ class PartFolder:
             data, digest = None, ""
         if data is not None and hashlib.sha256(data).hexdigest() == digest:
             return data
-        for p in (marker, part):
+        self._discard(index)
+        return None
+
+    def _discard(self, index: int) -> None:
+        """Remove a unit's marker, then its part: the unit is computed again."""
+        for p in (self._part(index).with_suffix(".done"), self._part(index)):
             try:
                 p.unlink()
             except OSError:
                 pass
-        return None
 
     def done(self, index: int) -> bool:
         """The unit is committed and its part verifies (a damaged or missing part is removed: recompute it)."""
@@ -174,7 +166,7 @@ class PartFolder:
         try:
             _write_new(self._part(index), data)
             _write_new(self._part(index).with_suffix(".done"), hashlib.sha256(data).hexdigest().encode())
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as exc:
             raise HsiclsError(f"{self.dir}: cannot write a part file ({exc.strerror})") from None
 
@@ -187,15 +179,8 @@ class PartFolder:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError):
-            self._verified_failed(index)
+            self._discard(index)
             return None
-
-    def _verified_failed(self, index: int) -> None:
-        for p in (self._part(index).with_suffix(".done"), self._part(index)):
-            try:
-                p.unlink()
-            except OSError:
-                pass
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
