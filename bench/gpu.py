@@ -115,7 +115,7 @@ def end_to_end(tmp: Path) -> dict:
     build_scene(scene, H, W)
     prep, bundle = tmp / "ip.h5", tmp / "m.pt"
     preprocess(DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep, PreprocessOptions(seed=0), overwrite=True)
-    train(prep, bundle, TrainOptions(epochs=2, patch_size=P, device="cuda"), overwrite=True)
+    train(prep, bundle, TrainOptions(model="md2f-mamba", epochs=2, patch_size=P, device="cuda"), overwrite=True)
     rows = []
     for precision in ("bf16", "fp32"):
         out = tmp / f"map_{precision}.tif"

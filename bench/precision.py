@@ -148,7 +148,7 @@ def main() -> None:
         run("preprocess", DATA / "Indian_pines_corrected.npy", "--labels", DATA / "Indian_pines_gt.mat", "-o", d / "ip.h5")
         bundles = {}
         for e in [int(v) for v in args.epochs.split(",")]:
-            run("train", d / "ip.h5", "-o", d / f"m{e}.pt", "--epochs", e, "--seed", "0")
+            run("train", d / "ip.h5", "-o", d / f"m{e}.pt", "--model", "md2f-mamba", "--epochs", e, "--seed", "0")
             bundles[f"{e} epochs"] = d / f"m{e}.pt"
         if not args.skip_model_only:
             model_only(

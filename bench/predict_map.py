@@ -116,7 +116,7 @@ def main() -> None:
         preprocess(
             DATA / "Indian_pines_corrected.npy", DATA / "Indian_pines_gt.mat", prep, PreprocessOptions(seed=0), overwrite=True
         )
-        train(prep, model_path, TrainOptions(epochs=2, patch_size=13, device="cpu"), overwrite=True)
+        train(prep, model_path, TrainOptions(model="md2f-mamba", epochs=2, patch_size=13, device="cpu"), overwrite=True)
         out = tmp / "map.tif"
         cmd = [
             sys.executable,

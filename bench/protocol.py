@@ -44,7 +44,7 @@ def run(name: str, popts: dict, epochs: int, seeds: int, tmp: Path) -> list[dict
         train(
             prep,
             model,
-            TrainOptions(epochs=epochs, patch_size=13, batch_size=64, lr=0.002, seed=seed, device="cpu"),
+            TrainOptions(model="md2f-mamba", epochs=epochs, patch_size=13, batch_size=64, lr=0.002, seed=seed, device="cpu"),
             overwrite=True,
         )
         rep = evaluate(model, prep, device="cpu")

@@ -59,7 +59,12 @@ def main() -> None:
                 overwrite=True,
             )
             res["svm"].append(svm(prep))
-            train(prep, model, TrainOptions(epochs=args.epochs, patch_size=args.patch, seed=seed, device="cpu"), overwrite=True)
+            train(
+                prep,
+                model,
+                TrainOptions(model="md2f-mamba", epochs=args.epochs, patch_size=args.patch, seed=seed, device="cpu"),
+                overwrite=True,
+            )
             res["md2f-mamba"].append(evaluate(model, prep, device="cpu"))
     print(f"sample scene, random stratified 5 % split (20 % of it validation), seeds 0-{args.seeds - 1}, test split")
     print("| method | OA % | AA % | kappa % |")

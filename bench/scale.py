@@ -65,7 +65,7 @@ def bench_map(args, d: Path) -> dict:
     scene = d / "scene.tif"
     build_scene(scene, args.size)
     _prepare(d)
-    hsicls("train", d / "ip.h5", "-o", d / "m.pt", "--epochs", "2", "--seed", "0")
+    hsicls("train", d / "ip.h5", "-o", d / "m.pt", "--model", "md2f-mamba", "--epochs", "2", "--seed", "0")
     px = args.size * args.size
     rows = {"1 rank": [], f"{args.ranks} ranks": [], "control": []}
     rows.update({"1 rank, inside the process": [], f"{args.ranks} ranks, inside the group": []})
@@ -92,7 +92,7 @@ def bench_map(args, d: Path) -> dict:
 def bench_train(args, d: Path) -> dict:
     _prepare(d)
     n_train = _train_pixels(d / "ip.h5")
-    common = ["--epochs", args.epochs, "--batch-size", "64", "--seed", "0", "--overwrite"]
+    common = ["--model", "md2f-mamba", "--epochs", args.epochs, "--batch-size", "64", "--seed", "0", "--overwrite"]
     rows = {"1 rank": [], f"DDP {args.ranks} ranks": [], f"runs-parallel {args.ranks} ranks": []}
     for _ in range(args.rounds):
         wall, _ = hsicls("train", d / "ip.h5", "-o", d / "a.pt", *common)

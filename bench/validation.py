@@ -88,7 +88,7 @@ def indian(args, tmp: Path) -> dict:
         preprocess(d / "Indian_pines_corrected.npy", [d / "Indian_pines_gt.mat"], prep, popts, overwrite=True)
         bundle = tmp / f"ip_{rule}.pt"
         t0 = time.perf_counter()
-        train(prep, bundle, TrainOptions(epochs=args.epochs, seed=0, device="cpu"), overwrite=True)
+        train(prep, bundle, TrainOptions(model="md2f-mamba", epochs=args.epochs, seed=0, device="cpu"), overwrite=True)
         row = ece_rows(bundle, prep)
         row["seconds"] = time.perf_counter() - t0
         row["validation"] = load_prepared(prep).meta["split"].get("validation")
@@ -107,7 +107,12 @@ def enmap(args, tmp: Path) -> list:
         preprocess(tiles, [d / "enmap_landcover_unstyled.tif"], prep, popts, overwrite=True)
         bundle = tmp / f"enmap_f{fold}.pt"
         t0 = time.perf_counter()
-        train(prep, bundle, TrainOptions(epochs=args.enmap_epochs, patch_size=7, seed=fold, device="cpu"), overwrite=True)
+        train(
+            prep,
+            bundle,
+            TrainOptions(model="md2f-mamba", epochs=args.enmap_epochs, patch_size=7, seed=fold, device="cpu"),
+            overwrite=True,
+        )
         row = ece_rows(bundle, prep)
         row["seconds"] = time.perf_counter() - t0
         out.append(row)

@@ -16,7 +16,8 @@ from hsicls.options import Compile, Device, Options, Precision, opt, shared
 from hsicls.science.splits import SPLITS, get_split, option_mixins
 
 Split = Literal[tuple(SPLITS)]  # the registered split protocols
-FitOn = Literal["all", "train"]
+FitOn = Literal["auto", "all", "train"]
+Spectra = Literal["auto", "keep", "drop"]
 Schedule = Literal["constant", "cosine", "step"]
 Padding = Literal["reflect", "zero"]
 ConfidenceDtype = Literal["float32", "uint8"]
@@ -25,6 +26,8 @@ AreaUnit = Literal["auto", "pixels", "m2", "ha", "km2"]
 Allocation = Literal["proportional", "equal", "neyman"]
 ClassWeighting = Literal["none", "balanced"]
 ValSplit = Literal["auto", "spatial", "random"]
+SPECTRAL_AUGMENTS = ("brightness", "noise", "mix")
+EnsembleRule = Literal["ensemble", "ensemble-prior", "best-validation", "cross-fit"]
 
 
 @dataclass
@@ -56,7 +59,15 @@ class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
         "count splits; group splits validate on whole groups).",
     )
     fit_on: FitOn = opt(
-        "all", "Fit standardisation + PCA on 'all' valid pixels (the paper family's habit) or only on 'train' pixels."
+        "auto",
+        "Fit standardisation + PCA on 'all' valid pixels, test pixels included (transductive: the paper family's habit), "
+        "or on the 'train' and validation pixels only; 'auto': train on group splits (the held-out groups stay unseen), "
+        "all otherwise.",
+    )
+    spectra: Spectra = opt(
+        "auto",
+        "Also keep the full standardised spectra (no PCA) for spectral models and the ensemble of '--model auto': "
+        "'keep', 'drop', or 'auto' (kept up to 2 GiB of spectra).",
     )
     whiten: bool = opt(False, "Scale each PCA component to unit variance (PCA whitening, as in HybridSN and SSFTT).")
     standardize: bool = opt(
@@ -84,7 +95,12 @@ class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
 class TrainOptions(Options):
     """``hsicls train``: the model, the optimiser and the training protocol."""
 
-    model: str = shared("model")
+    model: str = shared(
+        "model",
+        default="auto",
+        help="Registered model name (see 'hsicls models'), or 'auto': md2f-mamba, the spectral network and a random "
+        "forest, and their ensemble, the choice made on the validation split (with --dataset: md2f-mamba, the paper's).",
+    )
     model_options: dict[str, str] = shared("model_options")
     patch_size: int = shared("patch_size", help="Patch side in pixels, odd (with --dataset: the paper's size for that scene).")
     epochs: int = opt(100, "Training epochs.", min=1, max=100_000)
@@ -97,6 +113,13 @@ class TrainOptions(Options):
     early_stopping: int = opt(0, "Stop after N epochs without a better validation OA (0 = off).", min=0)
     label_smoothing: float = opt(0.0, "Label smoothing of the cross-entropy.", min=0, max=1, max_open=True)
     augment: bool = opt(False, "Random flips/transpositions of the training patches.")
+    spectral_augment: list[str] | None = opt(
+        None,
+        "Spectral augmentations of the training samples, any of: brightness (every spectrum scaled by a factor in "
+        "0.9-1.1), noise (Gaussian noise of 0.05 standardised units per band), mix (a convex mixture with a spectrum of "
+        "the same class in the batch). Kept in the bundle. '--model auto' gives its spectral network brightness,noise,mix.",
+        comma_list=True,
+    )
     precision: Precision = shared("precision")
     padding: Padding = opt(
         "reflect", "Patches beyond the scene border: reflect the scene, or zero (HybridSN/SSFTT code). Kept in the bundle."
@@ -121,8 +144,19 @@ class TrainOptions(Options):
         comma_list=True,
     )
     search_epochs: int = opt(15, "Epochs of each short run of --patch-search.", min=1, max=10_000)
+    ensemble_rule: EnsembleRule = opt(
+        "ensemble",
+        "How --model auto chooses on the validation split: 'ensemble' (the plain average of the members' calibrated "
+        "probabilities, unless a member is clearly better: McNemar p < 0.05), 'ensemble-prior' (the same with a prior "
+        "adjustment chosen on validation: higher AA, lower OA), 'best-validation' (the best validation OA among the members "
+        "and the validation-weighted ensemble), 'cross-fit' (weights fitted on each half of the validation regions, "
+        "averaged).",
+    )
 
     def _check(self) -> None:
+        unknown = [a for a in self.spectral_augment or [] if a not in SPECTRAL_AUGMENTS]
+        if unknown:
+            raise OptionError(f"--spectral-augment {unknown[0]!r}: choose among {', '.join(SPECTRAL_AUGMENTS)}")
         if self.patch_search is not None and not [p for p in self.patch_search if p.strip()]:
             raise OptionError("--patch-search: give the odd patch sizes to choose from, e.g. --patch-search 3,5,7")
         for p in self.patch_search or []:

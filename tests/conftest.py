@@ -52,7 +52,22 @@ def prepared(tiny_scene, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundle(prepared, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "model.pt"
-    r = run_cli("train", prepared, "-o", out, "--epochs", "2", "--patch-size", "5", "--batch-size", "32", "--device", "cpu")
+    r = run_cli(
+        "train",
+        "--model",
+        "md2f-mamba",
+        prepared,
+        "-o",
+        out,
+        "--epochs",
+        "2",
+        "--patch-size",
+        "5",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.stderr
     return out
 

@@ -15,7 +15,7 @@ from hsicls.errors import OptionError
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ("--epochs", "2", "--patch-size", "5", "--batch-size", "32", "--device", "cpu")
+TRAIN = ("--model", "md2f-mamba", "--epochs", "2", "--patch-size", "5", "--batch-size", "32", "--device", "cpu")
 
 
 def _one_error(r, *needles):
@@ -35,7 +35,7 @@ def test_print_config_then_config_trains_the_same_model_bit_for_bit(prepared, tm
     cfg.write_text(r.stdout)
     assert "[train]" in r.stdout and "lr = 0.003" in r.stdout and 'fusion = "add"' in r.stdout
     assert run_cli("train", prepared, "-o", a, *TRAIN, "--lr", "0.003", "--model-opt", "fusion=add").exit_code == 0
-    r = run_cli("train", prepared, "-o", b, "--config", cfg)
+    r = run_cli("train", "--model", "md2f-mamba", prepared, "-o", b, "--config", cfg)
     assert r.exit_code == 0, r.stderr
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert sa["model"] == sb["model"] and sa["training"]["config"] == sb["training"]["config"]
@@ -45,7 +45,9 @@ def test_print_config_then_config_trains_the_same_model_bit_for_bit(prepared, tm
 def test_a_flag_overrides_the_file(prepared, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[train]\nepochs = 7\nlr_schedule = "cosine"\npatch-size = 5\n')
-    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--config", cfg, "--epochs", "3", "--print-config")
+    r = run_cli(
+        "train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--config", cfg, "--epochs", "3", "--print-config"
+    )
     assert r.exit_code == 0, r.stderr
     assert "epochs = 3" in r.stdout and 'lr_schedule = "cosine"' in r.stdout and "patch_size = 5" in r.stdout
 
@@ -71,14 +73,14 @@ def test_print_config_on_every_stage_command_round_trips(cmd, tmp_path):
 def test_unknown_key_in_the_config_file_is_named(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[train]\nepoch = 3\n")
-    _one_error(run_cli("train", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "epoch")
+    _one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "epoch")
     cfg.write_text("[train\n")
-    _one_error(run_cli("train", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "TOML")
+    _one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "TOML")
 
 
 def test_invalid_choice_is_refused_at_parse_time_with_the_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    r = run_cli("train", tmp_path / "none.h5", "-o", tmp_path / "m.pt", "--lr-schedule", "linear")
+    r = run_cli("train", "--model", "md2f-mamba", tmp_path / "none.h5", "-o", tmp_path / "m.pt", "--lr-schedule", "linear")
     line = _one_error(r, "--lr-schedule")
     assert r.exit_code == 2 and all(c in line for c in ("constant", "cosine", "step"))
     assert "[constant|cosine|step]" in run_cli("train", "--help").stdout
@@ -96,7 +98,7 @@ def test_invalid_choice_is_refused_at_parse_time_with_the_choices(tmp_path, monk
     ],
 )
 def test_validate_refuses_bad_values_before_reading_any_data(args, needle, tmp_path):
-    r = run_cli("train", tmp_path / "does-not-exist.h5", "-o", tmp_path / "m.pt", *args)
+    r = run_cli("train", "--model", "md2f-mamba", tmp_path / "does-not-exist.h5", "-o", tmp_path / "m.pt", *args)
     assert r.exit_code == 2
     _one_error(r, needle)
 
@@ -329,7 +331,9 @@ def test_declared_outputs_are_exactly_the_files_written(bundle, prepared, tiny_s
 
     tr = tmp_path / "tr"
     tr.mkdir()
-    r = run_cli("train", prepared, "-o", tr / "m.pt", "--epochs", "1", "--patch-size", "3", "--device", "cpu")
+    r = run_cli(
+        "train", "--model", "md2f-mamba", prepared, "-o", tr / "m.pt", "--epochs", "1", "--patch-size", "3", "--device", "cpu"
+    )
     assert r.exit_code == 0, r.stderr
     declared = train.declare_outputs(tr / "m.pt")
     assert written(tr) == set(declared.paths) - {declared["checkpoint"]}  # the checkpoint goes when the run ends

@@ -91,12 +91,21 @@ def test_band_mismatch_and_tiny_scene(bundle, tmp_path):
 
 
 def test_bad_options(prepared, tmp_path):
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--patch-size", "4"), "patch-size")
+    _one_error_line(
+        run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--patch-size", "4"), "patch-size"
+    )
     _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "vit-huge"), "vit-huge")
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "fusion=magic", "--epochs", "1"), "magic")
+    _one_error_line(
+        run_cli(
+            "train", prepared, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--model-opt", "fusion=magic", "--epochs", "1"
+        ),
+        "magic",
+    )
     _one_error_line(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--padding", "mirror"), "--padding", "mirror")
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--ema", "1.5"), "--ema")
+    _one_error_line(
+        run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--padding", "mirror"), "--padding", "mirror"
+    )
+    _one_error_line(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--ema", "1.5"), "--ema")
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -116,9 +125,12 @@ def test_more_bad_input(bundle, prepared, tiny_scene, tmp_path):
     _one_error_line(run_cli("evaluate", empty, prepared), "empty.pt")
     odd = tmp_path / "we[/ird]" / "x[bold]y.npy"  # rich markup in a path is printed as is
     _one_error_line(run_cli("predict-map", odd, "-m", bundle, "-o", tmp_path / "m.tif"), "we[/ird]", "x[bold]y.npy")
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--lr", "-1"), "--lr")
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model-opt", "spectral_stride=0"), "spectral_stride")
-    assert run_cli("train", prepared, "-o", tmp_path / "m.pt", "--seed", "-1").exit_code != 0
+    _one_error_line(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--lr", "-1"), "--lr")
+    _one_error_line(
+        run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--model-opt", "spectral_stride=0"),
+        "spectral_stride",
+    )
+    assert run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--seed", "-1").exit_code != 0
 
 
 def test_labels_out_of_range_or_all_nodata(tmp_path):

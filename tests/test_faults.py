@@ -144,7 +144,9 @@ def assets(tmp_path_factory) -> Path:
     write_scene(scene, a / "scene.tif", a / "labels.tif")
     common = ("--components", "4", "--train-ratio", "0.3")
     assert run_cli("preprocess", a / "scene.tif", "-l", a / "labels.tif", "-o", a / "p.h5", *common).exit_code == 0
-    r = run_cli("train", a / "p.h5", "-o", a / "m.pt", "--epochs", "1", "--patch-size", "3", "--device", "cpu")
+    r = run_cli(
+        "train", "--model", "md2f-mamba", a / "p.h5", "-o", a / "m.pt", "--epochs", "1", "--patch-size", "3", "--device", "cpu"
+    )
     assert r.exit_code == 0, r.stderr
     assert (
         run_cli("preprocess", a / "scene.tif", "-l", a / "labels.tif", "-o", a / "p2.h5", *common, "--seed", "7").exit_code == 0
@@ -154,7 +156,9 @@ def assets(tmp_path_factory) -> Path:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(a / "p2.h5", a / "other.pt", TrainOptions(epochs=3, patch_size=3, device="cpu"), on_epoch_end=stop)
+        train(
+            a / "p2.h5", a / "other.pt", TrainOptions(model="md2f-mamba", epochs=3, patch_size=3, device="cpu"), on_epoch_end=stop
+        )
     shutil.move(a / "other.pt.ckpt", a / "other.ckpt")
     _write_bundles(a)
     _write_scenes(a, scene.cube.astype(np.float32), scene.labels)
@@ -204,7 +208,7 @@ def _non_utf8(d: Path, a: Path) -> None:
     shutil.copy(a / "scene.tif", os.fsencode(d) + b"/sc\xff\xfe.tif")
 
 
-E1 = ("--epochs", "1", "--patch-size", "3", "--device", "cpu")
+E1 = ("--model", "md2f-mamba", "--epochs", "1", "--patch-size", "3", "--device", "cpu")
 PRE = ("preprocess", "{scene.tif}", "-l", "{labels.tif}")
 MAP = ("predict-map", "{scene.tif}", "-m")
 CASES = [
@@ -1110,7 +1114,7 @@ def test_ctrl_c_of_training_then_rerun(assets, tmp_path):
     removes the temporary files a dead run left (here: one planted for the interrupted process, as
     a SIGKILL mid-write leaves) and finishes. (A rerun without --resume is refused: see the table.)"""
     shutil.copy(assets / "p.h5", tmp_path / "p.h5")
-    args = ["train", "p.h5", "-o", "t.pt", "--epochs", "12", "--patch-size", "3", "--device", "cpu"]
+    args = ["train", "p.h5", "-o", "t.pt", "--model", "md2f-mamba", "--epochs", "12", "--patch-size", "3", "--device", "cpu"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "hsicls", *args],
         cwd=tmp_path,

@@ -131,7 +131,12 @@ def test_enmap_georeferencing_through_the_chain(shared_data, tmp_path):
         "roof,pavement,low vegetation,tree,soil,water",
     )
     assert r.exit_code == 0, r.stderr
-    assert run_cli("train", prep, "-o", model, "--epochs", "2", "--patch-size", "5", "--device", "cpu").exit_code == 0
+    assert (
+        run_cli(
+            "train", "--model", "md2f-mamba", prep, "-o", model, "--epochs", "2", "--patch-size", "5", "--device", "cpu"
+        ).exit_code
+        == 0
+    )
     other = root / "images" / "enmap_potsdam_tile_160_96.tif"
     r = run_cli("predict-map", other, "-m", model, "-o", out, "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
@@ -155,6 +160,8 @@ def test_zero_padding_is_kept_in_the_bundle_and_used_by_evaluate_and_predict_map
     model_path = tmp_path / "zero.pt"
     r = run_cli(
         "train",
+        "--model",
+        "md2f-mamba",
         prepared,
         "-o",
         model_path,

@@ -48,7 +48,7 @@ def test_evaluate_names_held_out_groups_and_scores_each(tiny_scene, tmp_path):
     r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "6", "--split", "group", "--group-by", "block",
                 "--block-size", "10", "--folds", "4")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert run_cli("train", p, "-o", m, "--epochs", "1", "--patch-size", "3").exit_code == 0
+    assert run_cli("train", "--model", "md2f-mamba", p, "-o", m, "--epochs", "1", "--patch-size", "3").exit_code == 0
     split = load_bundle(m).training["split"]
     assert split["test_groups"] and split["validation_groups"]
     r = run_cli("evaluate", m, p, "--json", "--report", tmp_path / "rep")
@@ -116,7 +116,9 @@ def test_folds_all_cross_validates_by_group_without_preprocessing_again(tiny_sce
     r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "6", "--split", "group", "--group-by", "block",
                 "--block-size", "10", "--folds", "3")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    r = run_cli("train", p, "-o", m, "--folds-all", "--epochs", "1", "--patch-size", "3", "--seed", "5", "--json")
+    r = run_cli(
+        "train", "--model", "md2f-mamba", p, "-o", m, "--folds-all", "--epochs", "1", "--patch-size", "3", "--seed", "5", "--json"
+    )
     assert r.exit_code == 0, r.stderr
     s = json.loads(r.stdout)
     assert [f["fold"] for f in s["folds"]] == [0, 1, 2] and "seed 5" in s["protocol"]
@@ -150,7 +152,22 @@ def test_patch_search_chooses_on_validation_only(prepared, tmp_path):
     records = []
     for p in (prepared, scrambled):
         out = tmp_path / f"{p.stem}.pt"
-        r = run_cli("train", p, "-o", out, "--patch-search", "3,5", "--search-epochs", "2", "--epochs", "2", "--seed", "0")
+        r = run_cli(
+            "train",
+            "--model",
+            "md2f-mamba",
+            p,
+            "-o",
+            out,
+            "--patch-search",
+            "3,5",
+            "--search-epochs",
+            "2",
+            "--epochs",
+            "2",
+            "--seed",
+            "0",
+        )
         assert r.exit_code == 0, r.stderr
         rec = load_bundle(out).training["patch_search"]
         assert rec["on"] == "validation split" and set(rec["validation_oa"]) == {"3", "5"}
@@ -161,7 +178,7 @@ def test_patch_search_chooses_on_validation_only(prepared, tmp_path):
 
 
 def test_patch_search_takes_odd_sizes(prepared, tmp_path):
-    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--patch-search", "3,4")
+    r = run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--patch-search", "3,4")
     assert r.exit_code == 2 and "odd" in r.stderr
 
 
@@ -195,7 +212,7 @@ def test_progress_within_an_epoch(prepared, monkeypatch, tmp_path):
             yield Bar(bar)
 
     monkeypatch.setattr(console, "progress", fake)
-    train(prepared, tmp_path / "m.pt", TrainOptions(epochs=2, patch_size=3, batch_size=32, device="cpu"))
+    train(prepared, tmp_path / "m.pt", TrainOptions(model="md2f-mamba", epochs=2, patch_size=3, batch_size=32, device="cpu"))
     assert len(advances) >= 4 and len(set(advances)) == 1  # every step of both epochs, on the epoch's task
 
 
@@ -210,7 +227,20 @@ def test_balanced_class_weights(prepared, tmp_path):
     w = class_weights(y, 4, "balanced")
     assert torch.allclose(w, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))
     assert class_weights(y, 4, "none") is None
-    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--epochs", "1", "--patch-size", "3", "--class-weighting", "balanced")
+    r = run_cli(
+        "train",
+        "--model",
+        "md2f-mamba",
+        prepared,
+        "-o",
+        tmp_path / "m.pt",
+        "--epochs",
+        "1",
+        "--patch-size",
+        "3",
+        "--class-weighting",
+        "balanced",
+    )
     assert r.exit_code == 0, r.stderr
     assert load_bundle(tmp_path / "m.pt").training["class_weighting"] == "balanced"
 
@@ -223,7 +253,7 @@ def test_folds_all_resume_keeps_the_finished_folds(tiny_scene, tmp_path):
     r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "6", "--split", "group", "--group-by", "block",
                 "--block-size", "10", "--folds", "3")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    args = ("train", p, "-o", m, "--folds-all", "--epochs", "1", "--patch-size", "3", "--seed", "5")
+    args = ("train", p, "-o", m, "--folds-all", "--model", "md2f-mamba", "--epochs", "1", "--patch-size", "3", "--seed", "5")
     r = run_cli(*args, "--resume")
     assert r.exit_code == 1 and "no fold" in r.stderr
     assert run_cli(*args).exit_code == 0
@@ -239,5 +269,20 @@ def test_folds_all_resume_keeps_the_finished_folds(tiny_scene, tmp_path):
     assert (tmp_path / "cv.pt.fold0.pt").read_bytes() == kept
     assert all((tmp_path / f"cv.pt.fold{i}.pt").exists() for i in range(3))
     assert [f["fold"] for f in json.loads(r.stdout)["folds"]] == [0, 1, 2]
-    r = run_cli("train", p, "-o", m, "--folds-all", "--epochs", "2", "--patch-size", "3", "--seed", "5", "--resume")
+    r = run_cli(
+        "train",
+        "--model",
+        "md2f-mamba",
+        p,
+        "-o",
+        m,
+        "--folds-all",
+        "--epochs",
+        "2",
+        "--patch-size",
+        "3",
+        "--seed",
+        "5",
+        "--resume",
+    )
     assert r.exit_code == 1 and "other options" in r.stderr

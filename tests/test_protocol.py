@@ -132,7 +132,7 @@ def _state(path):
 
 
 def test_training_is_deterministic_on_cpu(prepared, tmp_path):
-    opts = TrainOptions(epochs=2, patch_size=5, batch_size=32, seed=3, device="cpu", augment=True)
+    opts = TrainOptions(model="md2f-mamba", epochs=2, patch_size=5, batch_size=32, seed=3, device="cpu", augment=True)
     train(prepared, tmp_path / "a.pt", opts)
     train(prepared, tmp_path / "b.pt", opts)
     a, b = _state(tmp_path / "a.pt"), _state(tmp_path / "b.pt")
@@ -140,7 +140,17 @@ def test_training_is_deterministic_on_cpu(prepared, tmp_path):
 
 
 def test_resume_equals_uninterrupted(prepared, tmp_path):
-    opts = TrainOptions(epochs=4, patch_size=5, batch_size=32, seed=1, device="cpu", lr_schedule="cosine", augment=True, ema=0.9)
+    opts = TrainOptions(
+        model="md2f-mamba",
+        epochs=4,
+        patch_size=5,
+        batch_size=32,
+        seed=1,
+        device="cpu",
+        lr_schedule="cosine",
+        augment=True,
+        ema=0.9,
+    )
     train(prepared, tmp_path / "full.pt", opts)
 
     def stop(epoch):
@@ -152,6 +162,8 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     assert (tmp_path / "cut.pt.ckpt").exists() and not (tmp_path / "cut.pt").exists()
     r = run_cli(
         "train",
+        "--model",
+        "md2f-mamba",
         prepared,
         "-o",
         tmp_path / "cut.pt",
@@ -178,14 +190,14 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     assert not (tmp_path / "cut.pt.ckpt").exists()
     log = [json.loads(x) for x in (tmp_path / "cut.pt.log.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in log] == [1, 2, 3, 4] and all("lr" in h and "val_oa" in h for h in log)
-    r = run_cli("train", prepared, "-o", tmp_path / "cut.pt", "--epochs", "5", "--resume")
+    r = run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "cut.pt", "--epochs", "5", "--resume")
     assert r.exit_code != 0 and "checkpoint" in r.stderr
 
 
 def test_ema_weights_are_the_ones_kept(prepared, tmp_path):
     """--ema: training is unchanged and the bundle holds the averaged weights (a decay near 0
     averages nothing away, so it keeps the raw weights; 0.9 keeps others)."""
-    base = dict(epochs=3, patch_size=5, batch_size=32, seed=2, device="cpu")
+    base = dict(model="md2f-mamba", epochs=3, patch_size=5, batch_size=32, seed=2, device="cpu")
     raw = train(prepared, tmp_path / "raw.pt", TrainOptions(**base))
     near = train(prepared, tmp_path / "near.pt", TrainOptions(**base, ema=1e-12))
     avg = train(prepared, tmp_path / "avg.pt", TrainOptions(**base, ema=0.9))
@@ -202,7 +214,9 @@ def test_ema_weights_are_the_ones_kept(prepared, tmp_path):
 
 
 def test_selection_on_validation_only(prepared, tmp_path):
-    res = train(prepared, tmp_path / "m.pt", TrainOptions(epochs=4, patch_size=5, batch_size=32, device="cpu"))
+    res = train(
+        prepared, tmp_path / "m.pt", TrainOptions(model="md2f-mamba", epochs=4, patch_size=5, batch_size=32, device="cpu")
+    )
     vals = [h["val_oa"] for h in res.history]
     assert res.selection == "validation" and res.best_epoch == 1 + int(np.argmax(vals))
     b = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -219,7 +233,9 @@ def test_selection_on_validation_only(prepared, tmp_path):
         lab = labels.copy()
         lab[test] = (lab[test] % lab.max()) + 1
         f["scenes/0/labels"][...] = lab
-    res2 = train(scrambled, tmp_path / "m2.pt", TrainOptions(epochs=4, patch_size=5, batch_size=32, device="cpu"))
+    res2 = train(
+        scrambled, tmp_path / "m2.pt", TrainOptions(model="md2f-mamba", epochs=4, patch_size=5, batch_size=32, device="cpu")
+    )
     assert res2.best_epoch == res.best_epoch
     a, b2 = _state(tmp_path / "m.pt"), _state(tmp_path / "m2.pt")
     assert all(torch.equal(a[k], b2[k]) for k in a)
@@ -233,13 +249,15 @@ def test_no_validation_keeps_final_epoch(tiny_scene, tmp_path):
         ).exit_code
         == 0
     )
-    res = train(out, tmp_path / "m.pt", TrainOptions(epochs=3, patch_size=5, batch_size=32, device="cpu"))
+    res = train(out, tmp_path / "m.pt", TrainOptions(model="md2f-mamba", epochs=3, patch_size=5, batch_size=32, device="cpu"))
     assert res.selection == "final" and res.best_epoch == 3
 
 
 def test_runs_mean_std(prepared, tmp_path):
     r = run_cli(
         "train",
+        "--model",
+        "md2f-mamba",
         prepared,
         "-o",
         tmp_path / "m.pt",

@@ -39,7 +39,22 @@ def test_indian_pines_end_to_end(shared_data, tmp_path):
         "0",
     )
     assert r.exit_code == 0, r.stderr
-    r = run_cli("train", prep, "-o", model, "--epochs", "12", "--patch-size", "9", "--device", "cpu", "--seed", "0")
+    r = run_cli(
+        "train",
+        "--model",
+        "md2f-mamba",
+        prep,
+        "-o",
+        model,
+        "--epochs",
+        "12",
+        "--patch-size",
+        "9",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+    )
     assert r.exit_code == 0, r.stderr
     r = run_cli("evaluate", model, prep, "--json", "--device", "cpu")
     assert r.exit_code == 0, r.stderr

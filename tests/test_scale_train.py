@@ -13,7 +13,7 @@ import torch
 from hsicls.artifacts.bundle import load_bundle
 from tests.test_scale_map import _workers, hsicls
 
-COMMON = ["--epochs", "3", "--patch-size", "5", "--batch-size", "32", "--seed", "0"]
+COMMON = ["--model", "md2f-mamba", "--epochs", "3", "--patch-size", "5", "--batch-size", "32", "--seed", "0"]
 
 
 def weights(path) -> dict:
@@ -63,7 +63,7 @@ def test_bundle_and_json_record_world_size(two_ranks, prepared):
 
 
 def test_resume_after_interruption_equals_uninterrupted(prepared, tmp_path):
-    args = ["--epochs", "8", "--patch-size", "5", "--batch-size", "32", "--seed", "1"]
+    args = ["--model", "md2f-mamba", "--epochs", "8", "--patch-size", "5", "--batch-size", "32", "--seed", "1"]
     full = hsicls("train", prepared, "-o", tmp_path / "full.pt", *args, ranks=2)
     assert full.returncode == 0, full.stderr_text
     out = tmp_path / "cut.pt"
@@ -87,7 +87,21 @@ def test_resume_after_interruption_equals_uninterrupted(prepared, tmp_path):
 
 
 def test_runs_parallel_equals_runs_one_by_one(prepared, tmp_path):
-    args = ["--epochs", "2", "--patch-size", "5", "--batch-size", "32", "--seed", "0", "--runs", "2", "--json"]
+    args = [
+        "--model",
+        "md2f-mamba",
+        "--epochs",
+        "2",
+        "--patch-size",
+        "5",
+        "--batch-size",
+        "32",
+        "--seed",
+        "0",
+        "--runs",
+        "2",
+        "--json",
+    ]
     one = hsicls("train", prepared, "-o", tmp_path / "one.pt", *args)
     assert one.returncode == 0, one.stderr_text
     par = hsicls("train", prepared, "-o", tmp_path / "par.pt", *args, "--runs-parallel", ranks=2)

@@ -10,6 +10,7 @@ rows into it (with one scene, the canvas is the scene and both are the identity)
 Layout (h5py), format version 2::
 
     /scenes/<i>/{cube, labels, valid, split/train, split/val, split/test, groups}  per scene, as below
+    /scenes/<i>/spectra  (H, W, B) float32  standardised full spectra (no PCA); absent with --spectra drop
     /preprocess/...                                                                shared, as below
     attributes of /scenes/<i>: name, source, labels_source, crs, transform
     attributes of /: format, format_version=2, class_names, class_values, palette, bands (JSON:
@@ -76,6 +77,16 @@ class Preprocessing:
             z = (z - self.pca_mean) @ self.components.T
         return z.astype(np.float32)
 
+    def standardisation(self) -> Preprocessing:
+        """The per-band standardisation alone (no PCA): ``(..., B)`` -> ``(..., B)``."""
+        b = self.n_bands
+        return Preprocessing(mean=self.mean, std=self.std, components=np.zeros((0, b)), pca_mean=np.zeros(b))
+
+    @property
+    def projects(self) -> bool:
+        """True when a PCA projection follows the standardisation."""
+        return bool(self.components.shape[0])
+
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W (B, C), b (C,))`` with ``apply(x) = x @ W + b``: standardisation folded into the PCA (float64)."""
         comps = self.components if self.components.shape[0] else np.eye(self.n_bands)
@@ -110,6 +121,14 @@ class Preprocessing:
             components=np.asarray(d["pca_components"], dtype=np.float64),
             pca_mean=np.asarray(d["pca_mean"], dtype=np.float64),
         )
+
+
+def fit_on_words(fit_on: str | None) -> str:
+    """How a record's ``fit_on`` reads in reports."""
+    return {
+        "all": "all valid pixels (transductive: the test pixels included)",
+        "train": "the training and validation pixels only",
+    }.get(str(fit_on), f"{fit_on} pixels")
 
 
 @dataclass
@@ -155,6 +174,7 @@ class Prepared:
     meta: dict = field(default_factory=dict)  # source(s), labels_source, split, fit_on, whiten, standardize, options, bands
     scenes: list[SceneInfo] = field(default_factory=list)  # empty: one scene covering the canvas, on a pixel grid
     groups: np.ndarray | None = None  # (H, W) int32 group id of every pixel (group splits), 0 = none
+    spectra: np.ndarray | None = None  # (H, W, B) float32 standardised full spectra (preprocess --spectra), or None
 
     def __post_init__(self) -> None:
         if not self.scenes:
@@ -171,9 +191,28 @@ class Prepared:
         written before an option existed)."""
         return {
             "fit_on": self.meta.get("fit_on", "all"),
+            "fit_on_rule": self.meta.get("fit_on_rule", self.meta.get("fit_on", "all")),
             "whiten": bool(self.meta.get("whiten", False)),
             "standardize": bool(self.meta.get("standardize", True)),
         }
+
+    def spectral_view(self) -> Prepared:
+        """The same scenes and split with the standardised full spectra as features (preprocessing: the
+        standardisation alone), for spectral models; ``self`` when no PCA was applied. Needs :attr:`spectra`."""
+        import dataclasses
+
+        if not self.preprocessing.projects:
+            return self
+        if self.spectra is None:
+            raise InputError("the prepared file keeps no full spectra (preprocess with --spectra keep)")
+        return dataclasses.replace(self, cube=self.spectra, preprocessing=self.preprocessing.standardisation(), spectra=None)
+
+    def features_for(self, preprocessing: Preprocessing) -> Prepared:
+        """The features a model trained with ``preprocessing`` expects: the cube, or the full spectra when the model
+        takes standardised bands without PCA and this file reduced them (an ensemble of ``--model auto``)."""
+        if preprocessing.projects or not self.preprocessing.projects or self.spectra is None:
+            return self
+        return self.spectral_view()
 
     def scene_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """Scene index of canvas rows ``(N,)``."""
@@ -232,6 +271,10 @@ def save_prepared(path: Path, p: Prepared) -> None:
             g.create_dataset("valid", data=view(p.valid).astype(bool), compression="gzip")
             for name in ("train", "val", "test"):
                 g.create_dataset(f"split/{name}", data=view(getattr(p, name)).astype(bool), compression="gzip")
+            if p.spectra is not None:
+                g.create_dataset(
+                    "spectra", data=view(p.spectra).astype(np.float32), compression="gzip", compression_opts=4, chunks=True
+                )
             if p.groups is not None:
                 g.create_dataset("groups", data=view(p.groups).astype(np.int32), compression="gzip")
             g.attrs.update(s.attrs())
@@ -252,31 +295,33 @@ _JSON_META = ("whiten", "standardize", "split", "options", "bands", "sources")
 
 def _read_meta(f) -> dict:
     meta = {}
-    for k in ("source", "labels_source", "fit_on", *_JSON_META):
+    for k in ("source", "labels_source", "fit_on", "fit_on_rule", *_JSON_META):
         if k in f.attrs:
             v = f.attrs[k]
             meta[k] = json.loads(v) if k in _JSON_META else str(v)
     return meta
 
 
-def _read_scenes(f) -> tuple[dict[str, np.ndarray], list[SceneInfo], np.ndarray | None]:
-    """Canvas arrays and scene records of a v2 file (or the single scene of a v1 file)."""
+def _read_scenes(f) -> tuple[dict[str, np.ndarray], list[SceneInfo], np.ndarray | None, np.ndarray | None]:
+    """Canvas arrays, scene records, groups and spectra of a v2 file (or the single scene of a v1 file)."""
     if "scenes" not in f:  # version 1
         arrays = {k: f[k if k in ("cube", "labels", "valid") else f"split/{k}"][...] for k in _PER_SCENE}
         name = Path(str(f.attrs.get("source", "scene"))).stem or "scene"
-        return arrays, [SceneInfo.from_attrs(f.attrs, name, arrays["labels"].shape, 0)], None
+        return arrays, [SceneInfo.from_attrs(f.attrs, name, arrays["labels"].shape, 0)], None, None
     per = {k: [] for k in _PER_SCENE}
-    groups, infos, row0 = [], [], 0
+    groups, spectra, infos, row0 = [], [], [], 0
     for i in range(len(f["scenes"])):
         g = f[f"scenes/{i}"]
         for k in _PER_SCENE:
             per[k].append(g[k if k in ("cube", "labels", "valid") else f"split/{k}"][...])
         groups.append(g["groups"][...] if "groups" in g else None)
+        spectra.append(g["spectra"][...] if "spectra" in g else None)
         infos.append(SceneInfo.from_attrs(g.attrs, str(g.attrs["name"]), per["labels"][-1].shape, row0))
         row0 += infos[-1].height
     arrays = {k: stack_scenes(v) for k, v in per.items()}
     grp = stack_scenes(groups) if all(x is not None for x in groups) else None
-    return arrays, infos, grp
+    spec = stack_scenes(spectra) if all(x is not None for x in spectra) else None
+    return arrays, infos, grp, spec
 
 
 def load_prepared(path: str | Path) -> Prepared:
@@ -296,7 +341,7 @@ def load_prepared(path: str | Path) -> Prepared:
         if int(f.attrs.get("format_version", 1)) > FORMAT_VERSION:
             raise InputError(f"{path}: prepared-file format {f.attrs['format_version']} is newer than this hsicls understands")
         try:
-            arrays, scenes, groups = _read_scenes(f)
+            arrays, scenes, groups, spectra = _read_scenes(f)
             return Prepared(
                 **arrays,
                 preprocessing=Preprocessing.from_dict({k: f["preprocess"][k][...] for k in f["preprocess"]}),
@@ -306,6 +351,7 @@ def load_prepared(path: str | Path) -> Prepared:
                 meta=_read_meta(f),
                 scenes=scenes,
                 groups=groups,
+                spectra=spectra,
             )
         except KeyError as exc:
             raise InputError(f"{path}: incomplete hsicls prepared file (missing {exc})") from None

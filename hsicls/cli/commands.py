@@ -540,9 +540,8 @@ def models(*, opts, given, as_json: bool = Json) -> None:
     rows = []
     for name in list_models():
         entry = get_entry(name)
-        net = (
-            None if entry.fitted else create_model(name, in_bands=opts.bands, n_classes=opts.classes, patch_size=opts.patch_size)
-        )
+        made = entry.fitted or not entry.trainable  # fitted, or assembled from trained members: no size of its own
+        net = None if made else create_model(name, in_bands=opts.bands, n_classes=opts.classes, patch_size=opts.patch_size)
         rows.append(
             {
                 "name": name,

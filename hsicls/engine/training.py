@@ -67,6 +67,46 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return apply_flips(x, draw_flips(x.shape[0], gen))
 
 
+BRIGHTNESS = 0.1  # brightness factors are drawn in 1 +- BRIGHTNESS
+NOISE_STD = 0.05  # additive Gaussian noise, in the model's input units (standardised bands or PCA axes)
+
+
+def spectral_augment(x: torch.Tensor, y: torch.Tensor, kinds, offset: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Spectral augmentations of a batch of features ``x`` ``(N, C, P, P)`` with classes ``y`` ``(N,)``.
+
+    The features are an affine map of the raw spectra, ``z = s W + b`` (standardisation and PCA,
+    :meth:`~hsicls.artifacts.prepared.Preprocessing.affine`; ``offset`` is ``b`` ``(C,)``), so each
+    augmentation of the raw spectrum has an exact form on ``z``:
+
+    * ``brightness``: ``s' = a s`` with ``a ~ U(1 - 0.1, 1 + 0.1)`` per sample (illumination, DeepHyperX's
+      radiation noise): ``z' = a z + (1 - a) b``;
+    * ``mix``: ``s' = l s_i + (1 - l) s_j``, ``j`` another sample of the same class in the batch, ``l ~ U(0, 1)``
+      (DeepHyperX's mixture noise; an affine map keeps convex mixtures): ``z' = l z_i + (1 - l) z_j``;
+    * ``noise``: ``z' = z + e``, ``e ~ N(0, 0.05^2)`` per element (sensor noise, in input units).
+
+    The draws come from ``gen`` (seeded), so a run is repeatable."""
+    n = x.shape[0]
+    dev, dt = x.device, x.dtype
+    if "mix" in kinds and n > 1:
+        key = y.cpu().double() + torch.rand(n, generator=gen, dtype=torch.float64) * 0.5  # shuffle within each class
+        order = torch.argsort(key)
+        cls = y.cpu()[order]
+        partner = torch.empty(n, dtype=torch.long)
+        start = 0
+        for end in [*torch.nonzero(cls[1:] != cls[:-1]).flatten().add(1).tolist(), n]:
+            block = order[start:end]
+            partner[block] = block.roll(1)  # each sample mixes with the next one of its class (itself if alone)
+            start = end
+        lam = torch.rand(n, generator=gen).to(dev, dt)[:, None, None, None]
+        x = lam * x + (1 - lam) * x[partner.to(dev)]
+    if "brightness" in kinds:
+        a = (1 + BRIGHTNESS * (2 * torch.rand(n, generator=gen) - 1)).to(dev, dt)[:, None, None, None]
+        x = a * x + (1 - a) * offset.to(dev, dt)[None, :, None, None]
+    if "noise" in kinds:
+        x = x + NOISE_STD * torch.randn(x.shape, generator=gen).to(dev, dt)
+    return x
+
+
 def draw_flips(n: int, gen: torch.Generator) -> torch.Tensor:
     """The augmentation draws of ``n`` samples: ``(3, n)`` uniform numbers (one generator call, so
     the ranks of a distributed run draw a global batch's numbers and each takes its columns)."""
@@ -148,6 +188,8 @@ class TrainingRun:
         self.loss_fn = torch.nn.CrossEntropyLoss(weight=self.class_weights, label_smoothing=o.label_smoothing)
         self.order_gen = torch.Generator(device="cpu").manual_seed(o.seed)
         self.aug_gen = torch.Generator(device="cpu").manual_seed(o.seed + 1)
+        self.spec_gen = torch.Generator(device="cpu").manual_seed(o.seed + 2)
+        self.offset = torch.as_tensor(prep.preprocessing.affine()[1], dtype=torch.float32)  # b of z = s W + b, (C,)
         self.bounds = batch_bounds(self.n_train, o.batch_size)
         self.val_runner = Runner(device, use_bf16, min(1024, inference_batch_size(None, device)))  # training memory is held
         self.best: dict = {"oa": -1.0, "epoch": 0, "state": None}
@@ -179,6 +221,8 @@ class TrainingRun:
             x = gather_patches(self.padded, rows[idx], cols[idx], self.options.patch_size)
             if self.options.augment:
                 x = augment_batch(x, self.aug_gen)
+            if self.options.spectral_augment:
+                x = spectral_augment(x, y[idx], self.options.spectral_augment, self.offset, self.spec_gen)
             with autocast(self.device, self.use_bf16):
                 loss = self.loss_fn(self.model(x).float(), y[idx])
             self.opt.zero_grad(set_to_none=True)
@@ -239,6 +283,7 @@ class TrainingRun:
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "order_gen": self.order_gen.get_state(),
             "aug_gen": self.aug_gen.get_state(),
+            "spec_gen": self.spec_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "best_oa": self.best["oa"],
@@ -259,6 +304,8 @@ class TrainingRun:
             self.sched.load_state_dict(state["scheduler"])
         self.order_gen.set_state(state["order_gen"])
         self.aug_gen.set_state(state["aug_gen"])
+        if "spec_gen" in state:  # checkpoints from before --spectral-augment
+            self.spec_gen.set_state(state["spec_gen"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
@@ -334,6 +381,8 @@ class DistributedTrainingRun(TrainingRun):
             x = gather_patches(self.padded, rows[idx], cols[idx], self.options.patch_size)
             if draws is not None:
                 x = apply_flips(x, draws[:, a - lo : b - lo])
+            if self.options.spectral_augment:  # the ranks draw alike, each on its own samples
+                x = spectral_augment(x, y[idx], self.options.spectral_augment, self.offset, self.spec_gen)
             with autocast(self.device, self.use_bf16):
                 loss = self.loss_sum(self.net(x).float(), y[idx])
             self.opt.zero_grad(set_to_none=True)

@@ -153,6 +153,50 @@ class Scene:
 
 
 @dataclass
+class Quality:
+    """A sensor product's quality layers as applied (``--mask``): the flags that made pixels nodata and how many
+    pixels they masked that were otherwise valid (counted apart from nodata in a map's summary)."""
+
+    level: str  # none | clouds | all
+    flags: list[str]  # applied, e.g. ["cirrus", "cloud", "cloud shadow", "haze"]
+    masked: int
+    available: list[str] = field(default_factory=list)  # every flag layer the product has
+
+    def to_dict(self) -> dict:
+        return {"mask": self.level, "flags": self.flags, "masked_pixels": self.masked, "available": self.available}
+
+
+@dataclass
+class Glt:
+    """A geometry lookup table (EMIT): the north-up ``grid`` whose pixel ``(r, c)`` shows the swath pixel
+    ``(rows[r, c], cols[r, c])`` (0-based; -1 where it shows none). A swath cube carries it to be mapped onto that grid."""
+
+    grid: GeoGrid
+    rows: np.ndarray  # (H, W) int64
+    cols: np.ndarray  # (H, W) int64
+
+    @property
+    def shown(self) -> np.ndarray:
+        """``(H, W)`` bool: the grid pixels that show a swath pixel."""
+        return self.rows >= 0
+
+    def to_grid(self, swath: np.ndarray, fill=0) -> np.ndarray:
+        """``(..., h, w)`` swath values -> ``(..., H, W)`` on the grid (``fill`` where the GLT names none)."""
+        ok = self.shown
+        out = np.full(swath.shape[:-2] + self.rows.shape, fill, dtype=swath.dtype)
+        out[..., ok] = swath[..., self.rows[ok], self.cols[ok]]
+        return out
+
+    def to_swath(self, values: np.ndarray, shape: tuple[int, int], fill=0) -> np.ndarray:
+        """``(H, W)`` values on the grid -> ``(h, w)`` on the swath: each swath pixel takes the value of a grid pixel that
+        shows it (``fill`` where none does)."""
+        ok = self.shown
+        out = np.full(shape, fill, dtype=values.dtype)
+        out[self.rows[ok], self.cols[ok]] = values[ok]
+        return out
+
+
+@dataclass
 class CubeSource(OnGrid):
     """An opened cube: its grid and bands, read whole (:meth:`read`) or window by window (:meth:`reader`)."""
 
@@ -161,6 +205,10 @@ class CubeSource(OnGrid):
     pixels: Pixels
     bands: BandSet
     nodata: float | None = None
+    quality: Quality | None = None  # a sensor product's quality masking (None: a plain raster)
+    product: str | None = None  # the product read (e.g. "EnMAP L2A"), None for a plain file
+    resampled: dict | None = None  # --resample-bands: how the bands were made (see science.scenesets)
+    glt: Glt | None = None  # a swath cube's place on a north-up grid (EMIT); None: the grid is the map's
 
     def reader(self):
         """A function ``(r0, r1, c0, c1) -> (rows, cols, B) float32`` of the bands read; one per thread (``.close()``)."""

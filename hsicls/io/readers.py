@@ -18,6 +18,7 @@ import numpy as np
 from hsicls.errors import InputError
 from hsicls.io.cube import BandSet, CubeSource, Scene, valid_mask
 from hsicls.io.formats import format_of, rasterize_vector_labels, read_envi_roi, require_file
+from hsicls.io.formats.products import flags_for
 from hsicls.io.grid import GeoGrid
 
 __all__ = [
@@ -33,17 +34,23 @@ __all__ = [
 ]
 
 
-def open_cube(path: str | Path, key: str | None = None, nodata: float | None = None) -> CubeSource:
+def open_cube(path: str | Path, key: str | None = None, nodata: float | None = None, mask: str = "all") -> CubeSource:
     """Open a hyperspectral cube: ``.mat`` (key auto-detected: the only 3-D variable, or ``key``),
     ``.npy`` ``(H, W, B)``, or any GDAL raster (bands become the last axis; CRS, transform,
     nodata, band descriptions and wavelengths are kept; bands flagged ``bbl = 0`` are skipped).
 
-    ``nodata`` (``--nodata``) replaces the file's nodata value. Bands that are NaN at every pixel
+    A sensor product (EnMAP, DESIS, PRISMA, EMIT: :mod:`hsicls.io.formats.products`) is read as physical values with
+    its band record, given as its main file or its folder; ``mask`` (``--mask``) says which quality flags make
+    pixels nodata. ``nodata`` (``--nodata``) replaces the file's nodata value. Bands that are NaN at every pixel
     are dropped with a warning naming them; a constant value framing the scene in every band
     without a nodata tag is named in a warning pointing at ``--nodata``."""
     path = Path(path)
-    require_file(path)
-    source = format_of(path).open_cube(path, key)
+    fmt = format_of(path) if path.is_dir() else None  # a sensor product's folder
+    if fmt is None or not fmt.claims(path):
+        require_file(path)
+        fmt = format_of(path)
+    flags_for(mask)
+    source = fmt.open_cube(path, key, mask)
     if nodata is not None:
         source.nodata = float(nodata)
     source = _drop_nan_bands(source)

@@ -302,6 +302,7 @@ def fit_rf(x_tr, y_tr, x_val, y_val, n_classes: int, seed: int, log=print, n_tre
     "RBF SVM on the centre pixel's spectrum (C, gamma picked on validation)",
     kind="classic",
     fit=fit_svm,
+    every_class=True,
 )
 def svm(in_bands: int, n_classes: int, patch_size: int, **opts) -> RBFSVM:
     """RBF SVM baseline (spectral only)."""

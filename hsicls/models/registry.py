@@ -21,12 +21,14 @@ class ModelEntry:
     name: str
     factory: Callable[..., Any]
     description: str
-    kind: str = "deep"  # "deep": trained by gradient descent; "classic": fitted by ``fit``
+    kind: str = "deep"  # "deep": trained by gradient descent; "classic": fitted by ``fit``; "ensemble": assembled
     fit: Callable[..., Any] | None = None  # classic: (x_tr, y_tr, x_val, y_val, n_classes, seed, log) -> (module, options)
     selects_on_validation: bool = True  # a fitted model picks its settings on the validation split
     # its outputs are logits or log-probabilities (False: e.g. votes); a module may also say so itself with a
     # ``probabilistic`` attribute (SVM bundles from before Platt scaling output one-vs-one votes)
     probabilistic: bool = True
+    every_class: bool = False  # a fitted model that needs training pixels of every class (the SVM's one-vs-one pairs)
+    trainable: bool = True  # False: made from other trained models (the ensemble of --model auto), not by train itself
 
     @property
     def fitted(self) -> bool:

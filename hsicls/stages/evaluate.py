@@ -17,7 +17,7 @@ import torch
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, load_bundle
 from hsicls.artifacts.outputs import Declared, OutputSet, report_outputs, write_texts
-from hsicls.artifacts.prepared import load_prepared
+from hsicls.artifacts.prepared import fit_on_words, load_prepared
 from hsicls.config import EvaluateOptions
 from hsicls.engine.inference import Runner
 from hsicls.engine.runtime import tune_allocator
@@ -63,7 +63,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     options = (options or EvaluateOptions()).replace(**overrides).validate()
     tune_allocator()
     bundle = load_bundle(model_path)
-    prep = load_prepared(prepared_path)
+    prep = load_prepared(prepared_path).features_for(bundle.preprocessing)
     check_compatible(bundle, prep, model_path, prepared_path)
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
@@ -161,7 +161,38 @@ def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: Evalua
         "training_config": training.get("config"),
         "split_masks": {k: np.flatnonzero(getattr(prep, k)).tolist() for k in ("train", "val", "test")},
         "grid": list(prep.labels.shape),
+        "model_choice": model_choice(training),
     }
+
+
+def model_choice(training: dict) -> dict | None:
+    """``--model auto``'s choice: the rule, the weights and prior adjustment, the validation table (members' histories
+    left out); None for a bundle of one model."""
+    auto = training.get("auto")
+    if not auto:
+        return None
+    members = [{k: v for k, v in m.items() if k not in ("history", "config")} for m in auto.get("members", [])]
+    return {**{k: v for k, v in auto.items() if k != "members"}, "members": members}
+
+
+def choice_lines(report: dict) -> list[str]:
+    """The validation table of ``--model auto`` as Markdown lines (empty for one model)."""
+    c = report.get("model_choice")
+    if not c:
+        return []
+    lines = [
+        "",
+        f"Model chosen by `--model auto` on the validation split (rule `{c['rule']}`): **{c['chosen']}**"
+        + (f"; {c['note']}" if c.get("note") else "")
+        + ".",
+        "",
+        "| candidate | validation OA % | AA % | kappa % | weights | tau |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in c.get("validation", []):
+        w = ", ".join(f"{v:.2f}" for v in r["weights"])
+        lines.append(f"| {r['candidate']} | {_pct(r['oa'])} | {_pct(r['aa'])} | {_pct(r['kappa'])} | {w} | {r['tau']:g} |")
+    return lines
 
 
 def validation_rule(split: dict) -> str:
@@ -230,7 +261,7 @@ def report_markdown(report: dict) -> str:
     """The report as a Markdown table, with the protocol named above it."""
     lines = [
         f"**{report['model_name']}** on the test split ({report['test_pixels']} px). Split: {_split_line(report)}; "
-        f"preprocessing fitted on {report.get('fit_on')} pixels{' (PCA whitened)' if report.get('whiten') else ''}{' (PCA of raw values)' if report.get('standardize') is False else ''}; model selection: {report.get('selection')} "
+        f"preprocessing fitted on {fit_on_words(report.get('fit_on'))}{' (PCA whitened)' if report.get('whiten') else ''}{' (PCA of raw values)' if report.get('standardize') is False else ''}; model selection: {report.get('selection')} "
         f"(epoch {report.get('best_epoch')}{', EMA of the weights, decay ' + str(report['ema']) if report.get('ema') else ''}); "
         f"model seed {report.get('model_seed')}.",
         "",
@@ -244,6 +275,7 @@ def report_markdown(report: dict) -> str:
     if calibration_line(report):
         lines += ["", calibration_line(report)]
     lines += _group_lines(report, markdown=True)
+    lines += choice_lines(report)
     lines += _matrix_markdown(report)
     return "\n".join(lines) + "\n"
 
@@ -381,7 +413,7 @@ def render_report(report: dict) -> None:
 
     table = Table(
         title=f"{report['model_name']} on the test split ({report['test_pixels']} px; {_split_line(report)}; "
-        f"preprocessing fitted on {report.get('fit_on')} pixels; selection: {report.get('selection')})"
+        f"preprocessing fitted on {fit_on_words(report.get('fit_on'))}; selection: {report.get('selection')})"
     )
     for i, col in enumerate(CLASS_COLUMNS):
         table.add_column(col, justify="left" if i == 0 else "right")
@@ -396,3 +428,8 @@ def render_report(report: dict) -> None:
         console.info(calibration_line(report))
     for line in _group_lines(report):
         console.info(line)
+    c = report.get("model_choice")
+    if c:
+        console.info(f"--model auto chose {c['chosen']} on the validation split (rule {c['rule']})")
+        for r in c.get("validation", []):
+            console.info(f"  validation {r['candidate']}: OA {_pct(r['oa'])}, AA {_pct(r['aa'])}, kappa {_pct(r['kappa'])}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from hsicls import console
 from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
-from hsicls.artifacts.prepared import Prepared, Preprocessing, SceneInfo, save_prepared, stack_scenes
+from hsicls.artifacts.prepared import Prepared, Preprocessing, SceneInfo, fit_on_words, save_prepared, stack_scenes
 from hsicls.config import PreprocessOptions
 from hsicls.errors import HsiclsError, InputError, OptionError
 from hsicls.io.labels import label_names_and_colours, labels_on_grid
@@ -174,15 +174,20 @@ def preprocess(
     if options.whiten and not 0 < options.components < bands.count:
         console.warn("--whiten applies to PCA components; without PCA it is ignored")
         options = replace(options, whiten=False)
-    fit_masks = valids if options.fit_on == "all" else [v & (train | val)[s.rows, : s.width] for v, s in zip(valids, scenes)]
+    fit_on = resolve_fit_on(options)
+    fit_masks = valids if fit_on == "all" else [v & (train | val)[s.rows, : s.width] for v, s in zip(valids, scenes)]
     prep = _fit(sources, cubes, fit_masks, options)
-    cube = stack_scenes(_reduce(sources, cubes, valids, prep))
+    keep_spectra = _keep_spectra(options, valid_pixels=sum(int(v.sum()) for v in valids), bands=prep.n_bands)
+    reduced = _reduce(sources, cubes, valids, prep, keep_spectra)
+    cube = stack_scenes([z for z, _ in reduced])
+    spectra = stack_scenes([sp for _, sp in reduced]) if keep_spectra else None
     _log_split(labels, train, val, test, values, options)
     meta = {
         "source": str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
         "sources": [str(p) for p in paths],
         "labels_source": ";".join(str(p) for p in label_paths),
-        "fit_on": options.fit_on,
+        "fit_on": fit_on,
+        "fit_on_rule": options.fit_on,
         "whiten": options.whiten,
         "standardize": options.standardize,
         "split": {**split_record(options), **held_out},
@@ -203,6 +208,7 @@ def preprocess(
         meta=meta,
         scenes=scenes,
         groups=groups,
+        spectra=spectra,
     )
     with atomic_output(outputs["prepared"], overwrite) as tmp:  # HDF5 built in memory: a full disk fails one plain write
         write_via_memory(tmp, lambda buf: save_prepared(buf, prepared))
@@ -258,13 +264,44 @@ def _fit_streamed(sources, fit_masks, o: PreprocessOptions) -> Preprocessing:
     return _with_pca(np.concatenate(sample), mean, std, o.components, o.seed, o.whiten)
 
 
-def _reduce(sources, cubes, valids, prep: Preprocessing) -> list[np.ndarray]:
+SPECTRA_AUTO_BYTES = 2 * 2**30  # --spectra auto keeps the standardised spectra up to this size (float32)
+
+
+def resolve_fit_on(o: PreprocessOptions) -> str:
+    """``--fit-on auto``: the training and validation pixels on group splits (the held-out groups stay unseen, as a
+    new scene would be), all valid pixels otherwise (the paper family's protocol on one scene)."""
+    if o.fit_on != "auto":
+        return o.fit_on
+    return "train" if get_split(o.split).own_validation else "all"
+
+
+def _keep_spectra(o: PreprocessOptions, valid_pixels: int, bands: int) -> bool:
+    if o.spectra != "auto":
+        return o.spectra == "keep"
+    size = valid_pixels * bands * 4
+    if size > SPECTRA_AUTO_BYTES:
+        console.info(
+            f"the full spectra ({size / 2**30:.1f} GiB) are not kept (--spectra keep to keep them): '--model auto' "
+            f"then trains its spectral members on the PCA axes"
+        )
+        return False
+    return True
+
+
+def _reduce(sources, cubes, valids, prep: Preprocessing, spectra: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per scene: the preprocessed cube ``(H, W, C)`` and, with ``spectra``, the standardised spectra ``(H, W, B)``
+    (float32, 0 at invalid pixels)."""
     out = []
+    std_only = prep.standardisation()
     for src, cube, valid in zip(sources, cubes, valids):
         data = cube if cube is not None else src.read().data
         z = np.zeros(valid.shape + (prep.n_components,), np.float32)
         z[valid] = prep.apply(data[valid])
-        out.append(z)
+        sp = None
+        if spectra:
+            sp = np.zeros(valid.shape + (prep.n_bands,), np.float32)
+            sp[valid] = std_only.apply(data[valid])
+        out.append((z, sp))
     return out
 
 
@@ -273,7 +310,7 @@ def _log_split(labels, train, val, test, values, o: PreprocessOptions) -> None:
     console.info(
         f"{len(values)} classes, {int((labels > 0).sum())} labelled px: "
         f"{int(train.sum())} train, {int(val.sum())} validation, {int(test.sum())} test "
-        f"({describe_split(o)}); preprocessing fitted on {o.fit_on} pixels"
+        f"({describe_split(o)}); preprocessing fitted on {fit_on_words(resolve_fit_on(o))}"
     )
     console.debug(f"training+validation pixels per class: {counts.tolist()}")
 

@@ -169,8 +169,9 @@ def render_summary(s: dict) -> None:
 
 # --------------------------------------------------------------------------- cross-validation by group
 def fold_prepared(base, fold: int, folds: int):
-    """The prepared data of ``fold`` of a group split, from the stored groups (no scene is read again: the
-    preprocessing, fitted on all valid pixels, is the same for every fold). The seed of the split is the file's."""
+    """The prepared data of ``fold`` of a group split, from the stored groups (no scene is read again). The
+    preprocessing is refitted on the fold's training and validation pixels (:func:`_refit`), unless it was fitted on
+    all valid pixels (``--fit-on all``), which is then the same for every fold. The seed of the split is the file's."""
     import dataclasses
 
     from hsicls.science.splits import group_names, group_split, guard_pixels
@@ -179,9 +180,11 @@ def fold_prepared(base, fold: int, folds: int):
     split = dict(base.meta.get("split", {}))
     if split.get("protocol") != "group" or base.groups is None:
         raise HsiclsError("--folds-all needs a prepared file with a group split (preprocess --split group --folds K)")
-    if rec.get("fit_on", "all") != "all":
+    refit = base.meta.get("fit_on", rec.get("fit_on", "all")) != "all"
+    if refit and base.spectra is None:
         raise HsiclsError(
-            "--folds-all needs the preprocessing fitted on all pixels (--fit-on all); with --fit-on train use --runs"
+            "--folds-all with the preprocessing fitted on the training groups refits it per fold from the full spectra, "
+            "which this prepared file does not keep: preprocess with --spectra keep (or --fit-on all, transductive)"
         )
     by = split.get("group_by", "scene")
     guard = guard_pixels(by, int(split.get("patch_size", 0)))
@@ -195,7 +198,28 @@ def fold_prepared(base, fold: int, folds: int):
         test_groups=group_names(base.groups, test, base.scenes, by),
         validation_groups=group_names(base.groups, val, base.scenes, by),
     )
-    return dataclasses.replace(base, train=train, val=val, test=test, meta={**base.meta, "split": split})
+    fp = dataclasses.replace(base, train=train, val=val, test=test, meta={**base.meta, "split": split})
+    return _refit(fp, rec) if refit else fp
+
+
+def _refit(p, rec: dict):
+    """The fold's own preprocessing: standardisation and PCA fitted again on its training and validation pixels, from
+    the raw spectra (``spectra * std + mean``: the stored spectra are the first fold's standardisation of them), so
+    that no fold's preprocessing sees its test groups."""
+    import dataclasses
+
+    from hsicls.stages.preprocess import fit_preprocessing
+
+    old = p.preprocessing
+    raw = p.spectra[p.valid].astype(np.float64) * old.std + old.mean  # (N, B)
+    fit = (p.train | p.val)[p.valid]
+    new = fit_preprocessing(raw[fit], None, int(rec.get("components", 30)), int(rec.get("seed", 0)),
+                            bool(rec.get("whiten", False)), bool(rec.get("standardize", True)))  # fmt: skip
+    cube = np.zeros(p.valid.shape + (new.n_components,), np.float32)
+    cube[p.valid] = new.apply(raw)
+    spectra = np.zeros_like(p.spectra)
+    spectra[p.valid] = new.standardisation().apply(raw)
+    return dataclasses.replace(p, cube=cube, spectra=spectra, preprocessing=new)
 
 
 def train_folds(

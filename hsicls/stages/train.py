@@ -42,6 +42,8 @@ from hsicls.engine.training import DistributedTrainingRun, TrainingRun, augment_
 from hsicls.errors import HsiclsError, InputError, Interrupted, OptionError
 from hsicls.models import get_entry
 
+AUTO = "auto"  # --model auto: candidates trained, the choice made on validation (hsicls.stages.auto)
+
 __all__ = ["TrainOptions", "TrainResult", "train", "batch_bounds", "augment_batch", "ema_update", "dataset_defaults"]
 
 
@@ -65,11 +67,11 @@ class TrainResult:
 
 
 def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> TrainOptions:
-    """A registered scene's paper settings (patch size, learning rate) where the user set none."""
+    """A registered scene's paper settings (md2f-mamba, its patch size and learning rate) where the user set none."""
     from hsicls.datasets import get_dataset
 
     info = get_dataset(dataset)
-    changes = {k: v for k, v in (("lr", info.lr), ("patch_size", info.patch_size)) if k not in given}
+    changes = {k: v for k, v in (("lr", info.lr), ("patch_size", info.patch_size), ("model", "md2f-mamba")) if k not in given}
     return opts.replace(**changes)
 
 
@@ -108,7 +110,14 @@ def train(
 def check_for_model(options: TrainOptions) -> None:
     """Options that the chosen model would silently ignore are refused: a fitted model (rf, svm) sees
     centre pixels and no loss, so neither ``--patch-search`` nor ``--class-weighting`` applies to it."""
-    if get_entry(options.model).fitted:
+    if options.model == AUTO:
+        if options.model_options:
+            raise OptionError("--model-opt does not apply to --model auto (it trains several models); pick one --model for it")
+        return
+    entry = get_entry(options.model)
+    if not entry.trainable:
+        raise OptionError(f"--model {options.model} is made by --model auto from trained members; it is not trained alone")
+    if entry.fitted:
         for flag, given in (
             ("--patch-search", bool(options.patch_search)),
             ("--class-weighting", options.class_weighting != "none"),
@@ -140,21 +149,48 @@ def _train(
 ) -> TrainResult:
     tune_allocator()
     outputs = declare_outputs(output, resume)
-    ckpt = outputs["checkpoint"]
     if world.is_main:
-        _check_checkpoint(ckpt, overwrite, resume)
+        _check_checkpoint(outputs["checkpoint"], overwrite, resume)
     prep = load_prepared(prepared_path)
     if prep.n_classes < 2:
         raise InputError(f"{prepared_path}: holds a single class ({prep.class_names[0]}); classification needs at least 2")
+    if options.model == AUTO:
+        bundle, result = train_auto(prep, prepared_path, outputs, options, resume, on_epoch_end, world)
+    else:
+        bundle, result = train_model(prep, prepared_path, outputs, options, resume, on_epoch_end, world)
+    if bundle is None:  # ranks other than 0
+        return result
+    with atomic_output(output, overwrite or resume) as tmp:
+        save_bundle(tmp, bundle)
+    outputs["checkpoint"].unlink(missing_ok=True)
+    if result.best_epoch and options.model != AUTO:
+        picked = (
+            f"epoch {result.best_epoch} (best validation OA {result.val_oa:.4f})"
+            if result.val_oa is not None
+            else f"final epoch {result.best_epoch} (no validation split)"
+        )
+        console.info(f"kept {picked}; {result.seconds:.1f} s; wrote {output} and {outputs['log'].name}")
+    else:
+        console.info(f"{result.seconds:.1f} s; wrote {output}")
+    return result
+
+
+def train_model(
+    prep, prepared_path, outputs: OutputSet, options: TrainOptions, resume: bool, on_epoch_end, world: World = World(),
+    checkpoint: bool = True,
+) -> tuple[Bundle | None, TrainResult]:  # fmt: skip
+    """Train one registered model on ``prep``'s features; the bundle (calibrated; None on ranks other than 0) and the
+    result. ``checkpoint``: save ``outputs["checkpoint"]`` and the log after every epoch (and resume from it)."""
+    ckpt = outputs["checkpoint"]
     identity = prepared_identity(prep)
-    state = _load_checkpoint(ckpt, identity, options) if resume else None
+    state = _load_checkpoint(ckpt, identity, options) if resume and checkpoint else None
     device = world.device(resolve_device(options.device))
     seed_everything(options.seed)
     entry = get_entry(options.model)
     if entry.fitted:
         if not world.is_main:  # one fit, by rank 0
-            return TrainResult(best_epoch=0, val_oa=None, selection="final", seconds=0.0, history=[])
-        return _fit_classic(entry, prep, prepared_path, output, options, overwrite or resume)
+            return None, TrainResult(best_epoch=0, val_oa=None, selection="final", seconds=0.0, history=[])
+        return _fit_classic(entry, prep, prepared_path, options)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     options, search = _search_patch(prep, prepared_path, options, device, world, resume)
@@ -176,7 +212,7 @@ def _train(
         f"{run.n_val} validation px, {run.n_classes} classes, {run.in_bands} bands, {options.patch_size}x{options.patch_size} patches"
     )
     t0 = time.perf_counter()
-    stopped_early = _epochs(run, outputs, identity, on_epoch_end)
+    stopped_early = _epochs(run, outputs, identity, on_epoch_end, checkpoint)
     seconds = time.perf_counter() - t0
     state, sel = run.result()
     record = {
@@ -191,22 +227,13 @@ def _train(
         "global_batch_size": options.batch_size,
         "patch_search": search,
     }
+    result = TrainResult(
+        best_epoch=sel["best_epoch"], val_oa=sel["val_oa"], selection=sel["selection"], seconds=seconds, history=run.history
+    )
     if not world.is_main:
-        return TrainResult(
-            best_epoch=sel["best_epoch"], val_oa=sel["val_oa"], selection=sel["selection"], seconds=seconds, history=run.history
-        )
-    _write_bundle(
-        run.kept, prep, prepared_path, output, options, dict(options.model_options), options.patch_size, record, state, True
-    )
-    ckpt.unlink(missing_ok=True)
-    val_oa, best_epoch = sel["val_oa"], sel["best_epoch"]
-    picked = (
-        f"epoch {best_epoch} (best validation OA {val_oa:.4f})"
-        if val_oa is not None
-        else f"final epoch {best_epoch} (no validation split)"
-    )
-    console.info(f"kept {picked}; {seconds:.1f} s; wrote {output} and {outputs['log'].name}")
-    return TrainResult(best_epoch=best_epoch, val_oa=val_oa, selection=sel["selection"], seconds=seconds, history=run.history)
+        return None, result
+    bundle = make_bundle(run.kept, prep, prepared_path, options, dict(options.model_options), options.patch_size, record, state)
+    return bundle, result
 
 
 def _search_patch(prep, prepared_path, options: TrainOptions, device, world: World, resume: bool):
@@ -313,8 +340,8 @@ def _load_checkpoint(ckpt: Path, identity: str, options: TrainOptions) -> dict:
     return state
 
 
-def _epochs(run: TrainingRun, outputs: OutputSet, identity: str, on_epoch_end) -> bool:
-    """Run the remaining epochs with a checkpoint and a log after each; True if stopped early."""
+def _epochs(run: TrainingRun, outputs: OutputSet, identity: str, on_epoch_end, checkpoint: bool = True) -> bool:
+    """Run the remaining epochs with a checkpoint and a log after each (``checkpoint``); True if stopped early."""
     ckpt, log_file = outputs["checkpoint"], outputs["log"]
     epochs = run.options.epochs
     report_every = max(1, epochs // 10)
@@ -327,7 +354,7 @@ def _epochs(run: TrainingRun, outputs: OutputSet, identity: str, on_epoch_end) -
                     bar.reset(batches, total=len(run.bounds))
                 rec = run.step(on_batch=(lambda: bar.advance(batches)) if bar else None)
                 _check_finite(rec, run, ckpt)
-                if run.world.is_main:  # rank 0 alone writes
+                if run.world.is_main and checkpoint:  # rank 0 alone writes
                     _save_checkpoint(ckpt, {**run.state_dict(), "prepared_id": identity})
                     _write_log(log_file, run.history)
                 status = f"loss {rec['loss']:.4f}" + (f"  val OA {rec['val_oa']:.4f}" if rec["val_oa"] is not None else "")
@@ -369,27 +396,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         write_via_memory(tmp, lambda buf: torch.save(state, buf))
 
 
-def _write_bundle(
-    model,
-    prep,
-    prepared_path,
-    output,
-    options: TrainOptions,
-    model_options: dict,
-    patch_size: int,
-    record: dict,
-    state,
-    overwrite: bool,
-) -> None:
-    spec = ModelSpec(
-        options.model,
-        model_options,
-        prep.cube.shape[2],
-        prep.n_classes,
-        patch_size,
-        options.padding if patch_size > 1 else "reflect",
-    )
-    training = {
+def training_record(prep, prepared_path, options: TrainOptions, record: dict) -> dict:
+    """What a bundle keeps of its training: the options, the run's record, the split and the preprocessing."""
+    return {
         **{k: v for k, v in options.to_record().items() if k not in ("model_options", "patch_size", "padding")},
         "config": options.to_record(),
         **record,
@@ -401,36 +410,55 @@ def _write_bundle(
         "train_pixels": int(prep.train.sum()),
         "val_pixels": int(prep.val.sum()),
     }
-    weights = state if state is not None else model.state_dict()
-    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def finish_bundle(bundle: Bundle, prep, device: str, precision: str, bf16: bool) -> Bundle:
+    """Non-finite weights refused; the temperature fitted on validation; the bf16 error bound measured (``bf16``)."""
+    bad = [k for k, v in bundle.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise HsiclsError(f"{prepared_path}: training gave non-finite weights ({bad[0]}); no bundle written (try a smaller --lr)")
+        raise HsiclsError(
+            f"{bundle.training.get('prepared')}: training gave non-finite weights ({bad[0]}); no bundle written (try a smaller --lr)"
+        )
+    calibrate_bundle(bundle, prep, device, precision, log=console.info)
+    if bf16:
+        measure_bf16_error(bundle, prep, log=console.debug)
+    return bundle
+
+
+def make_bundle(
+    model, prep, prepared_path, options: TrainOptions, model_options: dict, patch_size: int, record: dict, state
+) -> Bundle:
+    """The bundle of one trained model on ``prep``'s features (calibrated, its bf16 bound measured)."""
+    spec = ModelSpec(
+        options.model,
+        model_options,
+        prep.cube.shape[2],
+        prep.n_classes,
+        patch_size,
+        options.padding if patch_size > 1 else "reflect",
+    )
     bundle = Bundle(
         model=spec,
-        state_dict=weights,
+        state_dict=state if state is not None else model.state_dict(),
         preprocessing=prep.preprocessing,
         class_names=prep.class_names,
         class_values=prep.class_values,
         palette=prep.palette,
-        training=training,
+        training=training_record(prep, prepared_path, options, record),
         split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
         bands=prep.meta.get("bands"),
     )
-    device = "cpu" if get_entry(options.model).fitted else options.device
-    calibrate_bundle(bundle, prep, device, options.precision, log=console.info)
-    if not get_entry(options.model).fitted:
-        measure_bf16_error(bundle, prep, log=console.debug)
-    with atomic_output(output, overwrite) as tmp:
-        save_bundle(tmp, bundle)
+    fitted = get_entry(options.model).fitted
+    return finish_bundle(bundle, prep, "cpu" if fitted else options.device, options.precision, bf16=not fitted)
 
 
-def _fit_classic(entry, prep, prepared_path, output, options: TrainOptions, overwrite: bool) -> TrainResult:
+def _fit_classic(entry, prep, prepared_path, options: TrainOptions) -> tuple[Bundle, TrainResult]:
     """Spectral-only baselines: fit on the centre pixels' features (patch size 1)."""
     if options.model_options:
         raise HsiclsError(f"model '{options.model}' takes no --model-opt")
     x_tr, y_tr = prep.cube[prep.train], prep.labels[prep.train] - 1
     x_val, y_val = prep.cube[prep.val], prep.labels[prep.val] - 1
-    if len(np.unique(y_tr)) < prep.n_classes:
+    if len(np.unique(y_tr)) < prep.n_classes and entry.every_class:
         raise HsiclsError(f"{prepared_path}: some classes have no training pixel; '{options.model}' needs every class")
     _warn_few_pixels(np.bincount(y_tr, minlength=prep.n_classes), prep.class_names, prepared_path)
     console.info(f"fitting {options.model}: {len(y_tr)} training px, {len(y_val)} validation px, {prep.n_classes} classes")
@@ -443,6 +471,183 @@ def _fit_classic(entry, prep, prepared_path, output, options: TrainOptions, over
     val_oa = fitted.pop("val_oa", None)
     selection = "validation" if entry.selects_on_validation else "final"
     record = {"device": "cpu", "best_epoch": None, "selection": selection, "val_oa": val_oa, "seconds": seconds}
-    _write_bundle(model, prep, prepared_path, output, options, fitted, 1, record, None, overwrite)
-    console.info(f"{seconds:.1f} s; wrote {output}")
-    return TrainResult(best_epoch=0, val_oa=val_oa, selection=selection, seconds=seconds, history=[])
+    bundle = make_bundle(model, prep, prepared_path, options, fitted, 1, record, None)
+    return bundle, TrainResult(best_epoch=0, val_oa=val_oa, selection=selection, seconds=seconds, history=[])
+
+
+# --------------------------------------------------------------------------- --model auto
+AUTO_SPECTRAL_AUGMENT = ["brightness", "noise", "mix"]
+
+
+def auto_candidates(options: TrainOptions) -> list[tuple[str, TrainOptions, str]]:
+    """``(name, options, features)`` of each candidate of ``--model auto``, cheapest first (the long md2f-mamba run
+    last, with the checkpoint): the forest and the spectral network on the full spectra, md2f-mamba on the PCA axes
+    with the user's options."""
+    base = dict(patch_search=None, model_options={})
+    return [
+        ("rf", options.replace(model="rf", patch_size=1, class_weighting="none", spectral_augment=None, **base), "spectra"),
+        (
+            "spectral-cnn",
+            options.replace(
+                model="spectral-cnn",
+                patch_size=1,
+                augment=False,
+                spectral_augment=options.spectral_augment or AUTO_SPECTRAL_AUGMENT,
+                **base,
+            ),
+            "spectra",
+        ),
+        ("md2f-mamba", options.replace(model="md2f-mamba", spectral_augment=None), "pca"),
+    ]
+
+
+def train_auto(
+    prep, prepared_path, outputs: OutputSet, options: TrainOptions, resume: bool, on_epoch_end, world: World
+) -> tuple[Bundle | None, TrainResult]:
+    """``--model auto``: train every candidate, choose among them and their ensemble on the validation split only
+    (:func:`hsicls.science.ensembles.choose`, rule ``--ensemble-rule``), and return one ensemble bundle holding every
+    member (a member that wins alone has weight 1, the others 0 and are not run)."""
+    if not prep.val.any():
+        raise HsiclsError(
+            f"{prepared_path}: --model auto chooses among its candidates on the validation split, and this file has none "
+            f"(preprocess with --val-ratio > 0, or train one --model)"
+        )
+    spectral = _spectral_features(prep, prepared_path)
+    t0 = time.perf_counter()
+    members, results = [], []
+    candidates = auto_candidates(options)
+    for i, (name, opts, feats) in enumerate(candidates):
+        view = spectral if feats == "spectra" else prep
+        console.info(
+            f"--model auto: candidate {i + 1}/{len(candidates)}, {name} ({'full spectra' if view is not prep else 'PCA axes'})"
+        )
+        long_run = name == "md2f-mamba"
+        bundle, result = train_model(
+            view,
+            prepared_path,
+            outputs,
+            opts,
+            resume and long_run,
+            on_epoch_end if long_run else None,
+            world,
+            checkpoint=long_run,
+        )
+        members.append((name, bundle, view))
+        results.append(result)
+    if not world.is_main:
+        return None, results[-1]
+    choice, prior = _choose(prep, members, options.ensemble_rule)
+    seconds = time.perf_counter() - t0
+    record = {
+        "device": members[-1][1].training.get("device", "cpu"),
+        "best_epoch": results[-1].best_epoch,
+        "selection": "validation",
+        "val_oa": next(r["oa"] for r in choice.table if r["candidate"] == choice.chosen),
+        "seconds": seconds,
+        "auto": {
+            **choice.record(),
+            "members": [_member_record(n, b, v is not prep, r) for (n, b, v), r in zip(members, results)],
+        },
+    }
+    bundle = Bundle(
+        model=_ensemble_spec(prep, spectral, members, choice, prior),
+        state_dict=_ensemble_state(prep, spectral, members),
+        preprocessing=spectral.preprocessing,
+        class_names=prep.class_names,
+        class_values=prep.class_values,
+        palette=prep.palette,
+        training=training_record(spectral, prepared_path, options, record),
+        split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
+        bands=prep.meta.get("bands"),
+    )
+    finish_bundle(bundle, spectral, options.device, options.precision, bf16=True)
+    result = TrainResult(
+        best_epoch=results[-1].best_epoch, val_oa=record["val_oa"], selection="validation", seconds=seconds, history=[]
+    )
+    return bundle, result
+
+
+def _spectral_features(prep, prepared_path):
+    """The full standardised spectra of ``prep`` (the PCA cube, with a warning, when the file keeps none)."""
+    if prep.spectra is None and prep.preprocessing.projects:
+        console.warn(
+            f"{prepared_path}: keeps no full spectra (preprocessed with --spectra drop, or by an older hsicls): the "
+            f"spectral network and the forest see the PCA axes"
+        )
+        return prep
+    return prep.spectral_view()
+
+
+def _choose(prep, members, rule: str):
+    """The rule applied to the members' calibrated validation probabilities; ``(choice, training prior)``."""
+    from hsicls.engine.calibration import probabilities, split_logits
+    from hsicls.engine.inference import Runner
+    from hsicls.science.ensembles import choose, describe, prior_of
+
+    runner = Runner.resolve("cpu", "fp32")
+    probs, y = [], None
+    for _, b, view in members:
+        logits, y = split_logits(b, view, prep.val, runner)
+        probs.append(probabilities(logits, b.temperature).numpy())
+    k = prep.n_classes
+    prior = prior_of(prep.labels[prep.train] - 1, k)
+    choice = choose(rule, [m[0] for m in members], probs, y.numpy(), prior, validation_regions(prep), k)
+    console.info(f"--model auto: {describe(choice)}")
+    _log_validation_table(choice)
+    return choice, prior
+
+
+def _member_record(name: str, b: Bundle, spectra: bool, r: TrainResult) -> dict:
+    return {"name": name, "features": "full spectra" if spectra else "PCA axes", "seconds": r.seconds, "best_epoch": r.best_epoch,
+            "val_oa": r.val_oa, "calibration": b.training.get("calibration"), "config": b.training.get("config"),
+            "history": b.training.get("history")}  # fmt: skip
+
+
+def _ensemble_spec(prep, spectral, members, choice, prior) -> ModelSpec:
+    from hsicls.models.ensemble import member_spec
+
+    specs = [
+        member_spec(n, b.model.options, b.model.in_bands, b.model.patch_size, b.temperature, v is prep and spectral is not prep)
+        for n, b, v in members
+    ]
+    deep = [b for _, b, _ in members if b.model.patch_size > 1]
+    return ModelSpec(
+        "ensemble",
+        {"members": specs, "weights": choice.weights, "tau": choice.tau, "prior": [float(v) for v in prior]},
+        spectral.cube.shape[2],
+        prep.n_classes,
+        max(b.model.patch_size for _, b, _ in members),
+        deep[0].model.padding if deep else "reflect",
+    )
+
+
+def _ensemble_state(prep, spectral, members) -> dict:
+    """The members' weights under ``members.<i>.net.`` (a fitted member inside its float32 wrapper), and the PCA
+    projection of the members fed the PCA axes."""
+    state = {}
+    for i, (name, b, view) in enumerate(members):
+        inner = "net.net." if get_entry(name).fitted else "net."
+        state.update({f"members.{i}.{inner}{k}": v for k, v in b.state_dict.items()})
+        if view is prep and spectral is not prep:
+            state[f"members.{i}.components"] = torch.as_tensor(prep.preprocessing.components, dtype=torch.float32)
+            state[f"members.{i}.center"] = torch.as_tensor(prep.preprocessing.pca_mean, dtype=torch.float32)
+    return state
+
+
+def validation_regions(prep) -> np.ndarray:
+    """A region id per validation pixel ``(N,)`` (row-major order): its group on group splits, else its connected
+    patch of validation pixels (8-connectivity)."""
+    from scipy import ndimage
+
+    if prep.groups is not None and (prep.meta.get("split") or {}).get("protocol") == "group":
+        return prep.groups[prep.val]
+    lab, _ = ndimage.label(prep.val, structure=np.ones((3, 3), bool))
+    return lab[prep.val]
+
+
+def _log_validation_table(choice) -> None:
+    for r in choice.table:
+        w = "" if r["candidate"] != "ensemble" else f"  weights {', '.join(f'{v:.2f}' for v in r['weights'])}, tau {r['tau']:g}"
+        console.info(
+            f"  validation {r['candidate']:<13} OA {100 * r['oa']:.2f}  AA {100 * r['aa']:.2f}  kappa {100 * r['kappa']:.2f}{w}"
+        )

@@ -88,7 +88,7 @@ class ArrayFormat(FileFormat):
     def load(self, path: Path, key: str | None, ndim: int) -> np.ndarray:
         raise NotImplementedError
 
-    def open_cube(self, path: Path, key: str | None) -> CubeSource:
+    def open_cube(self, path: Path, key: str | None, mask: str = "all") -> CubeSource:
         arr = self.load(path, key, 3)
         if arr.ndim != 3:
             raise InputError(f"{path}: expected a 3-D (rows, cols, bands) cube, got shape {arr.shape}")

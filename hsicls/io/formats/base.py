@@ -48,7 +48,12 @@ class FileFormat:
         """Whether ``path``, whose suffix no format claims, is of this format by its content."""
         return False
 
-    def open_cube(self, path: Path, key: str | None) -> CubeSource:
+    def claims(self, path: Path) -> bool:
+        """Whether ``path`` (a file or a folder) is this format's by the product's own names, before any suffix
+        (sensor products, :mod:`hsicls.io.formats.products`)."""
+        return False
+
+    def open_cube(self, path: Path, key: str | None, mask: str = "all") -> CubeSource:
         raise InputError(f"{path}: {self.description} holds labels, not a hyperspectral cube")
 
     def read_labels(self, path: Path, key: str | None, like: GeoGrid | None, field: str | None) -> np.ndarray:
@@ -78,9 +83,13 @@ class FileFormat:
 
 
 def format_of(path: str | Path, probe: bool = True) -> FileFormat:
-    """The format of ``path``: by suffix, then by content (vector files under any name, as GDAL/OGR tools
+    """The format of ``path``: a sensor product by its own names (its main file or its folder), by suffix, then by content (vector files under any name, as GDAL/OGR tools
     recognise them; ``probe=False``: suffix only, nothing opened), else a GDAL raster."""
     path = Path(path)
+    if probe:
+        for fmt in FORMATS.values():
+            if fmt.claims(path):
+                return fmt
     suffix = path.suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:

@@ -130,7 +130,7 @@ class GdalFormat(FileFormat, name="gdal", description="a raster", suffixes=GDAL_
         """The file GDAL opens for ``path``."""
         return path
 
-    def open_cube(self, path: Path, key: str | None) -> CubeSource:
+    def open_cube(self, path: Path, key: str | None, mask: str = "all") -> CubeSource:
         self.no_key(path, key)
         raster = self.raster(path)
         with open_raster(raster) as ds:
