@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hsicls.errors import OptionError
-from hsicls.options import Compile, Device, Options, Precision, opt, shared
+from hsicls.options import Compile, Device, Mask, Options, Precision, opt, shared
 from hsicls.science.splits import SPLITS, get_split, option_mixins
 
 Split = Literal[tuple(SPLITS)]  # the registered split protocols
@@ -76,6 +76,7 @@ class PreprocessOptions(*reversed(option_mixins()), SplitChoice, Options):
     seed: int = shared("seed", help="Seed of the split.")
     key: str | None = shared("key")
     nodata: float | None = shared("nodata")
+    mask: Mask = shared("mask")
     labels_key: str | None = opt(None, "Variable of the labels inside a .mat file (auto-detected).")
     label_field: str | None = opt(None, "Class attribute of vector labels.")
     label_layer: str | None = opt(None, "Layer of a vector label file with several (GeoPackage).")
@@ -190,6 +191,12 @@ class MapOptions(Options):
     window: int = opt(256, "Window side in pixels; peak memory grows with its square, the map does not change.", min=16)
     key: str | None = shared("key")
     nodata: float | None = shared("nodata")
+    mask: Mask = shared("mask")
+    resample_bands: bool = opt(
+        False,
+        "Resample the scene's spectra to the model's bands with Gaussian spectral responses built from both sides' "
+        "FWHMs (train on one sensor, map another); a model band the scene does not cover is refused.",
+    )
     cog: bool = opt(False, "Write Cloud-Optimized GeoTIFFs with overviews (mode resampling for the class map).")
     confidence_dtype: ConfidenceDtype = opt("float32", "Confidence raster: float32, or uint8 (1-255 for 0-1, 0 = nodata).")
     reject_below: float | None = opt(None, "Pixels whose confidence is below T get the class 'unknown'.", min=0, max=1)

@@ -85,6 +85,11 @@ SHARED: dict[str, dict[str, Any]] = {
     "patch_size": dict(default=13, help="Patch side in pixels (odd).", min=1, max=101, odd=True),
     "seed": dict(default=0, help="Random seed (split and network).", min=0, max=2**32 - 1),
     "key": dict(default=None, help="Variable of the cube inside a .mat file (auto-detected)."),
+    "mask": dict(
+        default="all",
+        help="Quality flags of a sensor product (EnMAP, EMIT) that make pixels nodata: all (cloud, cirrus, cloud shadow, "
+        "haze and bad pixels), clouds (the cloud flags only) or none. Counted apart from nodata in the map's summary.",
+    ),
     "nodata": dict(
         default=None,
         help="Treat pixels equal to this value in every band as nodata, whatever the file's tag says "
@@ -102,6 +107,7 @@ def shared(name: str, **override: Any) -> Any:
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 Compile = Literal["auto", "on", "off"]
+Mask = Literal["all", "clouds", "none"]
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

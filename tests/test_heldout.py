@@ -238,7 +238,9 @@ def test_folds_all_refits_the_preprocessing_per_fold(tiny_scene, tmp_path):
     r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", p, "--components", "6", "--split", "group",
                 "--group-by", "block", "--block-size", "10", "--patch-size", "3", "--folds", "3")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    r = run_cli("train", p, "-o", tmp_path / "cv.pt", "--folds-all", "--model", "spectral-cnn", "--epochs", "1", "--patch-size", "1")
+    r = run_cli(
+        "train", p, "-o", tmp_path / "cv.pt", "--folds-all", "--model", "spectral-cnn", "--epochs", "1", "--patch-size", "1"
+    )
     assert r.exit_code == 0, r.stderr
     with rasterio.open(tiny_scene[0]) as src:
         raw = src.read().transpose(1, 2, 0).astype(np.float64)

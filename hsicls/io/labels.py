@@ -19,7 +19,14 @@ from hsicls.io.readers import read_label_metadata, read_labels
 
 
 def labels_on_grid(path: Path, scene, key: str | None = None, field: str | None = None, layer: str | None = None) -> np.ndarray:
-    """``(H, W)`` int32 label codes of ``path`` on ``scene.grid`` (0 = unlabelled)."""
+    """``(H, W)`` int32 label codes of ``path`` on ``scene.grid`` (0 = unlabelled). A swath cube with a GLT (EMIT)
+    gets the labels drawn on its map grid, each swath pixel taking the label of a map pixel that shows it."""
+    glt = getattr(scene, "glt", None)
+    if glt is not None:
+        from types import SimpleNamespace
+
+        on_map = labels_on_grid(path, SimpleNamespace(grid=glt.grid, path=scene.path), key, field, layer)
+        return glt.to_swath(on_map, scene.grid.shape)
     path, grid = Path(path), scene.grid
     fmt = format_of(path)
     if fmt.vector:
@@ -38,7 +45,7 @@ def labels_on_grid(path: Path, scene, key: str | None = None, field: str | None 
 
 def count_outside(path: Path, scenes: list, field: str | None = None, layer: str | None = None) -> tuple[int, int]:
     """``(labelled, on no scene)``: features (vector) or labelled pixels (raster) of ``path`` outside every scene."""
-    path, grids = Path(path), [s.grid for s in scenes]
+    path, grids = Path(path), [s.glt.grid if getattr(s, "glt", None) is not None else s.grid for s in scenes]
     if not all(g.georeferenced for g in grids):
         return 0, 0
     fmt = format_of(path)

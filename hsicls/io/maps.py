@@ -239,8 +239,9 @@ class MapWriter:
         overwrite: bool = False,
         majority: int | None = None,
         sieve: int | None = None,
+        tags: dict | None = None,
     ):
-        self.outputs, self.grid = outputs, grid
+        self.outputs, self.grid, self.tags = outputs, grid, dict(tags or {})
         self.table, self.names, self.k = table, table.names, n_classes
         self.dtype = "uint8" if max(table.codes) <= 255 else "uint16"
         self.confidence_dtype, self.cog, self.overwrite = confidence_dtype, cog, overwrite
@@ -279,6 +280,8 @@ class MapWriter:
         with native_errors(tmps["map"]):
             self.map = self._open(tmps["map"], "mode", dtype=self.dtype, count=1, nodata=0)
             write_class_metadata(self.map, self.table, self.dtype)
+            if self.tags:
+                self.map.update_tags(**self.tags)
         self.conf = self.prob = None
         if tmps["confidence"] is not None:
             cd = self.confidence_dtype
@@ -338,6 +341,65 @@ class MapWriter:
         if self.cog:
             for _, path, _, _ in self.files:
                 path.unlink(missing_ok=True)
+
+
+class GltWriter:
+    """A :class:`MapWriter` for a swath cube with a GLT (EMIT): the windows of the swath are kept in memory; on a
+    clean exit the map (and its confidence and probabilities) are written on the GLT's grid, each map pixel taking
+    the values of the swath pixel the GLT names (nodata where it names none). ``cleaned`` is the map as written."""
+
+    def __init__(self, writer: MapWriter, glt, shape: tuple[int, int]):
+        self.writer, self.glt, self.shape = writer, glt, shape
+        self.classes = np.zeros(shape, np.uint16)
+        self.conf = self.prob = None
+        self.cleaned: np.ndarray | None = None
+
+    def __enter__(self) -> GltWriter:
+        return self
+
+    def write(self, window, classes, confidence, probabilities) -> None:
+        rows, cols = window.toslices()
+        self.classes[rows, cols] = classes
+        if confidence is not None:
+            if self.conf is None:
+                self.conf = np.full(self.shape, np.nan, np.float32)
+            self.conf[rows, cols] = confidence
+        if probabilities is not None:
+            if self.prob is None:
+                self.prob = np.full((probabilities.shape[0], *self.shape), np.nan, np.float32)
+            self.prob[:, rows, cols] = probabilities
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            return False
+        from rasterio.windows import Window
+
+        g = self.glt
+        with self.writer as w:
+            for win in g.grid.windows(512):
+                r0, r1, c0, c1 = win
+                part = _GltPart(g, r0, r1, c0, c1)
+                w.write(
+                    Window(c0, r0, c1 - c0, r1 - r0),
+                    part.take(self.classes, 0),
+                    None if self.conf is None else part.take(self.conf, np.nan),
+                    None if self.prob is None else part.take(self.prob, np.nan),
+                )
+        self.cleaned = self.writer.cleaned if self.writer.cleaned is not None else g.to_grid(self.classes)
+        return False
+
+
+class _GltPart:
+    """The GLT of one window of its grid."""
+
+    def __init__(self, glt, r0, r1, c0, c1):
+        self.rows, self.cols = glt.rows[r0:r1, c0:c1], glt.cols[r0:r1, c0:c1]
+
+    def take(self, swath: np.ndarray, fill) -> np.ndarray:
+        ok = self.rows >= 0
+        out = np.full(swath.shape[:-2] + self.rows.shape, fill, dtype=swath.dtype)
+        out[..., ok] = swath[..., self.rows[ok], self.cols[ok]]
+        return out
 
 
 def render_preview(map_path: Path, png: Path, table: ClassTable, title: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from hsicls import console
 from hsicls.errors import InputError
-from hsicls.io.cube import BandSet, CubeSource
+from hsicls.io.cube import Band, BandSet, CubeSource
 from hsicls.io.formats import format_of, read_vector_features
 from hsicls.io.labels import count_outside, labels_on_grid
 from hsicls.io.readers import open_cube, read_label_metadata
@@ -115,8 +115,8 @@ def merge_labels(paths: list[Path], scene, key, field, layer) -> np.ndarray:
     return merged
 
 
-def open_scenes(paths: list[Path], key: str | None, nodata: float | None = None) -> list[CubeSource]:
-    sources = [open_cube(p, key, nodata) for p in paths]
+def open_scenes(paths: list[Path], key: str | None, nodata: float | None = None, mask: str = "all") -> list[CubeSource]:
+    sources = [open_cube(p, key, nodata, mask) for p in paths]
     names = [s.path.stem for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -140,6 +140,38 @@ def warn_outside(label_paths: list[Path], sources: list[CubeSource], field, laye
 
 def raw_bytes(sources: list[CubeSource]) -> int:
     return sum(s.height * s.width * s.bands.count * 4 for s in sources)
+
+
+def resample_source(source: CubeSource, model: BandSet, model_path: Path) -> CubeSource:
+    """``--resample-bands``: the scene's spectra resampled to the model's bands with Gaussian spectral responses
+    (:mod:`hsicls.science.spectral_response`); both sides need wavelengths (FWHMs estimated from the band spacing
+    where missing). A model band no scene band covers within half their FWHMs is refused, with the range named."""
+    import dataclasses
+
+    from hsicls.science.spectral_response import ResampledPixels, ranges, srf_matrix, uncovered, widths
+
+    if model.wavelengths is None or source.bands.wavelengths is None:
+        side = f"the model {model_path.name}" if model.wavelengths is None else source.path.name
+        raise InputError(f"{source.path}: --resample-bands needs band wavelengths on both sides; {side} records none")
+    sw, mw = source.bands.wavelengths, model.wavelengths
+    sf, mf = widths(sw, source.bands.fwhm), widths(mw, model.fwhm)
+    missing = uncovered(sw, sf, mw, mf)
+    if missing:
+        raise InputError(
+            f"{source.path}: the model {model_path.name}'s bands at {ranges([mw[i] for i in missing])} are not covered by "
+            f"the scene's bands ({len(missing)} of {model.count}; within half the FWHMs); cannot resample"
+        )
+    matrix = srf_matrix(sw, sf, mw, mf)
+    pixels = ResampledPixels(source.pixels, source.bands.numbers, matrix)
+    bands = BandSet([Band(i + 1, f"{w:g} nm", w, f) for i, (w, f) in enumerate(zip(mw, mf.tolist()))])
+    what = (
+        f"Gaussian spectral responses: {source.bands.count} bands of {source.product or source.path.name} "
+        f"({min(sw):.0f}-{max(sw):.0f} nm) -> the model's {model.count} bands ({min(mw):.0f}-{max(mw):.0f} nm)"
+    )
+    console.info(f"{source.path.name}: resampled with {what}")
+    record = {"method": "Gaussian SRF (FWHM of both sides)", "from_bands": source.bands.count, "to_bands": model.count,
+              "description": what}  # fmt: skip
+    return dataclasses.replace(source, pixels=pixels, bands=bands, resampled=record)
 
 
 def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, model_path: Path) -> list[int] | None:

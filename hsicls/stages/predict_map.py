@@ -40,10 +40,10 @@ from hsicls.engine.runtime import tune_allocator
 from hsicls.errors import HsiclsError, InputError
 from hsicls.io.classtable import ClassTable, read_palette_file
 from hsicls.io.cube import BandSet, CubeSource, valid_mask
-from hsicls.io.maps import UNKNOWN, UNKNOWN_COLOUR, MapOutputs, MapWriter, write_sidecars
+from hsicls.io.maps import UNKNOWN, UNKNOWN_COLOUR, GltWriter, MapOutputs, MapWriter, write_sidecars
 from hsicls.io.readers import open_cube
 from hsicls.models import get_entry
-from hsicls.science.scenesets import match_bands
+from hsicls.science.scenesets import match_bands, resample_source
 
 __all__ = ["MapOptions", "MapOutputs", "predict_map", "predict_maps"]
 
@@ -108,16 +108,21 @@ def checkable_bf16(bundle: Bundle, need_probs: bool) -> float | None:
     return None if need_probs else bundle.training.get("bf16_error")
 
 
-def _open_scene(scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None) -> CubeSource:
-    source = open_cube(scene_path, key, nodata)
+def _open_scene(
+    scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None, mask: str = "all", resample: bool = False
+) -> CubeSource:
+    source = open_cube(scene_path, key, nodata, mask)
     model_bands = BandSet.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandSet.numbered(bundle.n_bands)
-    order = match_bands(model_bands, source.bands, scene_path, bundle.path)
-    if order is not None:
-        source = source.select_bands(order)
+    if resample:
+        source = resample_source(source, model_bands, bundle.path)
+    else:
+        order = match_bands(model_bands, source.bands, scene_path, bundle.path)
+        if order is not None:
+            source = source.select_bands(order)
     patch = bundle.model.patch_size
     if source.height < patch or source.width < patch:
         raise InputError(f"{scene_path}: the scene is {source.height}x{source.width} px, smaller than one {patch}x{patch} patch")
-    if source.grid.crs is None:
+    if source.glt is None and source.grid.crs is None:
         console.warn(f"{scene_path.name} has no CRS; the map is written on the pixel grid")
     return source
 
@@ -194,7 +199,7 @@ def predict_map(
     tune_allocator()
     t0 = time.perf_counter()
     bundle = load_bundle(model_path)
-    source = _open_scene(scene_path, bundle, options.key, options.nodata)
+    source = _open_scene(scene_path, bundle, options.key, options.nodata, options.mask, options.resample_bands)
     check_clean_up(source, options)
     need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
     runner = Runner.resolve(
@@ -278,10 +283,26 @@ def _run_windows(
 
 def map_writer(outputs: MapOutputs, source: CubeSource, table: ClassTable, k: int, options: MapOptions, overwrite: bool):
     o = options
-    return MapWriter(
-        outputs, source.grid, table, k, o.confidence_dtype, o.cog, overwrite,
-        majority=o.majority, sieve=o.sieve,
+    grid = source.glt.grid if source.glt is not None else source.grid
+    writer = MapWriter(
+        outputs, grid, table, k, o.confidence_dtype, o.cog, overwrite,
+        majority=o.majority, sieve=o.sieve, tags=product_tags(source),
     )  # fmt: skip
+    return GltWriter(writer, source.glt, source.grid.shape) if source.glt is not None else writer
+
+
+def product_tags(source: CubeSource) -> dict:
+    """What the map's GeoTIFF records of a sensor product: the product, the quality masking, the band resampling."""
+    tags = {}
+    if source.product:
+        tags["SOURCE_PRODUCT"] = source.product
+    if source.quality is not None:
+        tags["QUALITY_MASK"] = (
+            f"{source.quality.level} ({', '.join(source.quality.flags) or 'no flag'}; {source.quality.masked} px masked)"
+        )
+    if source.resampled is not None:
+        tags["RESAMPLED_BANDS"] = source.resampled["description"]
+    return tags
 
 
 def cleaned_counts(writer: MapWriter, table: ClassTable, counts: np.ndarray) -> np.ndarray:
@@ -299,9 +320,13 @@ def cleaned_counts(writer: MapWriter, table: ClassTable, counts: np.ndarray) -> 
 def _summary(
     source: CubeSource, outputs: MapOutputs, table: ClassTable, counts, classified, seconds, runner: Runner, options: MapOptions
 ) -> dict:
-    h, w = source.height, source.width
+    grid = source.glt.grid if source.glt is not None else source.grid  # the grid the map is written on
+    h, w = grid.shape
+    masked = _masked_on(source)
+    if source.glt is not None:
+        classified = int(sum(counts[1:]))  # map pixels, counted on the grid (a swath pixel may show twice)
     names = table.names
-    area, unit = source.grid.pixel_area()
+    area, unit = grid.pixel_area()
     ha = area / 1e4 if unit == "m²" else None  # hectares from a CRS in metres
     summary = {
         "scene": str(source.path),
@@ -317,7 +342,11 @@ def _summary(
         "map": str(outputs.map),
         "pixels": int(h * w),
         "classified": int(classified),
-        "nodata": int(h * w - classified),
+        "nodata": int(h * w - classified - masked),
+        "masked": masked,  # pixels a quality flag made nodata (--mask), apart from nodata
+        "quality": None if source.quality is None else source.quality.to_dict(),
+        "product": source.product,
+        "resampled": source.resampled,
         "per_class": {n: int(counts[i]) for i, n in enumerate(names, start=1)},
         "area_unit": unit,
         "area_note": None
@@ -339,6 +368,17 @@ def _summary(
     if options.reject_below is not None:
         summary["rejected"] = int(counts[len(names)])
     return summary
+
+
+def _masked_on(source: CubeSource) -> int:
+    """Pixels of the written map masked by a quality flag (on the GLT grid for a swath product)."""
+    q = source.quality
+    if q is None or not q.masked:
+        return 0
+    if source.glt is None:
+        return int(q.masked)
+    swath = getattr(source.pixels, "mask", None)
+    return int(source.glt.to_grid(swath.astype(np.uint8)).sum()) if swath is not None else int(q.masked)
 
 
 def outputs_for(template: MapOutputs, stem: str, many: bool) -> MapOutputs:

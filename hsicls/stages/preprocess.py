@@ -155,7 +155,7 @@ def preprocess(
     label_paths = [Path(p) for p in labels_path] if isinstance(labels_path, (list, tuple)) else [Path(labels_path)]
     outputs = declare_outputs(output).guard(overwrite, inputs=[*paths, *label_paths, options.train_mask, options.test_mask])
     options.validate()
-    sources = open_scenes(paths, options.key, options.nodata)
+    sources = open_scenes(paths, options.key, options.nodata, options.mask)
     bands = check_bands_agree(sources)
     label_sets = pair_labels(sources, label_paths)
     in_memory = len(sources) == 1 or raw_bytes(sources) <= RAW_IN_MEMORY_BYTES

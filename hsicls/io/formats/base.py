@@ -107,6 +107,8 @@ def require_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
+        if any(fmt.claims(path) for fmt in FORMATS.values()):  # a sensor product's folder
+            return
         raise InputError(f"{path}: is a directory, expected a file")
     if not path.is_file():
         raise InputError(f"{path}: not a regular file (a FIFO, socket or device); give a file")

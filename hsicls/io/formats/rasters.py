@@ -57,11 +57,33 @@ def _band_value(ds, tags: dict, key: str, i: int) -> tuple[float | None, bool]:
     return (v * 1000.0 if units.startswith("micro") or units in ("um", "µm") else v), True
 
 
+def _envi_lists(ds, tags: list[dict]) -> None:
+    """An ENVI header's ``fwhm`` / ``bbl`` / ``wavelength`` lists (GDAL keeps them in the dataset's ENVI domain and
+    gives only the wavelength per band) copied into the band tags that lack them (AVIRIS-NG / AVIRIS-3 L2 files)."""
+    try:
+        envi = {k.lower(): v for k, v in ds.tags(ns="ENVI").items()}
+    except Exception:
+        return
+    for key in ("wavelength", "fwhm", "bbl"):
+        text = envi.get(key)
+        if not text or any(key in t for t in tags):
+            continue
+        values = [v.strip() for v in text.strip().strip("{}").split(",")]
+        if len(values) != len(tags):
+            continue
+        for t, v in zip(tags, values):
+            t[key] = v
+        if key == "wavelength" and "wavelength_units" in envi:
+            for t in tags:
+                t.setdefault("wavelength_units", envi["wavelength_units"])
+
+
 def raster_bands(ds) -> BandSet:
     """Every band of a GDAL dataset with its facts; bands flagged ``bbl = 0`` are bad (all read when every one is).
     A wavelength or FWHM that is not a positive finite number is named in a warning and that quantity is dropped
     for every band (band matching then goes by count)."""
     tags = [{k.lower(): v for k, v in ds.tags(i).items()} for i in range(1, ds.count + 1)]
+    _envi_lists(ds, tags)
     bad = [t.get("bbl") is not None and t["bbl"].strip() in ("0", "0.0") for t in tags]
     if all(bad):
         bad = [False] * ds.count
