@@ -335,3 +335,28 @@ def test_map_summary_counts_masked_pixels_apart(enmap, tmp_path):
         assert s["product"] == "EnMAP L2A" and s["quality"]["mask"] == mask
         with rasterio.open(tmp_path / f"{mask}.tif") as ds:
             assert ds.tags()["QUALITY_MASK"].startswith(mask) and ds.read(1)[5, 1] == (0 if mask != "none" else ds.read(1)[5, 1])
+
+
+def test_desis_image_and_metadata(tmp_path):
+    wl = np.linspace(402, 1000, 10)
+    classes, refl = _spectra(2, wl, seed=3)
+    stem = "DESIS-HSI-L2A-DT0483531728_001-20200715T143000-V0215"
+    dn = np.round(refl / 1e-4).astype(np.int16).transpose(2, 0, 1)
+    dn[:, 1, 1] = 0  # outside the swath: 0 in every band
+    prof = dict(driver="GTiff", height=H, width=W, count=len(wl), dtype="int16", crs="EPSG:32618",
+                transform=from_origin(300000, 4500000, 30, 30))  # fmt: skip
+    with rasterio.open(tmp_path / f"{stem}-SPECTRAL_IMAGE.tif", "w", **prof) as ds:
+        ds.write(dn)
+    bands = "".join(
+        f"<band><bandNumber>{i + 1}</bandNumber><wavelengthCenterOfBand>{w:.2f}</wavelengthCenterOfBand>"
+        f"<wavelengthWidthOfBand>3.5</wavelengthWidthOfBand><gainOfBand>0.0001</gainOfBand><offsetOfBand>0</offsetOfBand></band>"
+        for i, w in enumerate(wl)
+    )
+    (tmp_path / f"{stem}-METADATA.xml").write_text(
+        f"<hsi_doc><specific><bandCharacterisation>{bands}</bandCharacterisation></specific></hsi_doc>"
+    )
+    for path in (tmp_path / f"{stem}-SPECTRAL_IMAGE.tif", tmp_path):
+        src = open_cube(path)
+        assert src.product == "DESIS L2A" and np.allclose(src.bands.wavelengths, wl, atol=0.01) and src.bands.fwhm == [3.5] * 10
+        data = src.read().data
+        assert np.allclose(data[4, 5], refl[4, 5], atol=6e-5) and np.isnan(data[1, 1]).all()

@@ -120,7 +120,8 @@ class _RankJob:
         import torch
 
         world, key = self.world, f"scene{i}"
-        source = _open_scene(job["scene"], self.bundle, self.options.key, self.options.nodata)
+        o = self.options
+        source = _open_scene(job["scene"], self.bundle, o.key, o.nodata, o.mask, o.resample_bands)
         check_clean_up(source, self.options)
         wins = list(source.grid.windows(self.options.window))  # options.window is capped
         parts = PartFolder(job["outputs"].map, job["job_id"])
