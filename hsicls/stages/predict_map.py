@@ -111,20 +111,46 @@ def checkable_bf16(bundle: Bundle, need_probs: bool) -> float | None:
 def _open_scene(
     scene_path: Path, bundle: Bundle, key: str | None, nodata: float | None = None, mask: str = "all", resample: bool = False
 ) -> CubeSource:
-    source = open_cube(scene_path, key, nodata, mask)
-    model_bands = BandSet.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandSet.numbered(bundle.n_bands)
-    if resample:
-        source = resample_source(source, model_bands, bundle.path)
-    else:
-        order = match_bands(model_bands, source.bands, scene_path, bundle.path)
-        if order is not None:
-            source = source.select_bands(order)
+    source = fit_bands(open_cube(scene_path, key, nodata, mask), bundle, resample)
     patch = bundle.model.patch_size
     if source.height < patch or source.width < patch:
         raise InputError(f"{scene_path}: the scene is {source.height}x{source.width} px, smaller than one {patch}x{patch} patch")
     if source.glt is None and source.grid.crs is None:
         console.warn(f"{scene_path.name} has no CRS; the map is written on the pixel grid")
     return source
+
+
+def fit_bands(source: CubeSource, bundle: Bundle, resample: bool = False) -> CubeSource:
+    """The scene's bands put in the model's order (matched by wavelength), or resampled to them (``resample``)."""
+    model_bands = BandSet.from_dict(bundle.bands, bundle.n_bands) if bundle.bands else BandSet.numbered(bundle.n_bands)
+    if resample:
+        return resample_source(source, model_bands, bundle.path or Path("model"))
+    order = match_bands(model_bands, source.bands, source.path, bundle.path or Path("model"))
+    return source.select_bands(order) if order is not None else source
+
+
+def classify_source(
+    source: CubeSource, bundle: Bundle, options: MapOptions, probabilities: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every pixel of ``source`` classified in memory, no file written: ``(class codes (H, W) uint16, 0 = nodata;
+    calibrated probabilities (K, H, W) float32, NaN at nodata, or None)``. The same windows, halo and network as
+    :func:`predict_map`, so the classes equal the map's."""
+    runner = Runner.resolve(
+        options.device, options.precision, options.batch_size, checkable_bf16(bundle, probabilities),
+        job_pixels=source.height * source.width, compile=options.compile,
+    )  # fmt: skip
+    classify = _Classifier(bundle, runner, options, probabilities, probabilities)
+    lut = np.array([0, *bundle.class_values], np.uint16)
+    codes = np.zeros(source.grid.shape, np.uint16)
+    probs = np.full((bundle.n_classes, *source.grid.shape), np.nan, np.float32) if probabilities else None
+    with torch.inference_mode():
+        for _, inner, outer, raw in _prefetch(source, [(None, w) for w in source.grid.windows(options.window)], classify.halo):
+            cls, _, p, _ = classify(raw, source.nodata, inner, outer)
+            r0, r1, c0, c1 = inner
+            codes[r0:r1, c0:c1] = lut[cls]
+            if probs is not None:
+                probs[:, r0:r1, c0:c1] = p
+    return codes, probs
 
 
 def check_clean_up(source: CubeSource, options: MapOptions) -> None:

@@ -1,0 +1,76 @@
+"""[api] The Python API: the commands as functions, a model callable on arrays, errors raised (never SystemExit)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+import hsicls
+
+from .conftest import run_cli
+
+
+def test_import_is_light_and_lists_the_api():
+    code = "import sys, hsicls; hsicls.TrainOptions; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert {"train", "load_model", "predict_map", "datasets", "HsiclsError"} <= set(dir(hsicls))
+    with pytest.raises(AttributeError):
+        hsicls.no_such_thing  # noqa: B018
+
+
+def test_options_are_checked_like_flags_and_raise_errors(prepared, tmp_path):
+    with pytest.raises(hsicls.OptionError, match="epochs"):
+        hsicls.train(prepared, tmp_path / "m.pt", epochs=0)
+    with pytest.raises(hsicls.OptionError):
+        hsicls.train(prepared, tmp_path / "m.pt", options=hsicls.EvaluateOptions())
+    with pytest.raises(hsicls.InputError, match="no such file"):
+        hsicls.evaluate(tmp_path / "none.pt", prepared)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_commands_as_functions_and_predict_in_memory(tiny_scene, tmp_path):
+    cube, labels = tiny_scene
+    p, m = tmp_path / "p.h5", tmp_path / "m.pt"
+    prep = hsicls.preprocess(cube, labels, p, components=6, train_ratio=0.3)
+    assert p.exists() and prep.n_classes >= 2
+    res = hsicls.train(p, m, model="md2f-mamba", epochs=1, patch_size=5, batch_size=32, device="cpu")
+    assert res.best_epoch >= 1
+    rep = hsicls.evaluate(m, p)
+    assert 0 <= rep["oa"] <= 1 and rep["model_name"] == "md2f-mamba"
+    summary = hsicls.predict_map(cube, m, tmp_path / "map.tif", probabilities=tmp_path / "p.tif", precision="fp32")
+    assert summary["classified"] > 0
+    model = hsicls.load_model(m)
+    assert model.name == "md2f-mamba" and model.class_names == rep["class_names"]
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        written = ds.read(1)
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        written_p = ds.read()
+    with rasterio.open(cube) as ds:
+        arr = ds.read().transpose(1, 2, 0)
+        from_ds = model.predict(ds, precision="fp32")
+    from_path = model.predict(cube, precision="fp32")
+    from_array = model.predict(arr, precision="fp32")
+    for pred in (from_path, from_array, from_ds):
+        assert np.array_equal(pred.classes, written)  # the classes of predict-map, no file written
+        assert np.allclose(pred.probabilities, written_p, equal_nan=True, atol=1e-6)
+    ok = written > 0
+    assert np.allclose(from_array.probabilities[:, ok].sum(0), 1, atol=1e-5)
+    assert model.predict(arr, probabilities=False).probabilities is None
+    with pytest.raises(hsicls.InputError, match="bands"):
+        model.predict(arr[..., :5])
+    with pytest.raises(hsicls.InputError, match="H, W, B"):
+        model.predict(arr[..., 0])
+
+
+def test_datasets_and_the_cli_agree():
+    names = [d.name for d in hsicls.datasets()]
+    assert "indian-pines" in names
+    r = run_cli("datasets", "--json")
+    import json
+
+    assert [d["name"] for d in json.loads(r.stdout)] == names
