@@ -16,7 +16,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-_API = ("Model", "Prediction", "assess", "datasets", "evaluate", "load_model", "predict_map", "preprocess", "sample", "train")
+_API = (
+    "Model",
+    "Prediction",
+    "assess",
+    "list_datasets",
+    "evaluate",
+    "load_model",
+    "predict_map",
+    "preprocess",
+    "sample",
+    "train",
+)
 _ERRORS = ("HsiclsError", "InputError", "OptionError", "OutputExistsError")
 _OPTIONS = ("PreprocessOptions", "TrainOptions", "EvaluateOptions", "MapOptions", "AssessOptions", "SampleOptions")
 

@@ -31,7 +31,7 @@ __all__ = [
     "Model",
     "Prediction",
     "assess",
-    "datasets",
+    "list_datasets",
     "evaluate",
     "load_model",
     "predict_map",
@@ -97,8 +97,9 @@ def sample(maps, output, options: SampleOptions | None = None, *, overwrite: boo
     return sample_maps(maps, output, _options(SampleOptions, options, overrides), overwrite=overwrite)
 
 
-def datasets() -> list:
-    """The registered benchmark scenes (:class:`~hsicls.datasets.registry.DatasetInfo`: name, classes, sizes, files)."""
+def list_datasets() -> list:
+    """The registered benchmark scenes (``hsicls.datasets`` is the subpackage that holds them, so the function is named
+    for what it does) (:class:`~hsicls.datasets.registry.DatasetInfo`: name, classes, sizes, files)."""
     from hsicls.datasets import list_datasets
 
     return list_datasets()
