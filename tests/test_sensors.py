@@ -360,3 +360,33 @@ def test_desis_image_and_metadata(tmp_path):
         assert src.product == "DESIS L2A" and np.allclose(src.bands.wavelengths, wl, atol=0.01) and src.bands.fwhm == [3.5] * 10
         data = src.read().data
         assert np.allclose(data[4, 5], refl[4, 5], atol=6e-5) and np.isnan(data[1, 1]).all()
+
+
+def test_resample_bands_of_a_shifted_sensor_agrees_with_the_unshifted_map(enmap, tmp_path):
+    """A scene whose bands are the bundle's shifted by 4 nm (another unit of the same sensor), same surfaces."""
+    folder, labels, _ = enmap
+    p, m = tmp_path / "p.h5", tmp_path / "m.pt"
+    assert run_cli("preprocess", folder, "-l", labels, "-o", p, "--components", "0", "--train-ratio", "0.5").exit_code == 0
+    assert run_cli("train", p, "-o", m, "--model", "rf").exit_code == 0
+    assert run_cli("predict-map", folder, "-m", m, "-o", tmp_path / "ref.tif").exit_code == 0
+    shifted = tmp_path / folder.name
+    shifted.mkdir()
+    _, refl = _spectra(3, ENMAP_WL + 4.0)
+    for src in folder.iterdir():
+        (shifted / src.name).write_bytes(src.read_bytes())
+    img = next(shifted.glob("*SPECTRAL_IMAGE.TIF"))
+    with rasterio.open(img, "r+") as ds:
+        dn = np.round(refl / 1e-4).astype(np.int16).transpose(2, 0, 1)
+        dn[:, 0, :2] = -32768
+        ds.write(dn)
+    xml = next(shifted.glob("*METADATA.XML"))
+    text = xml.read_text()
+    for w in ENMAP_WL:
+        text = text.replace(f"<wavelengthCenterOfBand>{w:.3f}<", f"<wavelengthCenterOfBand>{w + 4.0:.3f}<")
+    xml.write_text(text)
+    r = run_cli("predict-map", shifted, "-m", m, "-o", tmp_path / "shifted.tif", "--resample-bands", "--json")
+    assert r.exit_code == 0, r.stderr
+    with rasterio.open(tmp_path / "ref.tif") as a, rasterio.open(tmp_path / "shifted.tif") as b:
+        ref, got = a.read(1), b.read(1)
+    ok = ref > 0
+    assert (ref[ok] == got[ok]).mean() > 0.9  # chance is 1/3
