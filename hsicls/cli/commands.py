@@ -537,7 +537,14 @@ def models(*, opts, given, as_json: bool = Json) -> None:
     from hsicls.models import create_model, get_entry, list_models
     from hsicls.models.complexity import count_params
 
-    rows = []
+    rows = [
+        {
+            "name": "auto",
+            "kind": "auto",
+            "params": None,
+            "description": "The default of 'train': rf, spectral-cnn and md2f-mamba, trained and averaged (chosen on validation)",
+        }
+    ]
     for name in list_models():
         entry = get_entry(name)
         made = entry.fitted or not entry.trainable  # fitted, or assembled from trained members: no size of its own
@@ -557,7 +564,10 @@ def models(*, opts, given, as_json: bool = Json) -> None:
     for col in ("name", "params", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}" if r["params"] is not None else "fitted", r["description"])
+        size = (
+            f"{r['params']:,}" if r["params"] is not None else {"classic": "fitted", "auto": "members"}.get(r["kind"], "members")
+        )
+        table.add_row(r["name"], size, r["description"])
     console.listing(table)
 
 

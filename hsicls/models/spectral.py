@@ -13,7 +13,7 @@ Shapes, for ``B`` samples of ``C`` bands and ``K`` classes::
       -> adaptive average pool to 8 positions (B, width, 8) -> flatten -> Linear(8 width, hidden) -> GELU
       -> dropout -> Linear(hidden, K)
 
-About 90K parameters with the defaults (width 48, hidden 128), at any band count (the pool fixes the
+About 64K parameters with the defaults (width 48, hidden 128), at any band count (the pool fixes the
 head's size). Spectral augmentations (brightness, noise, same-class mixing) are training options
 (``--spectral-augment``, :func:`hsicls.engine.training.spectral_augment`), recorded in the bundle.
 """
@@ -58,7 +58,7 @@ class SpectralCNN(nn.Module):
         return self.head(self.pool(self.stem(self.spectra(x))))
 
 
-@register_model("spectral-cnn", "1-D CNN over the full standardised spectrum of the centre pixel (about 90K parameters)")
+@register_model("spectral-cnn", "1-D CNN over the full standardised spectrum of the centre pixel (about 64K parameters)")
 def spectral_cnn(in_bands: int, n_classes: int, patch_size: int, **opts) -> SpectralCNN:
     """Spectral network (no spatial layout; with patches of 3 or more, the patch mean as a second channel)."""
     return SpectralCNN(in_bands, n_classes, patch_size, **{k: float(v) if k == "dropout" else int(v) for k, v in opts.items()})
