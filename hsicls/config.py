@@ -27,7 +27,7 @@ Allocation = Literal["proportional", "equal", "neyman"]
 ClassWeighting = Literal["none", "balanced"]
 ValSplit = Literal["auto", "spatial", "random"]
 SPECTRAL_AUGMENTS = ("brightness", "noise", "mix")
-EnsembleRule = Literal["ensemble", "ensemble-prior", "best-validation", "cross-fit"]
+EnsembleRule = Literal["ensemble", "ensemble-unless", "ensemble-prior", "best-validation", "cross-fit"]
 
 
 @dataclass
@@ -148,10 +148,10 @@ class TrainOptions(Options):
     ensemble_rule: EnsembleRule = opt(
         "ensemble",
         "How --model auto chooses on the validation split: 'ensemble' (the plain average of the members' calibrated "
-        "probabilities, unless a member is clearly better: McNemar p < 0.05), 'ensemble-prior' (the same with a prior "
-        "adjustment chosen on validation: higher AA, lower OA), 'best-validation' (the best validation OA among the members "
-        "and the validation-weighted ensemble), 'cross-fit' (weights fitted on each half of the validation regions, "
-        "averaged).",
+        "probabilities), 'ensemble-unless' (the same, unless a member is clearly better: McNemar p < 0.05), "
+        "'ensemble-prior' (the average with a prior adjustment chosen on validation: higher AA, lower OA), "
+        "'best-validation' (the best validation OA among the members and the validation-weighted ensemble), 'cross-fit' "
+        "(weights fitted on each half of the validation regions, averaged).",
     )
 
     def _check(self) -> None:
