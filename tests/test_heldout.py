@@ -250,3 +250,11 @@ def test_folds_all_refits_the_preprocessing_per_fold(tiny_scene, tmp_path):
         assert np.allclose(f.preprocessing.mean, raw[seen].mean(0), atol=1e-3)
         means.append(f.preprocessing.mean)
     assert not np.allclose(means[0], means[1])
+
+
+def test_a_fold_the_guard_empties_is_refused(tiny_scene, tmp_path):
+    """[heldout] noticed: 10-px blocks with the default 13-px guard footprint left fold 1 with no test pixel, silently."""
+    r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", tmp_path / "g.h5", "--components", "6",
+                "--split", "group", "--group-by", "block", "--block-size", "10", "--folds", "4", "--fold", "1")  # fmt: skip
+    assert r.exit_code == 1 and "--block-size" in r.stderr and "no test" not in r.stdout
+    assert not (tmp_path / "g.h5").exists()

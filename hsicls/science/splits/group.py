@@ -90,7 +90,14 @@ def group_split(
         out.append(full)
     train, val, test = out
     if guard > 0:
+        held = int(test.sum())
         test &= ~footprint(train | val, 2 * guard + 1)
+        if not test.any():
+            raise HsiclsError(
+                f"the group split's guard ({guard} px, half of --patch-size, around every training and validation pixel) "
+                f"leaves none of this fold's {held} test pixels: its test groups touch training groups everywhere; use a "
+                f"larger --block-size or a smaller --patch-size"
+            )
     return train, val, test
 
 
