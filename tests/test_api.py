@@ -21,6 +21,9 @@ def test_import_is_light_and_lists_the_api():
     assert {"train", "load_model", "predict_map", "list_datasets", "HsiclsError"} <= set(dir(hsicls))
     with pytest.raises(AttributeError):
         hsicls.no_such_thing  # noqa: B018
+    from hsicls import api
+
+    assert set(hsicls._API) == set(api.__all__)  # the lazy names and the API's own list are one list
 
 
 def test_options_are_checked_like_flags_and_raise_errors(prepared, tmp_path):

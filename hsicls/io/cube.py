@@ -187,6 +187,10 @@ class Glt:
         out[..., ok] = swath[..., self.rows[ok], self.cols[ok]]
         return out
 
+    def window(self, r0: int, r1: int, c0: int, c1: int) -> Glt:
+        """The GLT of the grid window ``rows r0:r1, cols c0:c1`` (its ``grid`` is the window's shape, ungeoreferenced)."""
+        return Glt(GeoGrid(r1 - r0, c1 - c0), self.rows[r0:r1, c0:c1], self.cols[r0:r1, c0:c1])
+
     def to_swath(self, values: np.ndarray, shape: tuple[int, int], fill=0) -> np.ndarray:
         """``(H, W)`` values on the grid -> ``(h, w)`` on the swath: each swath pixel takes the value of a grid pixel that
         shows it (``fill`` where none does)."""

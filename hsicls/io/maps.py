@@ -378,28 +378,15 @@ class GltWriter:
         with self.writer as w:
             for win in g.grid.windows(512):
                 r0, r1, c0, c1 = win
-                part = _GltPart(g, r0, r1, c0, c1)
+                part = g.window(r0, r1, c0, c1)
                 w.write(
                     Window(c0, r0, c1 - c0, r1 - r0),
-                    part.take(self.classes, 0),
-                    None if self.conf is None else part.take(self.conf, np.nan),
-                    None if self.prob is None else part.take(self.prob, np.nan),
+                    part.to_grid(self.classes, 0),
+                    None if self.conf is None else part.to_grid(self.conf, np.nan),
+                    None if self.prob is None else part.to_grid(self.prob, np.nan),
                 )
         self.cleaned = self.writer.cleaned if self.writer.cleaned is not None else g.to_grid(self.classes)
         return False
-
-
-class _GltPart:
-    """The GLT of one window of its grid."""
-
-    def __init__(self, glt, r0, r1, c0, c1):
-        self.rows, self.cols = glt.rows[r0:r1, c0:c1], glt.cols[r0:r1, c0:c1]
-
-    def take(self, swath: np.ndarray, fill) -> np.ndarray:
-        ok = self.rows >= 0
-        out = np.full(swath.shape[:-2] + self.rows.shape, fill, dtype=swath.dtype)
-        out[..., ok] = swath[..., self.rows[ok], self.cols[ok]]
-        return out
 
 
 def render_preview(map_path: Path, png: Path, table: ClassTable, title: str) -> None:

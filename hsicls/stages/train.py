@@ -425,6 +425,22 @@ def finish_bundle(bundle: Bundle, prep, device: str, precision: str, bf16: bool)
     return bundle
 
 
+def new_bundle(spec: ModelSpec, state: dict, features, prep, prepared_path, options: TrainOptions, record: dict) -> Bundle:
+    """A bundle of ``spec`` with weights ``state``, fed ``features`` (``prep`` or its spectral view: their preprocessing
+    and records), with ``prep``'s classes, split and bands."""
+    return Bundle(
+        model=spec,
+        state_dict=state,
+        preprocessing=features.preprocessing,
+        class_names=prep.class_names,
+        class_values=prep.class_values,
+        palette=prep.palette,
+        training=training_record(features, prepared_path, options, record),
+        split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
+        bands=prep.meta.get("bands"),
+    )
+
+
 def make_bundle(
     model, prep, prepared_path, options: TrainOptions, model_options: dict, patch_size: int, record: dict, state
 ) -> Bundle:
@@ -437,17 +453,7 @@ def make_bundle(
         patch_size,
         options.padding if patch_size > 1 else "reflect",
     )
-    bundle = Bundle(
-        model=spec,
-        state_dict=state if state is not None else model.state_dict(),
-        preprocessing=prep.preprocessing,
-        class_names=prep.class_names,
-        class_values=prep.class_values,
-        palette=prep.palette,
-        training=training_record(prep, prepared_path, options, record),
-        split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
-        bands=prep.meta.get("bands"),
-    )
+    bundle = new_bundle(spec, state if state is not None else model.state_dict(), prep, prep, prepared_path, options, record)
     fitted = get_entry(options.model).fitted
     return finish_bundle(bundle, prep, "cpu" if fitted else options.device, options.precision, bf16=not fitted)
 
@@ -549,17 +555,8 @@ def train_auto(
             "members": [_member_record(n, b, v is not prep, r) for (n, b, v), r in zip(members, results)],
         },
     }
-    bundle = Bundle(
-        model=_ensemble_spec(prep, spectral, members, choice, prior),
-        state_dict=_ensemble_state(prep, spectral, members),
-        preprocessing=spectral.preprocessing,
-        class_names=prep.class_names,
-        class_values=prep.class_values,
-        palette=prep.palette,
-        training=training_record(spectral, prepared_path, options, record),
-        split_masks={"train": prep.train, "val": prep.val, "test": prep.test},
-        bands=prep.meta.get("bands"),
-    )
+    spec = _ensemble_spec(prep, spectral, members, choice, prior)
+    bundle = new_bundle(spec, _ensemble_state(prep, spectral, members), spectral, prep, prepared_path, options, record)
     finish_bundle(bundle, spectral, options.device, options.precision, bf16=True)
     result = TrainResult(
         best_epoch=results[-1].best_epoch, val_oa=record["val_oa"], selection="validation", seconds=seconds, history=[]

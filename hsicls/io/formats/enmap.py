@@ -121,8 +121,29 @@ class XmlProduct(SensorProduct):
                     break
         return QualityLayers(found, grid.shape, image) if found else None
 
-    def band_table(self, metadata: Path) -> tuple[list[float], list[float], list[float], list[float]]:
+    band_fields: tuple[str, str, str, str] = ()  # the XML fields of (wavelength, FWHM, gain, offset) in a band entry
+
+    def find_bands(self, root) -> list:
+        """The band entries of the metadata."""
         raise NotImplementedError
+
+    def band_label(self, b, i: int) -> str:
+        """How band entry ``b`` (the ``i``-th) is named in messages."""
+        raise NotImplementedError
+
+    def band_table(self, metadata: Path) -> tuple[list[float], list[float], list[float], list[float]]:
+        """``(wavelengths, FWHMs, gains, offsets)`` of the metadata's band entries (a missing offset is 0); a missing or
+        non-numeric field is an error naming the band and the field."""
+        bands = self.find_bands(xml_root(metadata))
+        if not bands:
+            raise InputError(f"{metadata}: no band entries with {self.band_fields[0]} (not a {self.product} metadata file?)")
+        *needed, offset = self.band_fields
+        rows = []
+        for i, b in enumerate(bands):
+            where = f"band {self.band_label(b, i)}"
+            values = [number(b, tag, metadata, where) for tag in needed]
+            rows.append((*values, number(b, offset, metadata, where) if b.find(offset) is not None else 0.0))
+        return tuple(list(c) for c in zip(*rows))
 
     def grid(self, path: Path) -> GeoGrid | None:
         path = self.main_file(path)
@@ -158,23 +179,13 @@ class EnmapL2A(XmlProduct, name="enmap-l2a", description="an EnMAP L2A product")
     def is_mine(self, metadata: Path) -> bool:
         return metadata.name.upper().startswith("ENMAP")
 
-    def band_table(self, metadata: Path):
-        root = xml_root(metadata)
-        bands = root.findall(".//specific/bandCharacterisation/bandID")
-        if not bands:
-            raise InputError(f"{metadata}: no specific/bandCharacterisation/bandID entries (not an EnMAP metadata file?)")
-        rows = []
-        for i, b in enumerate(bands):
-            where = f"band {b.get('number', i + 1)}"
-            rows.append(
-                (
-                    number(b, "wavelengthCenterOfBand", metadata, where),
-                    number(b, "FWHMOfBand", metadata, where),
-                    number(b, "GainOfBand", metadata, where),
-                    number(b, "OffsetOfBand", metadata, where) if b.find("OffsetOfBand") is not None else 0.0,
-                )
-            )
-        return tuple(list(c) for c in zip(*rows))
+    band_fields = ("wavelengthCenterOfBand", "FWHMOfBand", "GainOfBand", "OffsetOfBand")
+
+    def find_bands(self, root) -> list:
+        return root.findall(".//specific/bandCharacterisation/bandID")
+
+    def band_label(self, b, i: int) -> str:
+        return str(b.get("number", i + 1))
 
 
 class DesisL2A(XmlProduct, name="desis-l2a", description="a DESIS L2A product"):
@@ -184,20 +195,10 @@ class DesisL2A(XmlProduct, name="desis-l2a", description="a DESIS L2A product"):
     def is_mine(self, metadata: Path) -> bool:
         return metadata.name.upper().startswith("DESIS")
 
-    def band_table(self, metadata: Path):
-        root = xml_root(metadata)
-        bands = [b for b in root.iter("band") if b.find("wavelengthCenterOfBand") is not None]
-        if not bands:
-            raise InputError(f"{metadata}: no band entries with wavelengthCenterOfBand (not a DESIS metadata file?)")
-        rows = []
-        for i, b in enumerate(bands):
-            where = f"band {b.findtext('bandNumber') or i + 1}"
-            rows.append(
-                (
-                    number(b, "wavelengthCenterOfBand", metadata, where),
-                    number(b, "wavelengthWidthOfBand", metadata, where),
-                    number(b, "gainOfBand", metadata, where),
-                    number(b, "offsetOfBand", metadata, where) if b.find("offsetOfBand") is not None else 0.0,
-                )
-            )
-        return tuple(list(c) for c in zip(*rows))
+    band_fields = ("wavelengthCenterOfBand", "wavelengthWidthOfBand", "gainOfBand", "offsetOfBand")
+
+    def find_bands(self, root) -> list:
+        return [b for b in root.iter("band") if b.find("wavelengthCenterOfBand") is not None]
+
+    def band_label(self, b, i: int) -> str:
+        return b.findtext("bandNumber") or str(i + 1)
