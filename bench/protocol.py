@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hsicls.stages.evaluate import evaluate
 from hsicls.stages.preprocess import PreprocessOptions, preprocess
-from hsicls.stages.runs import summarize
+from hsicls.stages.repeats import summarize
 from hsicls.stages.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,3 +1,3 @@
-from hsicls.cli.commands import main
+from hsicls.cli.main import main
 
 main()

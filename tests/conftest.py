@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsicls.cli.commands import run
+from hsicls.cli.main import run
 from hsicls.synthetic import make_scene, write_scene
 
 SHARED_DATA = Path(os.environ.get("HSICLS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -32,9 +32,10 @@ from hsicls import __version__
 
 if TYPE_CHECKING:
     import torch
-from hsicls.artifacts.outputs import Declared, OutputSet, note_input, write_via_memory
 from hsicls.artifacts.prepared import Preprocessing
 from hsicls.errors import HsiclsError, InputError, OutputExistsError, first_line
+from hsicls.io.disk import write_via_memory
+from hsicls.io.guard import Declared, OutputSet, note_input
 
 FORMAT = "hsicls-bundle"
 FORMAT_VERSION = 2
@@ -270,13 +271,6 @@ def guard_training_outputs(output: str | Path, resume: bool, overwrite: bool, in
         raise exc from None
 
 
-def precheck_bundle(path: str | Path) -> None:
-    """Refuse what is plainly not a bundle before anything heavy is imported or read."""
-    refusal = _refusal(Path(path))
-    if refusal is not None:
-        raise refusal
-
-
 def _unreadable(path: Path) -> InputError:
     """Why ``torch.load(weights_only=True)`` refused ``path``, in hsicls's words (never torch's
     advice to load it with ``weights_only=False``)."""
@@ -294,10 +288,12 @@ def load_bundle(path: str | Path) -> Bundle:
     :class:`InputError` naming the file and what it is or lacks."""
     import warnings
 
+    path = Path(path)
+    refusal = _refusal(path)  # what is plainly not a bundle, refused before torch is imported
+    if refusal is not None:
+        raise refusal
     import torch
 
-    path = Path(path)
-    precheck_bundle(path)
     note_input(path)
     try:
         with warnings.catch_warnings():

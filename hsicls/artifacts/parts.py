@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hsicls.artifacts.outputs import fsync_dir
 from hsicls.errors import HsiclsError
+from hsicls.io.disk import fsync_dir
 
 __all__ = ["PartFolder", "job_fingerprint"]
 
@@ -51,8 +51,7 @@ def job_fingerprint(scene: Path, bundle: Path, outputs, options) -> str:
         "reject_below": options.reject_below,
         "nodata": options.nodata,
         "key": options.key,
-        "confidence": outputs.confidence is not None or options.reject_below is not None,
-        "probabilities": outputs.probabilities is not None,
+        **outputs.fingerprint(options.reject_below),
         "format": 1,
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()

@@ -19,8 +19,8 @@ from typing import Any, Optional
 import typer
 
 from hsicls import console
-from hsicls.artifacts.outputs import note_input
 from hsicls.errors import HsiclsError, StdoutClosed
+from hsicls.io.guard import note_input
 from hsicls.options import Options, Spec, _base_type, choices_of, parse_key_values, read_config, to_toml
 
 KW = inspect.Parameter.KEYWORD_ONLY

@@ -27,8 +27,9 @@ import zipfile
 from pathlib import Path
 
 from hsicls import __version__, console
-from hsicls.artifacts.outputs import DISK_ERRNOS, atomic_output, disk_error_cause
 from hsicls.errors import DownloadError, HsiclsError, InputError
+from hsicls.io.atomic import atomic_output
+from hsicls.io.disk import DISK_ERRNOS, disk_error_cause
 
 from .registry import DatasetInfo, RemoteFile
 

@@ -57,6 +57,32 @@ class DatasetInfo:
     def verified(self) -> bool:
         return all(f.sha256 for f in self.files)
 
+    def record(self) -> dict:
+        """What ``hsicls datasets --json`` prints for this scene."""
+        d = self
+        return {
+            "name": d.name,
+            "aliases": aliases_of(d.name),
+            "title": d.title,
+            "sensor": d.sensor,
+            "shape": list(d.shape),
+            "bands": d.shape[2],
+            "classes": len(d.class_names),
+            "class_names": list(d.class_names),
+            "palette": [list(c) for c in d.colours],
+            "wavelengths_nm": list(d.wavelengths_nm) if d.wavelengths_nm else None,
+            "patch_size": d.patch_size,
+            "cube": d.cube,
+            "labels": d.labels,
+            "cube_key": d.cube_key,
+            "labels_key": d.labels_key,
+            "train_mask": d.train_mask,
+            "test_mask": d.test_mask,
+            "verified": d.verified,
+            "notes": d.notes,
+            "files": [{"name": f.name, "urls": list(f.urls), "sha256": f.sha256, "size": f.size} for f in d.files],
+        }
+
 
 def _load_catalogue() -> tuple[dict[str, DatasetInfo], dict[str, str]]:
     """``(scenes by name, alias -> name)`` from ``catalogue.toml``; a malformed entry is a ValueError naming it."""

@@ -239,7 +239,7 @@ def plot_reliability(calibration: dict, path: Path, overwrite: bool, title: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsicls.artifacts.outputs import atomic_output
+    from hsicls.io.atomic import atomic_output
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")

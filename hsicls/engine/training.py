@@ -22,17 +22,20 @@ from __future__ import annotations
 import random
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from hsicls.config import TrainOptions
 from hsicls.engine.distributed import World
 from hsicls.engine.inference import Runner
 from hsicls.engine.patches import gather_patches
 from hsicls.engine.runtime import autocast, inference_batch_size
 from hsicls.models import create_model
+
+if TYPE_CHECKING:  # the stage's options, read here by attribute only (engine does not import the stages' layer)
+    from hsicls.config import TrainOptions
 
 
 def batch_bounds(n: int, batch_size: int, ranks: int = 1) -> list[tuple[int, int]]:

@@ -14,20 +14,16 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from hsicls.artifacts.outputs import (
-    Declared,
-    OutputSet,
-    atomic_output,
-    atomic_outputs,
-    native_errors,
-    write_texts,
-    write_via_memory,
-)
+from hsicls.errors import HsiclsError
+from hsicls.io.atomic import atomic_output, atomic_outputs, write_texts
 from hsicls.io.classtable import ClassTable, pam_xml, qgis_style
+from hsicls.io.disk import native_errors, write_via_memory
 from hsicls.io.grid import GeoGrid
+from hsicls.io.guard import Declared, OutputSet
 
 UNKNOWN = "unknown"
 UNKNOWN_COLOUR = (128, 128, 128)
@@ -35,25 +31,57 @@ UNKNOWN_COLOUR = (128, 128, 128)
 
 @dataclass
 class MapOutputs:
-    """The files one predict-map run writes."""
+    """The files one predict-map run writes, declared here once: each field is one output (its flag is
+    ``--<field>``), :data:`PER_PIXEL` says which need the class probabilities, and from these follow the guard's
+    declaration (:meth:`declared`), the probability need (:meth:`needs_probabilities`), what the part files of a
+    torchrun job depend on (:meth:`fingerprint`), the per-scene names (:meth:`for_stem`) and the writer's files
+    (:meth:`all`, :class:`MapWriter`)."""
 
     map: Path
     confidence: Path | None = None
     probabilities: Path | None = None
     preview: Path | None = None
 
+    # field -> computed from the class probabilities (per pixel, on the model's side of the run)
+    PER_PIXEL: ClassVar[dict[str, bool]] = {"map": False, "confidence": True, "probabilities": True, "preview": False}
+
     def all(self) -> list[Path]:
         return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
+
+    def asked(self) -> dict[str, bool]:
+        """Which outputs this run writes, by field."""
+        return {f: getattr(self, f) is not None for f in self.PER_PIXEL}
+
+    def needs_probabilities(self, reject_below: float | None = None) -> bool:
+        """Whether the classifier must return calibrated probabilities: an output computed from them, or
+        ``--reject-below`` (a confidence threshold)."""
+        return reject_below is not None or any(self.PER_PIXEL[f] and on for f, on in self.asked().items())
+
+    def fingerprint(self, reject_below: float | None = None) -> dict:
+        """What part files hold for these outputs (a torchrun job's parts are reused only when it matches)."""
+        return {
+            "confidence": self.confidence is not None or reject_below is not None,
+            "probabilities": self.probabilities is not None,
+        }
+
+    def for_stem(self, stem: str, many: bool) -> MapOutputs:
+        """The names for one scene: ``{stem}`` replaced (required in every name when there are several scenes)."""
+
+        def one(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            if many and "{stem}" not in str(p):
+                raise HsiclsError(f"{p}: with several scenes every output name needs '{{stem}}' (e.g. maps/{{stem}}_conf.tif)")
+            return Path(str(p).replace("{stem}", stem))
+
+        return MapOutputs(**{f: one(getattr(self, f)) for f in self.PER_PIXEL})
 
     def declared(self) -> OutputSet:
         """Every file of the map, in one place: the rasters, the preview and the sidecars that carry the class
         names (``.aux.xml`` for GDAL, ``.qml`` for QGIS), replaced with the map."""
         aux, qml = sidecar_paths(self.map)
         return OutputSet(
-            Declared("map", self.map),
-            Declared("confidence", self.confidence),
-            Declared("probabilities", self.probabilities),
-            Declared("preview", self.preview),
+            *(Declared(f, getattr(self, f)) for f in self.PER_PIXEL),
             Declared("aux.xml", aux, sidecar=True),
             Declared("qml", qml, sidecar=True),
         )

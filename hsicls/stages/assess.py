@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import OutputSet, report_outputs, write_texts
 from hsicls.config import AssessOptions
 from hsicls.errors import InputError, OptionError
+from hsicls.io.atomic import write_texts
+from hsicls.io.guard import OutputSet, report_outputs
 from hsicls.io.references import ClassMap, Reference, distinct_maps, read_map, read_reference
 from hsicls.science.olofsson import accuracy_text, assess, report_csv, report_markdown
 
@@ -559,7 +560,7 @@ def write_assessment_files(result: dict, outputs: OutputSet, overwrite: bool) ->
     """``PREFIX.json`` (the ``--json`` contract), ``PREFIX.csv`` and ``PREFIX.md``, each written atomically."""
     import json
 
-    from hsicls.artifacts.outputs import json_safe
+    from hsicls.io.disk import json_safe
 
     texts = {"json": json.dumps(json_safe(result), indent=2), "csv": report_csv(result), "md": markdown(result)}
     return write_texts(outputs, texts, overwrite)

@@ -16,12 +16,13 @@ import torch
 
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, load_bundle
-from hsicls.artifacts.outputs import Declared, OutputSet, report_outputs, write_texts
 from hsicls.artifacts.prepared import fit_on_words, load_prepared
 from hsicls.config import EvaluateOptions
 from hsicls.engine.inference import Runner
 from hsicls.engine.runtime import tune_allocator
 from hsicls.errors import HsiclsError
+from hsicls.io.atomic import write_texts
+from hsicls.io.guard import Declared, OutputSet, report_outputs
 from hsicls.science.metrics import classification_report
 
 
@@ -344,7 +345,7 @@ def write_report_files(report: dict, outputs: OutputSet, overwrite: bool) -> lis
     """``PREFIX.json``, ``PREFIX.csv``, ``PREFIX.md`` (each written atomically)."""
     import json
 
-    from hsicls.artifacts.outputs import json_safe
+    from hsicls.io.disk import json_safe
 
     texts = {"json": json.dumps(json_safe(report), indent=2), "csv": report_csv(report), "md": report_markdown(report)}
     return write_texts(outputs, texts, overwrite)
@@ -371,7 +372,7 @@ def plot_confusion(report: dict, path: Path, overwrite: bool) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsicls.artifacts.outputs import atomic_output
+    from hsicls.io.atomic import atomic_output
 
     cm = np.array(report["confusion_matrix"], float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)

@@ -212,22 +212,24 @@ class _Classifier:
 
 def predict_map(
     scene_path: str | Path,
-    model_path: str | Path,
+    bundle: Bundle | str | Path,
     outputs: MapOutputs | str | Path,
     options: MapOptions = MapOptions(),
     overwrite: bool = False,
 ) -> dict:
-    """Write the class map (and the optional confidence/probability rasters and preview); returns the summary."""
-    scene_path, model_path = Path(scene_path), Path(model_path)
+    """Write the class map (and the optional confidence/probability rasters and preview); returns the summary.
+    ``bundle``: the bundle's path, or the bundle loaded once for many scenes (:func:`predict_maps`)."""
+    scene_path = Path(scene_path)
+    model_path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
     outputs = outputs if isinstance(outputs, MapOutputs) else MapOutputs(Path(outputs))
     outputs.declared().guard(overwrite, inputs=[scene_path, model_path])
     options.validate()
     tune_allocator()
     t0 = time.perf_counter()
-    bundle = load_bundle(model_path)
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(model_path)
     source = _open_scene(scene_path, bundle, options.key, options.nodata, options.mask, options.resample_bands)
     check_clean_up(source, options)
-    need_probs = outputs.confidence is not None or outputs.probabilities is not None or options.reject_below is not None
+    need_probs = outputs.needs_probabilities(options.reject_below)
     runner = Runner.resolve(
         options.device,
         options.precision,
@@ -407,20 +409,9 @@ def _masked_on(source: CubeSource) -> int:
     return int(source.glt.to_grid(swath.astype(np.uint8)).sum()) if swath is not None else int(q.masked)
 
 
-def outputs_for(template: MapOutputs, stem: str, many: bool) -> MapOutputs:
-    def one(p: Path | None) -> Path | None:
-        if p is None:
-            return None
-        if many and "{stem}" not in str(p):
-            raise HsiclsError(f"{p}: with several scenes every output name needs '{{stem}}' (e.g. maps/{{stem}}_conf.tif)")
-        return Path(str(p).replace("{stem}", stem))
-
-    return MapOutputs(one(template.map), one(template.confidence), one(template.probabilities), one(template.preview))
-
-
 def predict_maps(
     scenes: list,
-    model_path,
+    bundle_path,
     template: MapOutputs,
     options: MapOptions = MapOptions(),
     overwrite: bool = False,
@@ -431,21 +422,22 @@ def predict_maps(
     ``overwrite``, a failing scene is reported and the others go on; returns ``{"maps", "skipped", "failed"}``."""
     scenes = [Path(p) for p in scenes]
     if not many:
-        return predict_map(scenes[0], model_path, outputs_for(template, scenes[0].stem, False), options, overwrite)
+        return predict_map(scenes[0], bundle_path, template.for_stem(scenes[0].stem, False), options, overwrite)
     options.validate()
+    bundle = load_bundle(bundle_path)  # checked and loaded once for every scene
     stems = [p.stem for p in scenes]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise HsiclsError(f"scenes need distinct file stems for their map names: {', '.join(dup)} given twice")
     out = {"maps": [], "skipped": [], "failed": []}
     for p in scenes:
-        outputs = outputs_for(template, p.stem, True)
+        outputs = template.for_stem(p.stem, True)
         if outputs.map.exists() and not overwrite:
             console.info(f"{p.name}: {outputs.map} exists; skipped (--overwrite to redo)")
             out["skipped"].append(str(p))
             continue
         try:
-            out["maps"].append(predict_map(p, model_path, outputs, options, overwrite))
+            out["maps"].append(predict_map(p, bundle, outputs, options, overwrite))
         except HsiclsError as exc:
             console.error(str(exc) if str(exc).startswith((str(p), p.name)) else f"{p.name}: {exc}")  # named once
             out["failed"].append({"scene": str(p), "error": str(exc)})

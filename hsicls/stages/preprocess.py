@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
 from hsicls.artifacts.prepared import Prepared, Preprocessing, SceneInfo, fit_on_words, save_prepared, stack_scenes
 from hsicls.config import PreprocessOptions
 from hsicls.errors import HsiclsError, InputError, OptionError
+from hsicls.io.atomic import atomic_output
+from hsicls.io.disk import write_via_memory
+from hsicls.io.guard import Declared, OutputSet
 from hsicls.io.labels import label_names_and_colours, labels_on_grid
 from hsicls.io.palette import default_palette
 from hsicls.science.scenesets import (

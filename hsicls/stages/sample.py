@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.outputs import Declared, OutputSet, atomic_output, write_via_memory
 from hsicls.config import SampleOptions
 from hsicls.errors import InputError, OptionError
+from hsicls.io.atomic import atomic_output
+from hsicls.io.disk import write_via_memory
+from hsicls.io.guard import Declared, OutputSet
 from hsicls.io.references import ClassMap, distinct_maps, read_map
 
 __all__ = ["SampleOptions", "allocate", "sample_maps"]

@@ -32,7 +32,6 @@ import torch
 from hsicls import console
 from hsicls.artifacts.bundle import Bundle, ModelSpec, guard_training_outputs, save_bundle
 from hsicls.artifacts.bundle import training_outputs as declare_outputs
-from hsicls.artifacts.outputs import OutputSet, atomic_output, output_lock, write_via_memory
 from hsicls.artifacts.prepared import load_prepared
 from hsicls.config import TrainOptions
 from hsicls.engine.calibration import calibrate_bundle, measure_bf16_error
@@ -40,7 +39,12 @@ from hsicls.engine.distributed import RankFailed, World
 from hsicls.engine.runtime import resolve_device, tune_allocator, uses_bf16
 from hsicls.engine.training import DistributedTrainingRun, TrainingRun, augment_batch, batch_bounds, ema_update, seed_everything
 from hsicls.errors import HsiclsError, InputError, Interrupted, OptionError
+from hsicls.io.atomic import atomic_output
+from hsicls.io.disk import write_via_memory
+from hsicls.io.guard import OutputSet
+from hsicls.io.locks import output_lock
 from hsicls.models import get_entry
+from hsicls.science.splits import guarded_footprint
 
 AUTO = "auto"  # --model auto: candidates trained, the choice made on validation (hsicls.stages.auto)
 
@@ -54,9 +58,12 @@ class TrainResult:
     selection: str
     seconds: float
     history: list[dict]
+    world_size: int | None = None  # under torchrun: the ranks that trained it together
+    global_batch_size: int | None = None
 
     def summary(self, output: Path) -> dict:
-        return {
+        """The JSON that ``train --json`` prints."""
+        out = {
             "model": str(output),
             "best_epoch": self.best_epoch,
             "val_oa": self.val_oa,
@@ -64,6 +71,9 @@ class TrainResult:
             "seconds": self.seconds,
             "history": self.history,
         }
+        if self.world_size is not None:
+            out.update(world_size=self.world_size, global_batch_size=self.global_batch_size)
+        return out
 
 
 def dataset_defaults(opts: TrainOptions, given: set[str], dataset: str) -> TrainOptions:
@@ -245,11 +255,10 @@ def _search_patch(prep, prepared_path, options: TrainOptions, device, world: Wor
         raise HsiclsError("--patch-search cannot resume: give the chosen --patch-size with --resume")
     if not prep.val.any():
         raise HsiclsError(f"{prepared_path}: --patch-search needs a validation split (--val-ratio > 0)")
-    split = prep.meta.get("split", {})
-    cap = int(split["patch_size"]) if split.get("protocol") == "disjoint" else 101
-    sizes = sorted({int(p) for p in options.patch_search if int(p) <= cap})
+    cap = guarded_footprint(prep.meta.get("split", {}))
+    sizes = sorted({int(p) for p in options.patch_search if cap is None or int(p) <= cap})
     if not sizes:
-        raise HsiclsError(f"{prepared_path}: its disjoint split guards {cap}x{cap} footprints; no --patch-search size fits")
+        raise HsiclsError(f"{prepared_path}: its split guards {cap}x{cap} footprints; no --patch-search size fits")
     epochs = min(options.search_epochs, options.epochs)
     scores = {}
     for p in sizes:
@@ -273,10 +282,10 @@ def _search_patch(prep, prepared_path, options: TrainOptions, device, world: Wor
 
 
 def _check_prepared(prep, prepared_path, options: TrainOptions) -> None:
-    split = prep.meta.get("split", {})
-    if split.get("protocol") == "disjoint" and options.patch_size > int(split.get("patch_size", options.patch_size)):
+    cap = guarded_footprint(prep.meta.get("split", {}))
+    if cap is not None and options.patch_size > cap:
         raise HsiclsError(
-            f"{prepared_path}: its disjoint split guards {split['patch_size']}x{split['patch_size']} footprints; training on "
+            f"{prepared_path}: its split guards {cap}x{cap} footprints; training on "
             f"{options.patch_size}x{options.patch_size} patches would see test pixels (preprocess with --patch-size {options.patch_size})"
         )
 

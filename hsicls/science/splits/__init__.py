@@ -15,6 +15,7 @@ from hsicls.science.splits.base import (
     describe_split,
     footprint,
     get_split,
+    guarded_footprint,
     option_mixins,
     split_record,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "group_names",
     "group_split",
     "guard_pixels",
+    "guarded_footprint",
     "option_mixins",
     "split_record",
     "stratified_split",

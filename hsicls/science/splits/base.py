@@ -110,6 +110,17 @@ class SplitProtocol:
     def split(self, labels: np.ndarray, o: Any, inputs: SplitInputs) -> Masks:
         raise NotImplementedError
 
+    def guarded_footprint(self, record: dict) -> int | None:
+        """The side of the largest patch a model may be trained on without its patches reaching test pixels, for a
+        split recorded as ``record`` (its guard band's footprint); ``None``: no limit of this kind."""
+        return None
+
+
+def guarded_footprint(record: dict) -> int | None:
+    """:meth:`SplitProtocol.guarded_footprint` of a prepared file's split record (``None`` for unknown protocols)."""
+    name = record.get("protocol")
+    return SPLITS[name].guarded_footprint(record) if name in SPLITS else None
+
 
 def get_split(name: str) -> SplitProtocol:
     return SPLITS.lookup(name)

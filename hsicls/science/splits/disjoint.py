@@ -88,6 +88,9 @@ class DisjointSplit(SplitProtocol, name="disjoint", summary="spatially disjoint,
     def record(self, o) -> dict:
         return {"train_ratio": o.train_ratio, "patch_size": o.patch_size, "block_size": o.block_size or o.patch_size}
 
+    def guarded_footprint(self, record: dict) -> int | None:
+        return int(record["patch_size"]) if "patch_size" in record else None
+
     def split(self, labels: np.ndarray, o, inputs: SplitInputs) -> Masks:
         return disjoint_split(
             labels, o.train_ratio, o.val_ratio, o.seed, o.patch_size, o.block_size, self.val_rule(o), inputs.validation

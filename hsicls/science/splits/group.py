@@ -178,6 +178,12 @@ class GroupSplit(
     def record(self, o) -> dict:
         return dict(group_by=o.group_by, test_groups=o.test_groups, folds=self.folds(o), fold=o.fold, patch_size=o.patch_size)
 
+    def guarded_footprint(self, record: dict) -> int | None:
+        """Touching groups (polygons, blocks) keep half a patch between test and training pixels; scenes need none."""
+        if "patch_size" not in record or not guard_pixels(record.get("group_by", "scene"), int(record["patch_size"])):
+            return None
+        return 2 * guard_pixels(record["group_by"], int(record["patch_size"])) + 1
+
     def groups(self, labels: np.ndarray, o, inputs: SplitInputs) -> np.ndarray:
         return make_groups(labels, inputs.scenes, o.group_by, o.block_size or o.patch_size)
 

@@ -1,0 +1,44 @@
+"""The typed model bundle: a damaged or incomplete bundle is one line naming the file and what it lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+
+
+def _one_error(r, *needles):
+    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+def _bundle_without(src: Path, dst: Path, drop=None, change=None) -> Path:
+    b = torch.load(src, weights_only=True)
+    if drop:
+        b.pop(drop)
+    if change:
+        b.update(change)
+    torch.save(b, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "drop, change, needle",
+    [
+        ("preprocessing", None, "missing 'preprocessing'"),
+        ("model", None, "missing 'model'"),
+        (None, {"class_names": "abc"}, "class_names"),
+        (None, {"palette": [[0, 0, 0]]}, "classes"),
+        (None, {"model": {"name": "md2f-mamba"}}, "model.options"),
+    ],
+)
+def test_broken_bundle_gives_one_line_naming_the_file(bundle, prepared, tmp_path, drop, change, needle):
+    bad = _bundle_without(bundle, tmp_path / "broken.pt", drop, change)
+    _one_error(run_cli("evaluate", bad, prepared), "broken.pt", needle)
