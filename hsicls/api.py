@@ -228,7 +228,7 @@ def download(name: str, data_dir=None, *, timeout: float = 60.0, retries: int = 
 
 def list_datasets() -> list:
     """The registered benchmark scenes (``hsicls.datasets`` is the subpackage that holds them, so the function is named
-    for what it does) (:class:`~hsicls.datasets.registry.DatasetInfo`: name, classes, sizes, files)."""
+    for what it does) (:class:`~hsicls.datasets.catalogue.DatasetInfo`: name, classes, sizes, files)."""
     from hsicls.datasets import list_datasets
 
     return list_datasets()

@@ -10,8 +10,7 @@ import pytest
 import rasterio
 
 import hsicls
-
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 
 def test_import_is_light_and_lists_the_api():
@@ -114,3 +113,53 @@ def test_the_api_gives_what_the_cli_gives(tiny_scene, tmp_path):
     assert a["temperature"] == b["temperature"] and a["training"]["config"] == b["training"]["config"]
     with rasterio.open(tmp_path / "a.tif") as x, rasterio.open(tmp_path / "b.tif") as y:
         assert np.array_equal(x.read(), y.read())
+
+
+def test_several_scenes_one_bundle_check_and_the_cli_messages(bundle, tiny_scene, tmp_path):
+    """predict_map over several scenes (out_dir) writes one map per scene; a broken bundle is refused once, before
+    any scene, with the CLI's own line; a missing output name is the CLI's OptionError line."""
+    cube = tiny_scene[0]
+    other = tmp_path / "other.tif"
+    other.write_bytes(cube.read_bytes())
+    out = hsicls.predict_map([cube, other], bundle, out_dir=tmp_path / "maps")
+    assert len(out["maps"]) == 2 and not out["failed"]
+    assert sorted(p.name for p in (tmp_path / "maps").glob("*_map.tif")) == sorted(f"{s.stem}_map.tif" for s in (cube, other))
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a bundle at all")
+    with pytest.raises(hsicls.InputError) as api_error:
+        hsicls.predict_map([cube, other], bad, out_dir=tmp_path / "maps2")
+    r = run_cli("predict-map", cube, other, "-m", bad, "--out-dir", tmp_path / "maps3")
+    cli_errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 1 and cli_errors == [f"error: {api_error.value}"], r.stderr  # once, not per scene
+    assert not list((tmp_path / "maps2").glob("*.tif"))
+
+    with pytest.raises(hsicls.OptionError) as no_output:
+        hsicls.predict_map(cube, bundle)
+    r = run_cli("predict-map", cube, "-m", bundle)
+    assert r.exit_code == no_output.value.exit_code == 2 and f"error: {no_output.value}" in r.stderr
+
+
+def test_each_cli_command_calls_one_api_function():
+    """The CLI is thin: every command function in hsicls/cli/<command>.py calls exactly one function of hsicls.api,
+    and no command module imports the engine, the readers or the file layer."""
+    import ast
+    from pathlib import Path
+
+    cli = Path(hsicls.__file__).parent / "cli"
+    modules = sorted(p for p in cli.glob("*.py") if p.stem not in ("__init__", "app", "args", "main", "commands"))
+    assert {p.stem for p in modules} >= {"preprocess", "train", "evaluate", "predict_map", "assess", "sample", "download"}
+    for p in modules:
+        tree = ast.parse(p.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {m for m in imported if m.startswith(("hsicls.engine", "hsicls.io", "hsicls.artifacts"))}, p.name
+        commands = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
+        assert commands, p.name
+        for fn in commands:
+            calls = [
+                c.func.attr
+                for c in ast.walk(fn)
+                if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                and isinstance(c.func.value, ast.Name) and c.func.value.id == "api"
+            ]  # fmt: skip
+            assert len(calls) == 1, (p.name, fn.name, calls)

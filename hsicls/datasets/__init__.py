@@ -1,7 +1,7 @@
 """Public benchmark scenes: a declarative registry and checksummed downloads."""
 
+from .catalogue import ALIASES, DATASETS, DatasetInfo, RemoteFile, aliases_of, get_dataset, list_datasets
 from .download import default_data_dir, download_dataset, download_file, import_file, import_folder, safe_extract, sha256_file
-from .registry import ALIASES, DATASETS, DatasetInfo, RemoteFile, aliases_of, get_dataset, list_datasets
 from .resolve import ResolvedScene, resolve_dataset
 
 __all__ = [

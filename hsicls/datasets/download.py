@@ -31,7 +31,7 @@ from hsicls.errors import DownloadError, HsiclsError, InputError
 from hsicls.io.atomic import atomic_output
 from hsicls.io.disk import DISK_ERRNOS, disk_error_cause
 
-from .registry import DatasetInfo, RemoteFile
+from .catalogue import DatasetInfo, RemoteFile
 
 CHUNK = 1 << 16
 NEXT_MIRROR = {401, 403, 404, 410}

@@ -8,8 +8,8 @@ from pathlib import Path
 from hsicls import console
 from hsicls.errors import InputError
 
+from .catalogue import DatasetInfo, get_dataset
 from .download import default_data_dir, download_dataset
-from .registry import DatasetInfo, get_dataset
 
 
 @dataclass

@@ -211,7 +211,7 @@ class CubeSource(OnGrid):
     nodata: float | None = None
     quality: Quality | None = None  # a sensor product's quality masking (None: a plain raster)
     product: str | None = None  # the product read (e.g. "EnMAP L2A"), None for a plain file
-    resampled: dict | None = None  # --resample-bands: how the bands were made (see science.scenesets)
+    resampled: dict | None = None  # --resample-bands: how the bands were made (see science.scene_assembly)
     glt: Glt | None = None  # a swath cube's place on a north-up grid (EMIT); None: the grid is the map's
 
     def reader(self):

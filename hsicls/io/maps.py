@@ -150,7 +150,7 @@ def sieve_filter(codes: np.ndarray, pixels: int, nodata: int = 0) -> np.ndarray:
     GDAL's sieve (``rasterio.features.sieve``) merges a small region only into a neighbour that is already
     at least ``pixels`` large, so with a threshold above every region's size it changes nothing, and its
     result depends on the order it meets the regions in; this one keeps its promise for every threshold
-    and gives GDAL's result where GDAL's leaves no small region (tests/test_cleanup.py)."""
+    and gives GDAL's result where GDAL's leaves no small region (tests/stages/test_map_cleanup.py)."""
     import heapq
 
     from scipy import ndimage

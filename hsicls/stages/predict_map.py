@@ -43,7 +43,7 @@ from hsicls.io.cube import BandSet, CubeSource, valid_mask
 from hsicls.io.maps import UNKNOWN, UNKNOWN_COLOUR, GltWriter, MapOutputs, MapWriter, write_sidecars
 from hsicls.io.readers import open_cube
 from hsicls.models import get_entry
-from hsicls.science.scenesets import match_bands, resample_source
+from hsicls.science.scene_assembly import match_bands, resample_source
 
 __all__ = ["MapOptions", "MapOutputs", "predict_map", "predict_maps"]
 

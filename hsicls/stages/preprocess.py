@@ -21,7 +21,7 @@ from hsicls.io.disk import write_via_memory
 from hsicls.io.guard import Declared, OutputSet
 from hsicls.io.labels import label_names_and_colours, labels_on_grid
 from hsicls.io.palette import default_palette
-from hsicls.science.scenesets import (
+from hsicls.science.scene_assembly import (
     RAW_IN_MEMORY_BYTES,
     check_bands_agree,
     merge_labels,

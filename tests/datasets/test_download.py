@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from hsicls.datasets import registry
-from hsicls.datasets.registry import DatasetInfo, RemoteFile
+from hsicls.datasets.catalogue import DatasetInfo, RemoteFile
 from tests.conftest import no_temp_files, run_cli
 
 

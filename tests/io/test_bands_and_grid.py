@@ -25,7 +25,7 @@ def test_an_all_nan_band_leaves_with_its_wavelength_and_fwhm(tmp_path):
     """Dropping a band drops all its facts: the FWHM list stays as long as the band list, so band matching keeps its
     half-FWHM tolerance instead of falling back to 1 nm (3 nm apart is then one band, not an error)."""
     from hsicls.io.readers import open_cube
-    from hsicls.science.scenesets import check_bands_agree
+    from hsicls.science.scene_assembly import check_bands_agree
 
     rng = np.random.default_rng(0)
     cube = rng.random((8, 9, 12)).astype("float32") + 0.1

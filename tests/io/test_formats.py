@@ -13,7 +13,7 @@ import pytest
 import rasterio
 
 from hsicls.datasets import registry
-from hsicls.datasets.registry import DatasetInfo, RemoteFile
+from hsicls.datasets.catalogue import DatasetInfo, RemoteFile
 from hsicls.io.readers import read_cube
 from tests.conftest import run_cli
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hsicls.config import PreprocessOptions
+from tests.conftest import run_cli
 
 PLUGIN_SPLIT = '''
 import sys
@@ -53,3 +54,25 @@ def test_a_split_protocol_is_one_registered_class_with_its_options(tiny_scene, t
     assert split["protocol"] == "stripes" and split["stripe_rows"] == 5
     assert split["description"].startswith("5-row stripes, validation 0.2 of training")
     assert "stripes" not in PreprocessOptions.declared()[0][2].__args__  # this process never registered it
+
+
+def test_the_guarded_footprint_is_a_fact_of_the_protocol():
+    """How large a training patch may be is asked of the protocol, not tested against protocol names."""
+    from hsicls.science.splits import guarded_footprint
+
+    assert guarded_footprint({"protocol": "disjoint", "patch_size": 9}) == 9
+    assert guarded_footprint({"protocol": "group", "group_by": "block", "patch_size": 9}) == 9
+    assert guarded_footprint({"protocol": "group", "group_by": "scene", "patch_size": 9}) is None  # scenes are apart
+    assert guarded_footprint({"protocol": "random", "val_ratio": 0.2}) is None
+    assert guarded_footprint({"protocol": "fixed"}) is None
+    assert guarded_footprint({}) is None  # files without a split record
+
+
+def test_a_patch_larger_than_a_block_splits_guard_is_refused(tiny_scene, tmp_path):
+    cube, labels = tiny_scene
+    p = tmp_path / "g.h5"
+    args = ("--split", "group", "--group-by", "block", "--block-size", "8", "--folds", "2", "--patch-size", "3")
+    r = run_cli("preprocess", cube, "-l", labels, "-o", p, "--components", "5", *args)
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("train", p, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--epochs", "1", "--patch-size", "5")
+    assert r.exit_code == 1 and "guards 3x3 footprints" in r.stderr and not (tmp_path / "m.pt").exists(), r.stderr

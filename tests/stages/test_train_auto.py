@@ -1,6 +1,6 @@
 """[heldout]: the spectral network, spectral augmentations, ensembles, ``--model auto`` and honest preprocessing.
 
-(Old single-model bundles loading and mapping as before: ``tests/test_frozen.py``.)
+(Old single-model bundles loading and mapping as before: ``tests/artifacts/test_frozen.py``.)
 """
 
 from __future__ import annotations
