@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from hsicls.datasets import registry
+from hsicls.datasets import catalogue
 from hsicls.datasets.catalogue import DatasetInfo, RemoteFile
 from tests.conftest import no_temp_files, run_cli
 
@@ -71,7 +71,7 @@ def _register(monkeypatch, *files: RemoteFile, cube=None, labels=None):
     info = DatasetInfo(
         "fake-scene", "Fake", "none", (2, 2, 2), ("a",), tuple(files), cube or files[0].name, labels or files[-1].name
     )
-    monkeypatch.setitem(registry.DATASETS, "fake-scene", info)
+    monkeypatch.setitem(catalogue.DATASETS, "fake-scene", info)
     return info
 
 

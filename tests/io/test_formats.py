@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from hsicls.datasets import registry
+from hsicls.datasets import catalogue
 from hsicls.datasets.catalogue import DatasetInfo, RemoteFile
 from hsicls.io.readers import read_cube
 from tests.conftest import run_cli
@@ -117,7 +117,7 @@ def test_dataset_name_instead_of_files(tiny_scene, tmp_path, monkeypatch):
         "gt.tif",
         patch_size=5,
     )
-    monkeypatch.setitem(registry.DATASETS, "tiny", info)
+    monkeypatch.setitem(catalogue.DATASETS, "tiny", info)
     try:
         data = tmp_path / "data"
         r = run_cli("preprocess", "--dataset", "tiny", "--data-dir", data, "-o", tmp_path / "p.h5", "--components", "5")
