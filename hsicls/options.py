@@ -60,8 +60,9 @@ SHARED: dict[str, dict[str, Any]] = {
     "device": dict(default="auto", help="auto (a GPU when present), cpu or cuda."),
     "precision": dict(
         default="auto",
-        help="auto (bf16 autocast on a GPU; on a CPU with native bf16, AMX or AVX512-BF16, a bf16 network whose "
-        "narrow-margin pixels are recomputed in fp32, so classes equal fp32's; else fp32), fp32 or bf16.",
+        help="auto (bf16 autocast on a GPU; on a CPU with native bf16, AMX or AVX512-BF16, training under bf16 "
+        "autocast and inference by a bf16 network whose narrow-margin pixels are recomputed in fp32, so classes equal "
+        "fp32's; else fp32), fp32 or bf16.",
     ),
     "compile": dict(
         default="auto",

@@ -142,7 +142,7 @@ def raw_bytes(sources: list[CubeSource]) -> int:
     return sum(s.height * s.width * s.bands.count * 4 for s in sources)
 
 
-def resample_source(source: CubeSource, model: BandSet, model_path: Path) -> CubeSource:
+def resample_source(source: CubeSource, model: BandSet, bundle_path: Path) -> CubeSource:
     """``--resample-bands``: the scene's spectra resampled to the model's bands with Gaussian spectral responses
     (:mod:`hsicls.science.spectral_response`); both sides need wavelengths (FWHMs estimated from the band spacing
     where missing). A model band no scene band covers within half their FWHMs is refused, with the range named."""
@@ -151,14 +151,14 @@ def resample_source(source: CubeSource, model: BandSet, model_path: Path) -> Cub
     from hsicls.science.spectral_response import ResampledPixels, ranges, srf_matrix, uncovered, widths
 
     if model.wavelengths is None or source.bands.wavelengths is None:
-        side = f"the model {model_path.name}" if model.wavelengths is None else source.path.name
+        side = f"the model {bundle_path.name}" if model.wavelengths is None else source.path.name
         raise InputError(f"{source.path}: --resample-bands needs band wavelengths on both sides; {side} records none")
     sw, mw = source.bands.wavelengths, model.wavelengths
     sf, mf = widths(sw, source.bands.fwhm), widths(mw, model.fwhm)
     missing = uncovered(sw, sf, mw, mf)
     if missing:
         raise InputError(
-            f"{source.path}: the model {model_path.name}'s bands at {ranges([mw[i] for i in missing])} are not covered by "
+            f"{source.path}: the model {bundle_path.name}'s bands at {ranges([mw[i] for i in missing])} are not covered by "
             f"the scene's bands ({len(missing)} of {model.count}; within half the FWHMs); cannot resample"
         )
     matrix = srf_matrix(sw, sf, mw, mf)
@@ -174,7 +174,7 @@ def resample_source(source: CubeSource, model: BandSet, model_path: Path) -> Cub
     return dataclasses.replace(source, pixels=pixels, bands=bands, resampled=record)
 
 
-def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, model_path: Path) -> list[int] | None:
+def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, bundle_path: Path) -> list[int] | None:
     """The scene's band order that gives the model's bands (None: already in order).
 
     By wavelength when both sides have them: every model band takes the scene band nearest in
@@ -184,7 +184,7 @@ def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, model_p
     expected = model.count if model is not None else None
     if model is None or model.wavelengths is None or scene.wavelengths is None:
         if expected is not None and scene.count != expected:
-            raise InputError(f"{scene_path}: has {scene.count} bands but the model {model_path.name} expects {expected}")
+            raise InputError(f"{scene_path}: has {scene.count} bands but the model {bundle_path.name} expects {expected}")
         if model is not None:
             side = "the model" if model.wavelengths is None else f"{scene_path.name}"
             console.warn(
@@ -198,7 +198,7 @@ def match_bands(model: BandSet | None, scene: BandSet, scene_path: Path, model_p
     if miss.size or len(set(order.tolist())) != len(order):
         i = int(miss[0]) if miss.size else 0
         raise InputError(
-            f"{scene_path}: its bands do not match the model {model_path.name}'s: no band at {mw[i]:g} nm "
+            f"{scene_path}: its bands do not match the model {bundle_path.name}'s: no band at {mw[i]:g} nm "
             f"(nearest {sw[order[i]]:g} nm; {max(miss.size, 1)} of {model.count} bands unmatched)"
         )
     if np.array_equal(order, np.arange(len(order))) and scene.count == model.count:

@@ -26,16 +26,16 @@ from hsicls.io.guard import Declared, OutputSet, report_outputs
 from hsicls.science.metrics import classification_report
 
 
-def check_compatible(bundle: Bundle, prep, model_path, prepared_path) -> None:
+def check_compatible(bundle: Bundle, prep, bundle_path, prepared_path) -> None:
     if list(bundle.class_names) != list(prep.class_names):
         raise HsiclsError(
-            f"{model_path}: the model's classes ({len(bundle.class_names)}: {', '.join(bundle.class_names[:4])}...) "
+            f"{bundle_path}: the model's classes ({len(bundle.class_names)}: {', '.join(bundle.class_names[:4])}...) "
             f"differ from those of {prepared_path} ({len(prep.class_names)})"
         )
     mine, theirs = bundle.preprocessing, prep.preprocessing
     if mine.n_bands != theirs.n_bands or mine.components.shape != theirs.components.shape:
         raise HsiclsError(
-            f"{model_path}: the model expects {mine.n_bands} bands reduced to {mine.n_components}, "
+            f"{bundle_path}: the model expects {mine.n_bands} bands reduced to {mine.n_components}, "
             f"but {prepared_path} has {theirs.n_bands} bands reduced to {theirs.n_components}"
         )
     pairs = [
@@ -45,7 +45,7 @@ def check_compatible(bundle: Bundle, prep, model_path, prepared_path) -> None:
         (mine.pca_mean, theirs.pca_mean),
     ]
     if not all(np.allclose(a, b) for a, b in pairs):
-        raise HsiclsError(f"{model_path}: {prepared_path} was preprocessed differently from the model's training data")
+        raise HsiclsError(f"{bundle_path}: {prepared_path} was preprocessed differently from the model's training data")
     seen = None
     for k in ("train", "val"):
         m = bundle.split_masks.get(k)
@@ -53,19 +53,19 @@ def check_compatible(bundle: Bundle, prep, model_path, prepared_path) -> None:
             seen = m if seen is None else (seen | m)
     if seen is not None and (seen & prep.test).any():
         raise HsiclsError(
-            f"{prepared_path}: its test split holds {int((seen & prep.test).sum())} pixels the model {model_path} "
+            f"{prepared_path}: its test split holds {int((seen & prep.test).sum())} pixels the model {bundle_path} "
             f"was trained or selected on; evaluate on the prepared file it was trained from"
         )
 
 
-def evaluate(model_path: str | Path, prepared_path: str | Path, options: EvaluateOptions | None = None, **overrides) -> dict:
+def evaluate(bundle_path: str | Path, prepared_path: str | Path, options: EvaluateOptions | None = None, **overrides) -> dict:
     """Returns a JSON-ready report: metrics plus what produced them (split protocol, seeds, counts).
     ``overrides`` replace single options (``evaluate(m, p, device="cpu")``)."""
     options = (options or EvaluateOptions()).replace(**overrides).validate()
     tune_allocator()
-    bundle = load_bundle(model_path)
+    bundle = load_bundle(bundle_path)
     prep = load_prepared(prepared_path).features_for(bundle.preprocessing)
-    check_compatible(bundle, prep, model_path, prepared_path)
+    check_compatible(bundle, prep, bundle_path, prepared_path)
     rows, cols = np.nonzero(prep.test)
     if rows.size == 0:
         raise HsiclsError(f"{prepared_path}: the test split is empty")
@@ -92,7 +92,7 @@ def evaluate(model_path: str | Path, prepared_path: str | Path, options: Evaluat
     report["precision_reason"] = runner.precision_reason  # what --precision auto chose and why (its probe)
     report["compiled"], report["compile_reason"] = runner.compiled, runner.compile_reason
     console.debug(f"precision {runner.precision}: {runner.precision_reason}")
-    report.update(_provenance(bundle, prep, model_path, prepared_path, options, int(rows.size)))
+    report.update(_provenance(bundle, prep, bundle_path, prepared_path, options, int(rows.size)))
     return report
 
 
@@ -136,11 +136,11 @@ def _calibration(bundle: Bundle, logits: torch.Tensor, truth: np.ndarray) -> dic
     return rep
 
 
-def _provenance(bundle: Bundle, prep, model_path, prepared_path, options: EvaluateOptions, n_test: int) -> dict:
+def _provenance(bundle: Bundle, prep, bundle_path, prepared_path, options: EvaluateOptions, n_test: int) -> dict:
     """What produced the numbers: model, split protocol, preprocessing, selection, configurations."""
     training = bundle.training
     return {
-        "model": str(model_path),
+        "model": str(bundle_path),
         "model_name": bundle.model.name,
         "prepared": str(prepared_path),
         "class_names": list(prep.class_names),

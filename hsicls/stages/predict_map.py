@@ -220,13 +220,13 @@ def predict_map(
     """Write the class map (and the optional confidence/probability rasters and preview); returns the summary.
     ``bundle``: the bundle's path, or the bundle loaded once for many scenes (:func:`predict_maps`)."""
     scene_path = Path(scene_path)
-    model_path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
+    bundle_path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
     outputs = outputs if isinstance(outputs, MapOutputs) else MapOutputs(Path(outputs))
-    outputs.declared().guard(overwrite, inputs=[scene_path, model_path])
+    outputs.declared().guard(overwrite, inputs=[scene_path, bundle_path])
     options.validate()
     tune_allocator()
     t0 = time.perf_counter()
-    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(model_path)
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle_path)
     source = _open_scene(scene_path, bundle, options.key, options.nodata, options.mask, options.resample_bands)
     check_clean_up(source, options)
     need_probs = outputs.needs_probabilities(options.reject_below)

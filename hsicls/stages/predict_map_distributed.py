@@ -58,11 +58,11 @@ __all__ = ["predict_maps_distributed", "UNIT_WINDOW"]
 UNIT_WINDOW = 64
 
 
-def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many, held):
+def _plan(world: World, scenes: list[Path], bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite, many, held):
     """Rank 0: the scenes to map (with their outputs checked and part folders ready, each locked in ``held``,
     an ExitStack that rank 0 keeps open to the end of the run), skipped, failed."""
     try:
-        load_bundle(model_path)  # the one bundle check, before any part folder is made
+        load_bundle(bundle_path)  # the one bundle check, before any part folder is made
     except HsiclsError as exc:
         return {"error": str(exc)}
     stems = [p.stem for p in scenes]
@@ -77,7 +77,7 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
                 console.info(f"{p.name}: {outputs.map} exists; skipped (--overwrite to redo)")
                 plan["skipped"].append(str(p))
                 continue
-            outputs.declared().guard(overwrite, inputs=[p, model_path], lock=False)  # the assembling rank locks
+            outputs.declared().guard(overwrite, inputs=[p, bundle_path], lock=False)  # the assembling rank locks
             parts = PartFolder(outputs.map, uuid.uuid4().hex)
             try:  # one job per part folder: a second one is refused before it touches the first's parts
                 held.enter_context(output_lock(parts.dir))
@@ -86,7 +86,7 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
                     f"{outputs.map}: another predict-map job is computing this map now; wait for it to finish or "
                     f"choose another output name"
                 ) from None
-            done = parts.prepare(job_fingerprint(p, model_path, outputs, options))
+            done = parts.prepare(job_fingerprint(p, bundle_path, outputs, options))
             if done:
                 console.info(f"{p.name}: resuming, {done} units already done")
         except HsiclsError as exc:
@@ -102,9 +102,9 @@ def _plan(world: World, scenes: list[Path], model_path: Path, template: MapOutpu
 class _RankJob:
     """One rank's share of the run: the classifier, and what it did (pixels, seconds)."""
 
-    def __init__(self, world: World, model_path: Path, template: MapOutputs, options: MapOptions, overwrite: bool):
+    def __init__(self, world: World, bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite: bool):
         self.world, self.options, self.overwrite = world, options, overwrite
-        self.bundle = load_bundle(model_path)
+        self.bundle = load_bundle(bundle_path)
         need_probs = template.needs_probabilities(options.reject_below)
         runner = Runner.resolve(  # the job's size is not known per rank: --compile auto stays eager, on compiles
             options.device,
@@ -190,27 +190,27 @@ class _RankJob:
 
 
 def predict_maps_distributed(
-    world: World, scenes: list, model_path, template: MapOutputs, options: MapOptions, overwrite: bool, many: bool
+    world: World, scenes: list, bundle_path, template: MapOutputs, options: MapOptions, overwrite: bool, many: bool
 ) -> dict | None:
     """predict-map on this rank of ``world``; rank 0 returns the summary (one map: the map's summary,
     several: ``{"maps", "skipped", "failed"}``), each with ``world_size`` and ``ranks``; others ``None``."""
     options.validate()
     options = options.replace(window=min(options.window, UNIT_WINDOW))
     tune_allocator()
-    scenes, model_path = [Path(p) for p in scenes], Path(model_path)
+    scenes, bundle_path = [Path(p) for p in scenes], Path(bundle_path)
     if not world.is_main:
         console.set_verbosity(-1)
     with contextlib.ExitStack() as held:  # rank 0 holds the part folders' locks to the end of the run
         plan = world.broadcast(
-            _plan(world, scenes, model_path, template, options, overwrite, many, held) if world.is_main else None
+            _plan(world, scenes, bundle_path, template, options, overwrite, many, held) if world.is_main else None
         )
         if plan["error"]:
             raise (HsiclsError if world.is_main else RankFailed)(plan["error"])
-        return _run_plan(world, plan, model_path, template, options, overwrite, many)
+        return _run_plan(world, plan, bundle_path, template, options, overwrite, many)
 
 
-def _run_plan(world: World, plan: dict, model_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
-    rank = _RankJob(world, model_path, template, options, overwrite)
+def _run_plan(world: World, plan: dict, bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
+    rank = _RankJob(world, bundle_path, template, options, overwrite)
     for i, job in enumerate(plan["jobs"]):
         try:
             rank.scene(i, job)

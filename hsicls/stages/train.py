@@ -36,7 +36,7 @@ from hsicls.artifacts.prepared import load_prepared
 from hsicls.config import TrainOptions
 from hsicls.engine.calibration import calibrate_bundle, measure_bf16_error
 from hsicls.engine.distributed import RankFailed, World
-from hsicls.engine.runtime import resolve_device, tune_allocator, uses_bf16
+from hsicls.engine.runtime import resolve_device, training_precision, tune_allocator
 from hsicls.engine.training import DistributedTrainingRun, TrainingRun, augment_batch, batch_bounds, ema_update, seed_everything
 from hsicls.errors import HsiclsError, InputError, Interrupted, OptionError
 from hsicls.io.atomic import atomic_output
@@ -205,7 +205,8 @@ def train_model(
         torch.use_deterministic_algorithms(True, warn_only=True)
     options, search = _search_patch(prep, prepared_path, options, device, world, resume)
     _check_prepared(prep, prepared_path, options)
-    bf16 = uses_bf16(options.precision, device)
+    bf16, why = training_precision(options.precision, device)
+    console.debug(f"training precision: {why}")
     run = (
         DistributedTrainingRun(prep, options, device, bf16, world)
         if world.distributed
@@ -228,6 +229,7 @@ def train_model(
     record = {
         "device": device.type,
         "precision": "bf16" if run.use_bf16 else "fp32",
+        "precision_reason": why,
         **sel,
         "seconds": seconds,
         "epochs_run": run.epoch,
@@ -264,7 +266,7 @@ def _search_patch(prep, prepared_path, options: TrainOptions, device, world: Wor
     for p in sizes:
         seed_everything(options.seed)
         trial = options.replace(patch_size=p, epochs=epochs, early_stopping=0, patch_search=None)
-        bf16 = uses_bf16(options.precision, device)
+        bf16, _ = training_precision(options.precision, device)
         run = (
             DistributedTrainingRun(prep, trial, device, bf16, world)
             if world.distributed

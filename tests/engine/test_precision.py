@@ -243,3 +243,33 @@ def test_compile_refuses_an_unsafe_cache_folder(monkeypatch, tmp_path, capsys):
     runner = Runner.resolve("cpu", "fp32", 64, None, job_pixels=rows.numel(), compile="on")
     runner.classes(model, padded, rows, cols, patch)
     assert not runner.compiled and calls == [] and "writable by others" in capsys.readouterr().err
+
+
+def test_training_precision_follows_the_cpu_and_the_flag(monkeypatch):
+    """--precision auto trains under bf16 autocast only where the CPU computes bf16 natively; fp32 and bf16 as asked."""
+    import torch
+
+    from hsicls.engine import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: False)
+    assert runtime.training_precision("auto", cpu)[0] is False
+    assert runtime.training_precision("bf16", cpu) == (True, "--precision bf16")
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(runtime, "CPU_BF16_TRAINING", True)
+    bf16, why = runtime.training_precision("auto", cpu)
+    assert bf16 is True and "avx512_bf16" in why
+    monkeypatch.setattr(runtime, "CPU_BF16_TRAINING", False)
+    assert runtime.training_precision("auto", cpu)[0] is False
+    assert runtime.training_precision("fp32", cpu) == (False, "--precision fp32")
+
+
+def test_the_training_precision_is_recorded_in_the_bundle(prepared, tmp_path):
+    import torch
+
+    r = run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--epochs", "1", "--patch-size", "5",
+                "--precision", "fp32")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    training = torch.load(tmp_path / "m.pt", weights_only=True)["training"]
+    assert training["precision"] == "fp32" and training["precision_reason"] == "--precision fp32"
