@@ -11,7 +11,7 @@ DEMO_DIR   ?= demo_out
 DEMO_EPOCHS ?= 80
 DEMO_PATCH  ?= 7
 
-.PHONY: install lint demo test bench bench-accuracy bench-protocol bench-map bench-gpu clean sample
+.PHONY: install lint demo test bench bench-accuracy bench-protocol bench-map bench-gpu bench-peers clean sample
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/model_cost.py
 	$(BIN)/python bench/sample_spectral_vs_spatial.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/predict_map.py
 
 bench-protocol: install
@@ -53,6 +54,14 @@ bench-protocol: install
 
 bench-map: install
 	$(BIN)/python bench/predict_map.py
+
+# the peers' published code, fetched beside the repository (never copied into it), and what it imports
+PEERS ?= /tmp/hsicls-peers
+bench-peers: install
+	$(BIN)/pip install -q einops tqdm
+	test -d $(PEERS)/HSI_SSFTT || git clone -q https://github.com/zgr6010/HSI_SSFTT $(PEERS)/HSI_SSFTT
+	test -d $(PEERS)/DeepHyperX || git clone -q https://github.com/nshaud/DeepHyperX $(PEERS)/DeepHyperX
+	$(BIN)/python bench/peers.py --ssftt $(PEERS)/HSI_SSFTT --deephyperx $(PEERS)/DeepHyperX
 
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py
