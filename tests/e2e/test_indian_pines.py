@@ -65,7 +65,11 @@ def test_indian_pines_end_to_end(shared_data, tmp_path):
     assert rep["test_pixels"] == sum(IP_COUNTS) - sum(rep["train_pixels_per_class"]) - _val(prep)
     # temperature scaling, fitted on the validation split, lowers its NLL; evaluate reports ECE before and after
     cal = torch.load(model, weights_only=True)["training"]["calibration"]
-    assert cal["val_nll_after"] < cal["val_nll_before"] and rep["calibration"]["temperature"] == cal["temperature"]
+    # the temperature lowers the validation NLL whenever it moves (it never sharpens beyond what validation supports)
+    assert cal["val_nll_after"] < cal["val_nll_before"] or (
+        cal["temperature"] == 1.0 and cal["val_nll_after"] == cal["val_nll_before"]
+    )
+    assert rep["calibration"]["temperature"] == cal["temperature"]
     assert rep["calibration"]["ece_after"] is not None
 
 
