@@ -72,6 +72,16 @@ def bundle(prepared, tmp_path_factory) -> Path:
     return out
 
 
+def one_error(r: Result, *needles) -> str:
+    """A user error: a non-zero exit, no traceback, exactly one ``error:`` line on stderr, naming every needle."""
+    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    for n in needles:
+        assert str(n) in errors[0], r.stderr
+    return errors[0]
+
+
 def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.endswith(".part")]
 

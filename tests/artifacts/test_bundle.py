@@ -7,16 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli
-
-
-def _one_error(r, *needles):
-    assert r.exit_code != 0 and "Traceback" not in r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
+from tests.conftest import one_error, run_cli
 
 
 def _bundle_without(src: Path, dst: Path, drop=None, change=None) -> Path:
@@ -41,4 +32,4 @@ def _bundle_without(src: Path, dst: Path, drop=None, change=None) -> Path:
 )
 def test_broken_bundle_gives_one_line_naming_the_file(bundle, prepared, tmp_path, drop, change, needle):
     bad = _bundle_without(bundle, tmp_path / "broken.pt", drop, change)
-    _one_error(run_cli("evaluate", bad, prepared), "broken.pt", needle)
+    one_error(run_cli("evaluate", bad, prepared), "broken.pt", needle)

@@ -5,24 +5,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.io
 
-from tests.conftest import no_temp_files, run_cli
-
-
-def _one_error_line(r, *needles):
-    assert r.exit_code != 0
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr
-    for n in needles:
-        assert str(n) in errors[0], r.stderr
-    return errors[0]
+from tests.conftest import no_temp_files, one_error, run_cli
 
 
 def test_missing_scene(tmp_path, tiny_scene):
     missing = tmp_path / "nope.tif"
     r = run_cli("preprocess", missing, "--labels", tiny_scene[1], "-o", tmp_path / "p.h5")
-    _one_error_line(r, "nope.tif", "no such file")
+    one_error(r, "nope.tif", "no such file")
     assert not (tmp_path / "p.h5").exists()
 
 
@@ -32,9 +21,9 @@ def test_wrong_mat_key(tmp_path):
     lab = tmp_path / "gt.npy"
     np.save(lab, np.ones((8, 8), np.uint8))
     r = run_cli("preprocess", mat, "--labels", lab, "-o", tmp_path / "p.h5", "--key", "paviaU")
-    _one_error_line(r, "cube.mat", "paviaU")
+    one_error(r, "cube.mat", "paviaU")
     r = run_cli("preprocess", mat, "--labels", lab, "-o", tmp_path / "p.h5")
-    _one_error_line(r, "cube.mat", "--key")
+    one_error(r, "cube.mat", "--key")
 
 
 def test_label_shape_mismatch(tmp_path):
@@ -43,7 +32,7 @@ def test_label_shape_mismatch(tmp_path):
     lab = tmp_path / "gt.npy"
     np.save(lab, np.ones((12, 10), np.uint8))
     r = run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5")
-    _one_error_line(r, "gt.npy", "12x10", "10x12")
+    one_error(r, "gt.npy", "12x10", "10x12")
     assert not (tmp_path / "p.h5").exists()
 
 
@@ -52,28 +41,28 @@ def test_empty_labels(tmp_path):
     np.save(cube, np.random.default_rng(0).random((10, 10, 6)).astype(np.float32))
     lab = tmp_path / "gt.npy"
     np.save(lab, np.zeros((10, 10), np.uint8))
-    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
+    one_error(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
 
 
 def test_corrupt_files(tmp_path, bundle, prepared):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")
-    _one_error_line(run_cli("predict-map", bad, "-m", bundle, "-o", tmp_path / "m.tif"), "bad.tif")
+    one_error(run_cli("predict-map", bad, "-m", bundle, "-o", tmp_path / "m.tif"), "bad.tif")
     bad_pt = tmp_path / "bad.pt"
     bad_pt.write_bytes(b"garbage")
-    _one_error_line(run_cli("evaluate", bad_pt, prepared), "bad.pt")
-    _one_error_line(run_cli("evaluate", bundle, bad), "bad.tif")
+    one_error(run_cli("evaluate", bad_pt, prepared), "bad.pt")
+    one_error(run_cli("evaluate", bundle, bad), "bad.tif")
 
 
 def test_unknown_dataset(tmp_path):
-    _one_error_line(run_cli("download", "atlantis", "--data-dir", tmp_path), "atlantis", "indian-pines")
+    one_error(run_cli("download", "atlantis", "--data-dir", tmp_path), "atlantis", "indian-pines")
 
 
 def test_no_overwrite_without_flag(prepared, tiny_scene, tmp_path):
     out = tmp_path / "p.h5"
     out.write_bytes(b"keep me")
     r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", out)
-    _one_error_line(r, "p.h5", "--overwrite")
+    one_error(r, "p.h5", "--overwrite")
     assert out.read_bytes() == b"keep me"
     r = run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", out, "--overwrite", "--components", "4")
     assert r.exit_code == 0 and out.read_bytes() != b"keep me"
@@ -83,50 +72,46 @@ def test_no_overwrite_without_flag(prepared, tiny_scene, tmp_path):
 def test_band_mismatch_and_tiny_scene(bundle, tmp_path):
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.random.default_rng(0).random((20, 20, 7)).astype(np.float32))
-    _one_error_line(run_cli("predict-map", wrong, "-m", bundle, "-o", tmp_path / "m.tif"), "wrong.npy", "7 bands", "24")
+    one_error(run_cli("predict-map", wrong, "-m", bundle, "-o", tmp_path / "m.tif"), "wrong.npy", "7 bands", "24")
     tiny = tmp_path / "tiny.npy"
     np.save(tiny, np.random.default_rng(0).random((3, 20, 24)).astype(np.float32))
-    _one_error_line(run_cli("predict-map", tiny, "-m", bundle, "-o", tmp_path / "m.tif"), "tiny.npy", "patch")
+    one_error(run_cli("predict-map", tiny, "-m", bundle, "-o", tmp_path / "m.tif"), "tiny.npy", "patch")
     assert not (tmp_path / "m.tif").exists()
 
 
 def test_bad_options(prepared, tmp_path):
-    _one_error_line(
-        run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--patch-size", "4"), "patch-size"
-    )
-    _one_error_line(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "vit-huge"), "vit-huge")
-    _one_error_line(
+    one_error(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--patch-size", "4"), "patch-size")
+    one_error(run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "vit-huge"), "vit-huge")
+    one_error(
         run_cli(
             "train", prepared, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--model-opt", "fusion=magic", "--epochs", "1"
         ),
         "magic",
     )
-    _one_error_line(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
-    _one_error_line(
+    one_error(run_cli("evaluate", tmp_path / "none.pt", prepared), "none.pt", "no such file")
+    one_error(
         run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--padding", "mirror"), "--padding", "mirror"
     )
-    _one_error_line(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--ema", "1.5"), "--ema")
+    one_error(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--ema", "1.5"), "--ema")
     assert not (tmp_path / "m.pt").exists()
 
 
 def test_mismatched_bundle_and_prepared(bundle, tiny_scene, tmp_path):
     other = tmp_path / "other.h5"
     assert run_cli("preprocess", tiny_scene[0], "--labels", tiny_scene[1], "-o", other, "--components", "5").exit_code == 0
-    _one_error_line(run_cli("evaluate", bundle, other), "other.h5")
+    one_error(run_cli("evaluate", bundle, other), "other.h5")
 
 
 def test_more_bad_input(bundle, prepared, tiny_scene, tmp_path):
-    _one_error_line(run_cli("evaluate", bundle, prepared, "--batch-size", "0"), "--batch-size")
-    _one_error_line(
-        run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--batch-size", "-3"), "--batch-size"
-    )
+    one_error(run_cli("evaluate", bundle, prepared, "--batch-size", "0"), "--batch-size")
+    one_error(run_cli("predict-map", tiny_scene[0], "-m", bundle, "-o", tmp_path / "m.tif", "--batch-size", "-3"), "--batch-size")
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    _one_error_line(run_cli("evaluate", empty, prepared), "empty.pt")
+    one_error(run_cli("evaluate", empty, prepared), "empty.pt")
     odd = tmp_path / "we[/ird]" / "x[bold]y.npy"  # rich markup in a path is printed as is
-    _one_error_line(run_cli("predict-map", odd, "-m", bundle, "-o", tmp_path / "m.tif"), "we[/ird]", "x[bold]y.npy")
-    _one_error_line(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--lr", "-1"), "--lr")
-    _one_error_line(
+    one_error(run_cli("predict-map", odd, "-m", bundle, "-o", tmp_path / "m.tif"), "we[/ird]", "x[bold]y.npy")
+    one_error(run_cli("train", "--model", "md2f-mamba", prepared, "-o", tmp_path / "m.pt", "--lr", "-1"), "--lr")
+    one_error(
         run_cli("train", prepared, "-o", tmp_path / "m.pt", "--model", "md2f-mamba", "--model-opt", "spectral_stride=0"),
         "spectral_stride",
     )
@@ -140,17 +125,17 @@ def test_labels_out_of_range_or_all_nodata(tmp_path):
     big = np.zeros((10, 10), np.int64)
     big[0, 0] = 2**31 + 5
     np.save(lab, big)
-    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "too large")
+    one_error(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "too large")
     data = np.random.default_rng(0).random((10, 10, 6)).astype(np.float32)
     data[:5] = np.nan
     np.save(cube, data)
     gt = np.zeros((10, 10), np.uint8)
     gt[:5] = 1
     np.save(lab, gt)
-    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
+    one_error(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5"), "gt.npy", "no labelled pixel")
     np.save(cube, np.random.default_rng(0).random((4, 4, 40)).astype(np.float32))
     np.save(lab, np.repeat(np.array([[1], [1], [2], [2]], np.uint8), 4, axis=1))
-    _one_error_line(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5", "--components", "30"), "PCA")
+    one_error(run_cli("preprocess", cube, "--labels", lab, "-o", tmp_path / "p.h5", "--components", "30"), "PCA")
 
 
 def test_evaluate_refuses_a_split_that_overlaps_training(bundle, tiny_scene, tmp_path):
@@ -172,7 +157,7 @@ def test_evaluate_refuses_a_split_that_overlaps_training(bundle, tiny_scene, tmp
         ).exit_code
         == 0
     )
-    _one_error_line(run_cli("evaluate", bundle, other), "seed1.h5", "trained or selected on")
+    one_error(run_cli("evaluate", bundle, other), "seed1.h5", "trained or selected on")
 
 
 def test_labels_on_another_grid(tiny_scene, tmp_path):
@@ -185,7 +170,7 @@ def test_labels_on_another_grid(tiny_scene, tmp_path):
     shifted = tmp_path / "shifted.tif"
     with rasterio.open(shifted, "w", **profile) as dst:
         dst.write(data)
-    _one_error_line(run_cli("preprocess", tiny_scene[0], "--labels", shifted, "-o", tmp_path / "p.h5"), "shifted.tif", "grid")
+    one_error(run_cli("preprocess", tiny_scene[0], "--labels", shifted, "-o", tmp_path / "p.h5"), "shifted.tif", "grid")
 
 
 def test_usage_error_is_one_line():

@@ -8,18 +8,9 @@ import torch
 
 from hsicls.config import EvaluateOptions, MapOptions, PreprocessOptions, TrainOptions
 from hsicls.errors import OptionError
-from tests.conftest import run_cli
+from tests.conftest import one_error, run_cli
 
 TRAIN = ("--model", "md2f-mamba", "--epochs", "2", "--patch-size", "5", "--batch-size", "32", "--device", "cpu")
-
-
-def _one_error(r, *needles):
-    assert r.exit_code != 0 and "Traceback" not in r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
 
 
 def test_print_config_then_config_trains_the_same_model_bit_for_bit(prepared, tmp_path):
@@ -68,15 +59,15 @@ def test_print_config_on_every_stage_command_round_trips(cmd, tmp_path):
 def test_unknown_key_in_the_config_file_is_named(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[train]\nepoch = 3\n")
-    _one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "epoch")
+    one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "epoch")
     cfg.write_text("[train\n")
-    _one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "TOML")
+    one_error(run_cli("train", "--model", "md2f-mamba", "p.h5", "-o", "m.pt", "--config", cfg), "c.toml", "TOML")
 
 
 def test_invalid_choice_is_refused_at_parse_time_with_the_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     r = run_cli("train", "--model", "md2f-mamba", tmp_path / "none.h5", "-o", tmp_path / "m.pt", "--lr-schedule", "linear")
-    line = _one_error(r, "--lr-schedule")
+    line = one_error(r, "--lr-schedule")
     assert r.exit_code == 2 and all(c in line for c in ("constant", "cosine", "step"))
     assert "[constant|cosine|step]" in run_cli("train", "--help").stdout
 
@@ -95,7 +86,7 @@ def test_invalid_choice_is_refused_at_parse_time_with_the_choices(tmp_path, monk
 def test_validate_refuses_bad_values_before_reading_any_data(args, needle, tmp_path):
     r = run_cli("train", "--model", "md2f-mamba", tmp_path / "does-not-exist.h5", "-o", tmp_path / "m.pt", *args)
     assert r.exit_code == 2
-    _one_error(r, needle)
+    one_error(r, needle)
 
 
 def test_options_validate_in_python_too():
@@ -113,8 +104,8 @@ def test_hidden_alias_is_accepted_but_not_shown():
     assert r.exit_code == 0, r.stderr
     assert "--patch-size" in run_cli("model-info", "--help").stdout
     assert "--patch " not in run_cli("model-info", "--help").stdout
-    _one_error(run_cli("model-info", "--patch-size", "4"), "odd")
-    _one_error(run_cli("model-info", "--classes", "0"), "--classes")
+    one_error(run_cli("model-info", "--patch-size", "4"), "odd")
+    one_error(run_cli("model-info", "--classes", "0"), "--classes")
 
 
 def test_every_cli_option_of_a_stage_is_a_declared_field():
