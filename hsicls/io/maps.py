@@ -46,7 +46,7 @@ class MapOutputs:
     PER_PIXEL: ClassVar[dict[str, bool]] = {"map": False, "confidence": True, "probabilities": True, "preview": False}
 
     def all(self) -> list[Path]:
-        return [Path(p) for p in (self.map, self.confidence, self.probabilities, self.preview) if p is not None]
+        return [Path(getattr(self, f)) for f, on in self.asked().items() if on]
 
     def asked(self) -> dict[str, bool]:
         """Which outputs this run writes, by field."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hsicls import console
-from hsicls.artifacts.bundle import load_bundle
+from hsicls.artifacts.bundle import Bundle, load_bundle
 from hsicls.artifacts.parts import PartFolder, job_fingerprint
 from hsicls.config import MapOptions
 from hsicls.engine.distributed import RankFailed, World
@@ -58,11 +58,12 @@ __all__ = ["predict_maps_distributed", "UNIT_WINDOW"]
 UNIT_WINDOW = 64
 
 
-def _plan(world: World, scenes: list[Path], bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite, many, held):
+def _plan(world: World, scenes: list[Path], bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite, many, held,
+          checked: dict):  # fmt: skip
     """Rank 0: the scenes to map (with their outputs checked and part folders ready, each locked in ``held``,
-    an ExitStack that rank 0 keeps open to the end of the run), skipped, failed."""
+    an ExitStack that rank 0 keeps open to the end of the run), skipped, failed; the loaded bundle in ``checked``."""
     try:
-        load_bundle(bundle_path)  # the one bundle check, before any part folder is made
+        checked["bundle"] = load_bundle(bundle_path)  # the one bundle check, before any part folder is made
     except HsiclsError as exc:
         return {"error": str(exc)}
     stems = [p.stem for p in scenes]
@@ -102,9 +103,9 @@ def _plan(world: World, scenes: list[Path], bundle_path: Path, template: MapOutp
 class _RankJob:
     """One rank's share of the run: the classifier, and what it did (pixels, seconds)."""
 
-    def __init__(self, world: World, bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite: bool):
+    def __init__(self, world: World, bundle: Bundle | Path, template: MapOutputs, options: MapOptions, overwrite: bool):
         self.world, self.options, self.overwrite = world, options, overwrite
-        self.bundle = load_bundle(bundle_path)
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)  # rank 0's was loaded by its check
         need_probs = template.needs_probabilities(options.reject_below)
         runner = Runner.resolve(  # the job's size is not known per rank: --compile auto stays eager, on compiles
             options.device,
@@ -200,17 +201,18 @@ def predict_maps_distributed(
     scenes, bundle_path = [Path(p) for p in scenes], Path(bundle_path)
     if not world.is_main:
         console.set_verbosity(-1)
+    checked: dict = {}  # rank 0: the bundle its check loaded, used again instead of a second load
     with contextlib.ExitStack() as held:  # rank 0 holds the part folders' locks to the end of the run
         plan = world.broadcast(
-            _plan(world, scenes, bundle_path, template, options, overwrite, many, held) if world.is_main else None
+            _plan(world, scenes, bundle_path, template, options, overwrite, many, held, checked) if world.is_main else None
         )
         if plan["error"]:
             raise (HsiclsError if world.is_main else RankFailed)(plan["error"])
-        return _run_plan(world, plan, bundle_path, template, options, overwrite, many)
+        return _run_plan(world, plan, checked.get("bundle", bundle_path), template, options, overwrite, many)
 
 
-def _run_plan(world: World, plan: dict, bundle_path: Path, template: MapOutputs, options: MapOptions, overwrite, many):
-    rank = _RankJob(world, bundle_path, template, options, overwrite)
+def _run_plan(world: World, plan: dict, bundle, template: MapOutputs, options: MapOptions, overwrite, many):
+    rank = _RankJob(world, bundle, template, options, overwrite)
     for i, job in enumerate(plan["jobs"]):
         try:
             rank.scene(i, job)
